@@ -1,0 +1,36 @@
+# Every target does its own set-up (creates .venv and installs) on a fresh machine.
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export DAGSTER_HOME ?= $(CURDIR)/.dagster
+ARGS ?=
+
+.PHONY: install run test ui lint format data bench clean
+
+$(STAMP): pyproject.toml scripts/install.sh
+	VENV=$(VENV) bash scripts/install.sh
+
+install: $(STAMP)
+
+run: $(STAMP)  ## the main job end-to-end on the default data, then the KPI table
+	$(BIN)/cryptoml run $(ARGS)
+
+test: $(STAMP)  ## the test suite (CI runs exactly this)
+	$(BIN)/pytest cryptoml_pipeline_tests
+
+ui: $(STAMP)  ## Dagster web UI on http://127.0.0.1:3000
+	$(BIN)/python scripts/dagster_dev.py
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+data: $(STAMP)  ## download candles + funding via ccxt into ./data (needs network)
+	$(BIN)/cryptoml data --data-dir data $(ARGS)
+
+clean:
+	rm -rf output .dagster .pytest_cache .ruff_cache

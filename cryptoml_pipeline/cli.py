@@ -1,0 +1,229 @@
+"""``cryptoml`` command line: ``run`` (the main job end-to-end) and ``data`` (download via ccxt).
+
+Bad arguments print ONE line on stderr naming the problem and exit with code 2 (no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import NoReturn
+
+from cryptoml_pipeline.errors import InputError
+from cryptoml_pipeline.locations import REPO_ROOT, has_market_data, resolve_data_location
+from cryptoml_pipeline.settings import DEFAULT_SYMBOLS, PROFILES
+
+EXIT_BAD_INPUT = 2
+DEFAULT_DAGSTER_YAML = """telemetry:
+  enabled: false
+python_logs:
+  managed_python_loggers: [cryptoml_pipeline]
+  python_log_level: INFO
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, exit 2
+        print(f"cryptoml: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="cryptoml", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run = sub.add_parser("run", help="materialize the whole asset graph and print the KPIs")
+    run.add_argument("--data-dir", help="parquet data directory (default: see README)")
+    run.add_argument("--symbols", default=",".join(DEFAULT_SYMBOLS), help="comma-separated")
+    run.add_argument("--timeframe", default="1h")
+    run.add_argument("--start", help="UTC date/time, inclusive (default: end - 730 days)")
+    run.add_argument("--end", help="UTC date/time, exclusive (default: last common bar + 1 bar)")
+    run.add_argument("--profile", default="demo", choices=PROFILES)
+    run.add_argument("--output-dir", default="output")
+    run.add_argument("--synthetic", action="store_true", help="force the synthetic market")
+    run.add_argument("--allow-cpu", action="store_true", help="let the 'full' profile run on CPU")
+    data = sub.add_parser("data", help="download candles + funding via ccxt into a data directory")
+    data.add_argument("--data-dir", default="data")
+    data.add_argument("--symbols", default=",".join(DEFAULT_SYMBOLS))
+    data.add_argument("--timeframe", default="1h")
+    data.add_argument("--days", type=int, default=800)
+    return parser
+
+
+def parse_symbols(raw: str) -> list[str]:
+    symbols = [s.strip() for s in raw.split(",") if s.strip()]
+    if not symbols:
+        raise InputError("no symbols selected (--symbols is empty)")
+    bad = [s for s in symbols if "/" not in s]
+    if bad:
+        raise InputError(f"symbol {bad[0]!r} is not a ccxt symbol like BTC/USDT")
+    return symbols
+
+
+def ensure_dagster_home() -> Path:
+    """``$DAGSTER_HOME`` (default ``./.dagster``) with a ``dagster.yaml`` (copied from the project's
+    when missing), so runs persist and show in ``make ui``."""
+    home = Path(os.environ.get("DAGSTER_HOME", ".dagster")).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(home)
+    target = home / "dagster.yaml"
+    if not target.exists():
+        project = REPO_ROOT / "dagster.yaml"
+        target.write_text(project.read_text() if project.exists() else DEFAULT_DAGSTER_YAML)
+    return home
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def prepare_run(args: argparse.Namespace):
+    """Validate arguments into resources; raises InputError naming the problem."""
+    from cryptoml_pipeline.defs.resources import MarketDataResource, PipelineResource
+
+    symbols = parse_symbols(args.symbols)
+    if args.profile == "full" and not args.allow_cpu and not _cuda_available():
+        raise InputError("profile 'full' needs CUDA (no GPU found); pass --allow-cpu to force it")
+    if args.synthetic:
+        market = MarketDataResource(kind="synthetic")
+    else:
+        location = resolve_data_location(args.data_dir)
+        if location.kind == "parquet":
+            assert location.path is not None
+            if not location.path.is_dir():
+                raise InputError(f"data directory {location.path} does not exist ({location.reason})")
+            if not has_market_data(location.path):
+                raise InputError(f"data directory {location.path} holds no market/*.parquet files")
+            market = MarketDataResource(kind="parquet", data_dir=str(location.path.resolve()))
+        else:
+            market = MarketDataResource(kind="synthetic")
+    pipeline = PipelineResource(
+        profile=args.profile,
+        symbols=symbols,
+        timeframe=args.timeframe,
+        start=args.start,
+        end=args.end,
+        output_dir=str(Path(args.output_dir).resolve()),
+    )
+    try:
+        settings = pipeline.settings()
+    except ValueError as exc:  # unparsable date or invalid setting
+        raise InputError(f"invalid argument: {str(exc).splitlines()[0]}") from exc
+    start, end = market.window(settings)
+    pipeline = pipeline.model_copy(update={"start": start.isoformat(), "end": end.isoformat()})
+    return pipeline, market
+
+
+def _run_config() -> dict:
+    return {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
+
+def execute_pipeline(pipeline, market) -> dict:
+    """Run prepare -> every fold partition -> evaluate on the persistent instance."""
+    import dagster as dg
+
+    from cryptoml_pipeline.definitions import build_definitions
+    from cryptoml_pipeline.defs.partitions import FOLDS
+
+    ensure_dagster_home()
+    defs = build_definitions(pipeline, market)
+    with dg.DagsterInstance.get() as instance:
+
+        def run(job: str, partition_key: str | None = None) -> None:
+            result = defs.resolve_job_def(job).execute_in_process(
+                instance=instance, partition_key=partition_key, run_config=_run_config(),
+                raise_on_error=False,
+            )
+            if not result.success:
+                where = f" (fold {partition_key})" if partition_key else ""
+                raise RuntimeError(f"{job}{where} failed: run {result.run_id}; see `make ui`")
+
+        run("prepare_job")
+        folds = instance.get_dynamic_partitions(FOLDS)
+        for i, key in enumerate(sorted(folds), 1):
+            print(f"[cryptoml] training fold {i}/{len(folds)}: {key}", file=sys.stderr)
+            run("train_folds_job", key)
+        run("evaluate_job")
+    report_path = Path(pipeline.output_dir) / "reports" / "report.json"
+    return json.loads(report_path.read_text())
+
+
+def kpi_table(report: dict) -> str:
+    from cryptoml_pipeline.reporting.html import KPI_ROWS, fmt
+
+    head = f"{'KPI':<26}{'strategy':>12}{'buy&hold':>12}{'rule-based':>12}   target"
+    lines = [head, "-" * len(head)]
+    for key, label, kind in KPI_ROWS:
+        tgt = report["targets"].get(key)
+        tgt_txt = ""
+        if tgt:
+            tk = "pct" if kind == "pct" else "num"
+            rng = [fmt(tgt["min"], tk) if tgt["min"] is not None else "",
+                   fmt(tgt["max"], tk) if tgt["max"] is not None else ""]
+            tgt_txt = ("≥ " + rng[0] if not rng[1] else "≤ " + rng[1] if not rng[0]
+                       else f"{rng[0]}–{rng[1]}")
+            tgt_txt += {True: "  met", False: "  NOT met", None: "  n/a"}[tgt["met"]]
+        vals = [fmt(report["strategy"].get(key), kind),
+                fmt(report["baselines"]["buy_and_hold"].get(key), kind),
+                fmt(report["baselines"]["rule_based"].get(key), kind)]
+        lines.append(f"{label:<26}" + "".join(f"{v:>12}" for v in vals) + f"   {tgt_txt}")
+    return "\n".join(lines)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    pipeline, market = prepare_run(args)
+    print(f"[cryptoml] profile={pipeline.profile} symbols={','.join(pipeline.symbols)} "
+          f"window=[{pipeline.start}, {pipeline.end}) source={market.kind} "
+          f"{market.data_dir or ''}", file=sys.stderr)
+    report = execute_pipeline(pipeline, market)
+    data = report["data"]
+    print()
+    print(report["title"])
+    print(f"data: {data['source']} ({data['price_source']}), {', '.join(data['symbols'])} "
+          f"{data['timeframe']}, [{data['start']}, {data['end']})")
+    print(kpi_table(report))
+    for warning in report["warnings"]:
+        print(f"warning: {warning}")
+    dep = report["deployment"]
+    print(f"deployment: deployed={dep['deployed']} version={dep['version']} ({dep['reason']})")
+    print(f"report: {Path(pipeline.output_dir) / 'reports' / 'report.html'}")
+    print(f"wall time: {time.monotonic() - started:.0f} s")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from cryptoml_pipeline.market import ParquetStore
+    from cryptoml_pipeline.market.ccxt_source import download_to_store
+
+    symbols = parse_symbols(args.symbols)
+    end = pd.Timestamp.now(tz="UTC").floor("h")
+    start = end - pd.Timedelta(days=args.days)
+    download_to_store(ParquetStore(Path(args.data_dir)), symbols, args.timeframe, start, end)
+    print(f"data written to {Path(args.data_dir).resolve()}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return {"run": cmd_run, "data": cmd_data}[args.command](args)
+    except InputError as exc:
+        print(f"cryptoml: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except RuntimeError as exc:
+        print(f"cryptoml: failed: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Dagster assets, grouped as ingestion, features, modeling, evaluation, deployment."""

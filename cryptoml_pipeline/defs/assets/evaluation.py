@@ -1,0 +1,131 @@
+"""Out-of-sample predictions, the cost-aware backtest with baselines, and the report."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from cryptoml_pipeline.defs.assets.modeling import plan_folds
+from cryptoml_pipeline.defs.resources import PipelineResource
+from cryptoml_pipeline.evaluation import Evaluation, evaluate_walk_forward
+from cryptoml_pipeline.reporting.html import equity_figure_png, kpi_markdown
+from cryptoml_pipeline.reporting.report import build_report, write_report
+
+GROUP = "evaluation"
+
+
+def outside_test_windows(predictions: pd.DataFrame, plan: list[dict[str, Any]]) -> pd.DataFrame:
+    """Rows whose timestamp is not inside their own fold's test window (must be empty)."""
+    bounds = pd.DataFrame(
+        [(f.key, f.test_start, f.test_end) for f in plan_folds(plan)],
+        columns=["fold", "test_start", "test_end"],
+    )
+    merged = predictions.merge(bounds, on="fold", how="left")
+    bad = ~((merged["timestamp"] >= merged["test_start"]) & (merged["timestamp"] < merged["test_end"]))
+    return merged.loc[bad, ["timestamp", "symbol", "fold"]]
+
+
+@dg.asset(group_name=GROUP)
+def oos_predictions(
+    context: dg.AssetExecutionContext,
+    fold_predictions: dict[str, pd.DataFrame],
+    fold_plan: list[dict[str, Any]],
+) -> pd.DataFrame:
+    """Every fold's test-window predictions, concatenated in time order (out-of-sample only)."""
+    order = [f["key"] for f in fold_plan]
+    missing = [k for k in order if k not in fold_predictions]
+    if missing:
+        raise dg.Failure(f"fold predictions missing for folds {missing}; materialize fold_predictions")
+    preds = pd.concat([fold_predictions[k] for k in order], ignore_index=True)
+    bad = outside_test_windows(preds, fold_plan)
+    if not bad.empty:
+        row = bad.iloc[0]
+        raise dg.Failure(
+            f"{len(bad)} predictions lie outside their fold's test window, e.g. {row['symbol']} "
+            f"{row['timestamp']} in fold {row['fold']}"
+        )
+    preds = preds.sort_values(["timestamp", "symbol"], kind="stable").reset_index(drop=True)
+    context.add_output_metadata({"rows": len(preds), "folds": len(order)})
+    return preds
+
+
+@dg.asset_check(asset=oos_predictions, blocking=True, description="Each prediction is OOS")
+def predictions_inside_test_windows(
+    oos_predictions: pd.DataFrame, fold_plan: list[dict[str, Any]]
+) -> dg.AssetCheckResult:
+    bad = outside_test_windows(oos_predictions, fold_plan)
+    return dg.AssetCheckResult(passed=bad.empty, metadata={"rows_outside": len(bad)})
+
+
+def _evaluation_from_bundle(bundle: dict[str, Any]) -> Evaluation:
+    return Evaluation(**{k: bundle[k] for k in Evaluation.__dataclass_fields__})
+
+
+@dg.asset(group_name=GROUP)
+def backtest(
+    context: dg.AssetExecutionContext,
+    oos_predictions: pd.DataFrame,
+    ohlcv: pd.DataFrame,
+    funding: pd.DataFrame,
+    feature_table: pd.DataFrame,
+    fold_plan: list[dict[str, Any]],
+    dataset_info: dict,
+    pipeline: PipelineResource,
+) -> dict[str, Any]:
+    """Strategy vs buy-and-hold vs rule strategy on the out-of-sample span; costs always on."""
+    settings = pipeline.settings()
+    ev = evaluate_walk_forward(
+        candles=ohlcv,
+        funding=funding,
+        features=feature_table,
+        predictions=oos_predictions,
+        folds=plan_folds(fold_plan),
+        settings=settings,
+        timeframe=dataset_info["timeframe"],
+    )
+    r = settings.retrain
+    context.add_output_metadata(
+        {
+            f"acc_recent_{r.recent_window}": ev.acc_recent,
+            f"acc_prior_{r.prior_window}": ev.acc_prior,
+            "sharpe": ev.strategy["sharpe"],
+            "total_return": ev.strategy["total_return"],
+            "max_drawdown": ev.strategy["max_drawdown"],
+            "n_trades": ev.strategy["n_trades"],
+            "buy_and_hold_sharpe": ev.baselines["buy_and_hold"]["sharpe"],
+            "rule_based_sharpe": ev.baselines["rule_based"]["sharpe"],
+        }
+    )
+    return ev.to_bundle()
+
+
+@dg.asset(group_name=GROUP)
+def backtest_report(
+    context: dg.AssetExecutionContext,
+    backtest: dict[str, Any],
+    deployed_model: dict[str, Any],
+    dataset_info: dict,
+    pipeline: PipelineResource,
+) -> dict[str, Any]:
+    """``OUTPUT/reports/report.json`` + ``report.html``: KPIs vs baselines vs the spec's targets."""
+    settings = pipeline.settings()
+    ev = _evaluation_from_bundle(backtest)
+    report = build_report(
+        evaluation=ev, data_info=dataset_info, deployment=deployed_model, settings=settings
+    )
+    paths = write_report(report, ev.equity, Path(pipeline.output_dir) / "reports")
+    png = base64.b64encode(equity_figure_png(ev.equity)).decode()
+    context.add_output_metadata(
+        {
+            "report_json": dg.MetadataValue.path(str(paths["json"].resolve())),
+            "report_html": dg.MetadataValue.path(str(paths["html"].resolve())),
+            "kpis": dg.MetadataValue.md(kpi_markdown(report)),
+            "equity": dg.MetadataValue.md(f"![equity](data:image/png;base64,{png})"),
+            "warnings": dg.MetadataValue.json(report["warnings"]),
+        }
+    )
+    return report

@@ -1,0 +1,7 @@
+"""Asset checks live beside their assets; this module gathers them for Definitions."""
+
+from cryptoml_pipeline.defs.assets.evaluation import predictions_inside_test_windows
+from cryptoml_pipeline.defs.assets.features import feature_causality
+from cryptoml_pipeline.defs.assets.ingestion import funding_covers_symbols
+
+ALL_CHECKS = [funding_covers_symbols, feature_causality, predictions_inside_test_windows]

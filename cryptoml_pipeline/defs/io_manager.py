@@ -1,0 +1,125 @@
+"""Project IO manager: every artifact is stored as parquet, JSON or weights + JSON — never pickled.
+
+Layout: ``<base_dir>/assets/<asset key>[/<partition key>]`` plus a suffix chosen by the value's type:
+
+* ``pandas.DataFrame``          -> ``.parquet``
+* ``FoldModel`` (trained model) -> directory with ``model.pt`` (state_dict) + ``manifest.json``
+* ``dict`` holding DataFrames   -> directory "bundle": one parquet per frame + ``bundle.json``
+* JSON-able ``dict`` / ``list``  -> ``.json``
+
+Loading looks at what is on disk, so the format never needs to be declared twice. A non-partitioned
+asset that depends on a partitioned one receives ``{partition_key: value}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from cryptoml_pipeline.modeling.fold_training import FoldModel, fold_model_from_saved
+from cryptoml_pipeline.modeling.persistence import load_model, save_model
+
+_BUNDLE_INDEX = "bundle.json"
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def _atomic_write_parquet(path: Path, frame: pd.DataFrame) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def _replace_dir(tmp_dir: Path, final: Path) -> None:
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp_dir, final)
+
+
+def write_value(stem: Path, value: Any) -> Path:
+    """Store ``value`` under ``stem`` (no suffix); returns the path written."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(value, pd.DataFrame):
+        path = stem.with_suffix(".parquet")
+        _atomic_write_parquet(path, value)
+        return path
+    if isinstance(value, FoldModel):
+        tmp = Path(tempfile.mkdtemp(dir=stem.parent, prefix=f".{stem.name}."))
+        save_model(tmp, value.model, value.manifest)
+        _replace_dir(tmp, stem)
+        return stem
+    if isinstance(value, dict) and any(isinstance(v, pd.DataFrame) for v in value.values()):
+        tmp = Path(tempfile.mkdtemp(dir=stem.parent, prefix=f".{stem.name}."))
+        frames = [k for k, v in value.items() if isinstance(v, pd.DataFrame)]
+        for key in frames:
+            value[key].to_parquet(tmp / f"{key}.parquet", index=False)
+        rest = {k: v for k, v in value.items() if k not in frames}
+        (tmp / _BUNDLE_INDEX).write_text(json.dumps({"frames": frames, "values": rest}, default=str))
+        _replace_dir(tmp, stem)
+        return stem
+    if isinstance(value, dict | list):
+        path = stem.with_suffix(".json")
+        _atomic_write_text(path, json.dumps(value, indent=2, default=str))
+        return path
+    raise TypeError(
+        f"cannot store a {type(value).__name__} at {stem}: return a DataFrame, FoldModel, "
+        "or a JSON-able dict/list"
+    )
+
+
+def read_value(stem: Path) -> Any:
+    """Load what :func:`write_value` stored under ``stem``."""
+    if stem.with_suffix(".parquet").exists():
+        return pd.read_parquet(stem.with_suffix(".parquet"))
+    if stem.with_suffix(".json").exists():
+        return json.loads(stem.with_suffix(".json").read_text())
+    if (stem / _BUNDLE_INDEX).exists():
+        index = json.loads((stem / _BUNDLE_INDEX).read_text())
+        out: dict[str, Any] = dict(index["values"])
+        for key in index["frames"]:
+            out[key] = pd.read_parquet(stem / f"{key}.parquet")
+        return out
+    if (stem / "manifest.json").exists():
+        model, manifest = load_model(stem)
+        return fold_model_from_saved(model, manifest)
+    raise FileNotFoundError(f"no stored artifact at {stem} (materialize the upstream asset first)")
+
+
+class ArtifactIOManager(dg.ConfigurableIOManager):
+    """Stores asset values under ``base_dir/assets`` without pickling."""
+
+    base_dir: str
+
+    def _stem(self, asset_key: dg.AssetKey, partition: str | None) -> Path:
+        stem = Path(self.base_dir, "assets", *asset_key.path)
+        return stem / partition if partition is not None else stem
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        partition = context.partition_key if context.has_asset_partitions else None
+        path = write_value(self._stem(context.asset_key, partition), obj)
+        context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
+
+    def load_input(self, context: dg.InputContext) -> Any:
+        key = context.asset_key
+        if not context.has_asset_partitions:
+            return read_value(self._stem(key, None))
+        keys = list(context.asset_partition_keys)
+        if context.has_partition_key and len(keys) == 1:
+            # partitioned -> same-partitioned dependency (fold_model[k] -> fold_predictions[k])
+            return read_value(self._stem(key, keys[0]))
+        return {k: read_value(self._stem(key, k)) for k in keys}

@@ -1,0 +1,99 @@
+"""Dagster resources: thin typed wrappers that turn run configuration into domain settings/data."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Literal
+
+import dagster as dg
+import pandas as pd
+
+from cryptoml_pipeline.errors import InputError
+from cryptoml_pipeline.market import (
+    MarketData,
+    ParquetStore,
+    load_market_data,
+    load_via_ccxt,
+    resolve_window,
+    synthetic_market,
+)
+from cryptoml_pipeline.settings import DEFAULT_SYMBOLS, PipelineSettings, profile_settings
+from cryptoml_pipeline.timing import to_utc
+
+log = logging.getLogger(__name__)
+
+SYNTHETIC_DEFAULT_END = "2025-10-01"
+
+
+class PipelineResource(dg.ConfigurableResource):
+    """What a run computes: profile, symbols, timeframe, window and where outputs go."""
+
+    profile: Literal["tiny", "demo", "full"] = "demo"
+    symbols: list[str] = list(DEFAULT_SYMBOLS)
+    timeframe: str = "1h"
+    start: str | None = None
+    end: str | None = None
+    output_dir: str = "output"
+
+    def settings(self) -> PipelineSettings:
+        return profile_settings(
+            self.profile,
+            symbols=tuple(self.symbols),
+            timeframe=self.timeframe,
+            start=to_utc(self.start).to_pydatetime() if self.start else None,
+            end=to_utc(self.end).to_pydatetime() if self.end else None,
+        )
+
+    @property
+    def output_path(self) -> Path:
+        return Path(self.output_dir)
+
+
+class MarketDataResource(dg.ConfigurableResource):
+    """Market data source: ``parquet`` (a directory in the shared layout), ``ccxt`` (downloads into
+    ``data_dir`` first, needs network) or ``synthetic`` (seeded, clearly labelled)."""
+
+    kind: Literal["parquet", "ccxt", "synthetic"] = "parquet"
+    data_dir: str | None = None
+    exchange: str = "binance"
+    synthetic_seed: int = 7
+
+    def _store(self) -> ParquetStore:
+        if not self.data_dir:
+            raise InputError(f"market source {self.kind!r} needs a data directory")
+        path = Path(self.data_dir)
+        if self.kind == "parquet" and not path.is_dir():
+            raise InputError(f"data directory {path} does not exist")
+        return ParquetStore(path)
+
+    def window(self, settings: PipelineSettings) -> tuple[pd.Timestamp, pd.Timestamp]:
+        data = settings.data
+        start = to_utc(data.start) if data.start else None
+        end = to_utc(data.end) if data.end else None
+        if self.kind == "synthetic":
+            end = end or to_utc(SYNTHETIC_DEFAULT_END)
+            start = start or end - pd.Timedelta(days=data.lookback_days)
+            if start >= end:
+                raise InputError(f"empty window: start {start} is not before end {end}")
+            return start, end
+        return resolve_window(
+            self._store(), list(data.symbols), data.timeframe, start, end, data.lookback_days
+        )
+
+    def load(self, settings: PipelineSettings) -> MarketData:
+        data = settings.data
+        if self.kind == "synthetic":
+            start, end = self.window(settings)
+            log.warning("SYNTHETIC market data: results say nothing about real markets")
+            return synthetic_market(
+                list(data.symbols), data.timeframe, start, end, seed=self.synthetic_seed
+            )
+        if self.kind == "ccxt":
+            start, end = self.window(settings) if (data.start and data.end) else (None, None)
+            if start is None or end is None:
+                end = pd.Timestamp.now(tz="UTC").floor("D")
+                start = end - pd.Timedelta(days=data.lookback_days)
+            return load_via_ccxt(self._store(), list(data.symbols), data.timeframe, start, end)
+        start, end = self.window(settings)
+        return load_market_data(self._store(), list(data.symbols), data.timeframe, start, end)

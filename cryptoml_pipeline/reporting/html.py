@@ -1,0 +1,145 @@
+"""Render the report as one self-contained HTML page (plots embedded as PNG)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+KPI_ROWS = [
+    ("total_return", "Total return", "pct"),
+    ("avg_daily_return", "Avg daily return", "pct"),
+    ("sharpe", "Sharpe (daily, ×√365)", "num"),
+    ("sortino", "Sortino", "num"),
+    ("max_drawdown", "Max drawdown", "pct"),
+    ("win_rate", "Win rate", "pct"),
+    ("n_trades", "Round trips", "int"),
+    ("accuracy", "5-class accuracy", "pct"),
+    ("directional_accuracy", "Directional accuracy", "pct"),
+    ("fees_paid", "Fees paid (of equity)", "pct"),
+    ("funding_paid", "Funding paid (of equity)", "pct"),
+]
+
+
+def fmt(value: Any, kind: str = "num") -> str:
+    if value is None:
+        return "—"
+    if kind == "pct":
+        return f"{100 * value:.2f}%"
+    if kind == "int":
+        return f"{int(value)}"
+    return f"{value:.2f}"
+
+
+def equity_figure_png(equity: pd.DataFrame) -> bytes:
+    """Equity curves (normalised to 1) and drawdowns of every strategy column."""
+    frame = equity.set_index("timestamp")
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 6), sharex=True, height_ratios=[2, 1])
+    for col in frame.columns:
+        series = frame[col].dropna()
+        if series.empty:
+            continue
+        norm = series / series.iloc[0]
+        ax1.plot(norm.index, norm.values, label=col.replace("_", " "), lw=1.2)
+        ax2.plot(series.index, (series / series.cummax() - 1).values * 100, lw=1.0)
+    ax1.set_ylabel("equity (start = 1)")
+    ax1.legend(loc="upper left")
+    ax1.grid(alpha=0.3)
+    ax2.set_ylabel("drawdown %")
+    ax2.grid(alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def kpi_markdown(report: dict[str, Any]) -> str:
+    """A markdown KPI table (strategy vs baselines vs targets) for Dagster metadata."""
+    lines = ["| KPI | strategy | buy & hold | rule-based | target |", "|---|---|---|---|---|"]
+    targets = report["targets"]
+    for key, label, kind in KPI_ROWS:
+        tgt = targets.get(key)
+        tgt_txt = ""
+        if tgt:
+            lo, hi = tgt["min"], tgt["max"]
+            tk = "pct" if kind == "pct" else "num"
+            tgt_txt = " – ".join(x for x in (fmt(lo, tk) if lo is not None else "",
+                                            fmt(hi, tk) if hi is not None else "") if x)
+            tgt_txt += {True: " ✔", False: " ✘", None: ""}[tgt["met"]]
+        cells = [
+            fmt(report["strategy"].get(key), kind),
+            fmt(report["baselines"]["buy_and_hold"].get(key), kind),
+            fmt(report["baselines"]["rule_based"].get(key), kind),
+        ]
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {tgt_txt} |")
+    return "\n".join(lines)
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def render_html(report: dict[str, Any], equity: pd.DataFrame) -> str:
+    png = base64.b64encode(equity_figure_png(equity)).decode()
+    data = report["data"]
+    kpi_rows = []
+    for key, label, kind in KPI_ROWS:
+        tgt = report["targets"].get(key)
+        met = "" if not tgt else {True: "met", False: "not met", None: "n/a"}[tgt["met"]]
+        kpi_rows.append(
+            [
+                label,
+                fmt(report["strategy"].get(key), kind),
+                fmt(report["baselines"]["buy_and_hold"].get(key), kind),
+                fmt(report["baselines"]["rule_based"].get(key), kind),
+                met,
+            ]
+        )
+    fold_rows = [
+        [f["fold"], f["train_start"][:10], f["test_start"][:10], f["test_end"][:10],
+         f.get("n_predictions", ""), fmt(f["accuracy"], "pct")]
+        for f in report["folds"]
+    ]
+    warn = "".join(f"<li>{html.escape(w)}</li>" for w in report["warnings"]) or "<li>none</li>"
+    dep = report["deployment"]
+    banner = (
+        '<p class="synthetic">SYNTHETIC DATA — not a real market</p>' if data["synthetic"] else ""
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(report["title"])}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1000px; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; }}
+td, th {{ border: 1px solid #ccc; padding: 4px 10px; text-align: right; }}
+th {{ background: #f3f3f3; }} td:first-child {{ text-align: left; }}
+.synthetic {{ background: #c00; color: white; padding: 0.6em; font-weight: bold; }}
+</style></head><body>
+<h1>{html.escape(report["title"])}</h1>{banner}
+<p>Profile <b>{html.escape(report["profile"])}</b> · source <b>{html.escape(data["source"])}</b> ·
+price source <b>{html.escape(data["price_source"])}</b> · {html.escape(", ".join(data["symbols"]))}
+{html.escape(data["timeframe"])} · window [{html.escape(data["start"])}, {html.escape(data["end"])})
+· generated {html.escape(report["generated_at"])}</p>
+<p>All results are out-of-sample (walk-forward test windows only); fees, slippage and funding are
+always on; fills at the next bar's open.</p>
+<h2>Equity and drawdown</h2><img alt="equity curves" src="data:image/png;base64,{png}">
+<h2>KPIs vs baselines vs the spec's targets</h2>
+{_table(kpi_rows, ["KPI", "strategy", "buy & hold", "rule-based", "target"])}
+<h2>Warnings</h2><ul>{warn}</ul>
+<h2>Walk-forward folds</h2>
+{_table(fold_rows, ["fold", "train start", "test start", "test end", "predictions", "accuracy"])}
+<h2>Deployment</h2><p>deployed: <b>{dep["deployed"]}</b> · version {html.escape(str(dep["version"]))}
+· {html.escape(dep["reason"])}</p>
+</body></html>
+"""

@@ -1,0 +1,254 @@
+"""Every typed setting of the pipeline, with the spec's defaults — the one config place.
+
+All models are frozen pydantic models. Dagster ``dg.Config`` wrappers live in ``defs/`` only.
+Profiles (``tiny``, ``demo``, ``full``) are built by :func:`profile_settings`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ProfileName = Literal["tiny", "demo", "full"]
+PROFILES: tuple[ProfileName, ...] = ("tiny", "demo", "full")
+
+DEFAULT_SYMBOLS: tuple[str, ...] = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DataConfig(_Frozen):
+    """Which market slice a run uses. ``start``/``end`` are UTC, the window is ``[start, end)``."""
+
+    symbols: tuple[str, ...] = DEFAULT_SYMBOLS
+    timeframe: str = "1h"
+    start: datetime | None = None
+    end: datetime | None = None
+    lookback_days: int = Field(730, gt=0, description="default start = end - lookback_days")
+    funding_interval_hours: int = 8
+
+
+class SessionBoundaries(_Frozen):
+    """Trading sessions in UTC hours, ``[begin, end)`` (spec FEATURE_CONFIG.temporal)."""
+
+    asian: tuple[int, int] = (0, 8)
+    european: tuple[int, int] = (8, 16)
+    us: tuple[int, int] = (16, 24)
+
+
+class FeatureConfig(_Frozen):
+    """Feature families and their parameters (spec FEATURE_CONFIG; first cut)."""
+
+    use_existing_features: bool = True
+    rsi_period: int = 14
+    cci_period: int = 20
+    wavetrend_channel: int = 10
+    wavetrend_average: int = 21
+    wavetrend_signal: int = 4
+    atr_period: int = 14
+    return_horizons: tuple[int, ...] = (1, 4, 24)
+    volatility_windows: tuple[int, ...] = (24, 168)
+    temporal_enabled: bool = True
+    timezone: str = "UTC"
+    session_boundaries: SessionBoundaries = SessionBoundaries()
+    funding_enabled: bool = True
+    funding_zscore_window: int = 90  # in funding settlements (90 x 8h = 30 days)
+
+
+class LabelConfig(_Frozen):
+    """Spec's 5 classes on the forward return ``close[t+h] / close[t] - 1``.
+
+    label  2: r > strong; 1: weak < r <= strong; 0: -weak < r <= weak; -1: -strong < r <= -weak;
+    -2: r <= -strong. Models use 5 logits with ``class index = label + 2``.
+    """
+
+    prediction_horizon: int = Field(5, gt=0)
+    weak_threshold: float = Field(0.005, gt=0)
+    strong_threshold: float = Field(0.015, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LabelConfig:
+        if self.strong_threshold <= self.weak_threshold:
+            raise ValueError("strong_threshold must be greater than weak_threshold")
+        return self
+
+    @property
+    def n_classes(self) -> int:
+        return 5
+
+
+class WalkForwardConfig(_Frozen):
+    """Purged and embargoed walk-forward folds, in days of calendar time."""
+
+    train_days: int = Field(252, gt=0)
+    test_days: int = Field(30, gt=0)
+    step_days: int = Field(30, gt=0)
+    validation_fraction: float = Field(0.2, gt=0, lt=1)
+    embargo_bars: int = Field(0, ge=0, description="extra bars dropped after the purge")
+    max_folds: int | None = Field(None, description="keep only the most recent N folds")
+
+
+class ModelConfig(_Frozen):
+    """CryptoTransformer architecture (spec: d256, 8 heads, 6 layers, ff 1024)."""
+
+    model_type: Literal["transformer"] = "transformer"
+    d_model: int = 256
+    nhead: int = 8
+    num_layers: int = 6
+    dim_feedforward: int = 1024
+    dropout: float = 0.1
+    head_hidden: int = 128
+    head_dropout: float = 0.2
+    sequence_length: int = 60
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> ModelConfig:
+        if self.d_model % self.nhead:
+            raise ValueError(f"d_model={self.d_model} must be divisible by nhead={self.nhead}")
+        return self
+
+
+class TrainingConfig(_Frozen):
+    """AdvancedTrainer settings (spec TRAINING_CONFIG)."""
+
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    epochs: int = 100
+    early_stopping_patience: int = 10
+    t0: int = Field(10, gt=0, description="CosineAnnealingWarmRestarts T_0, in epochs")
+    class_weights: tuple[float, ...] | None = (0.8, 1.2, 1.0, 1.2, 0.8)
+    grad_clip: float = 1.0
+    seed: int = 42
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    bf16_autocast: bool = True
+    max_batches_per_epoch: int | None = None
+    num_threads: int | None = None
+
+    @field_validator("class_weights")
+    @classmethod
+    def _five_weights(cls, v: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        if v is not None and (len(v) != 5 or any(w <= 0 for w in v)):
+            raise ValueError("class_weights must be 5 positive numbers (labels -2..2)")
+        return v
+
+
+class CostConfig(_Frozen):
+    """Costs are always on: taker fee, slippage per side, funding at each settlement."""
+
+    taker_fee: float = 0.001
+    maker_fee: float = 0.0002
+    slippage_bps: float = 2.0
+    initial_equity: float = 10_000.0
+
+
+class RiskConfig(_Frozen):
+    """MLPositionSizer and risk limits (spec "Position Sizing" and "Risk Management")."""
+
+    base_risk: float = 0.02  # spec: 2 % base risk
+    max_risk_per_trade: float = 0.02  # a stop-out loses at most this fraction of equity
+    portfolio_heat: float = 0.06  # sum of open risk across symbols
+    volatility_reference: float = 0.2  # spec: min(1, 0.2 / volatility), annualised volatility
+    volatility_window: int = 168
+    atr_period: int = 14
+    atr_stop_multiple: float = 2.0
+    max_leverage: float = 3.0  # gross notional / equity
+    confidence_threshold: float = 0.0
+    min_hold_bars: int | None = None  # None -> label horizon
+
+
+class RuleStrategyConfig(_Frozen):
+    """The traditional rule strategy (RSI/CCI/WaveTrend), a baseline and the integrator's input."""
+
+    rsi_period: int = 14
+    rsi_oversold: float = 30.0
+    rsi_overbought: float = 70.0
+    cci_period: int = 20
+    cci_low: float = -100.0
+    cci_high: float = 100.0
+    signal_strength: int = 2  # |signal| the sizer sees for a rule entry
+    confidence: float = 1.0
+
+
+class Target(_Frozen):
+    min: float | None = None
+    max: float | None = None
+
+
+class TargetsConfig(_Frozen):
+    """Spec's KPI targets; measured honestly, never tuned to."""
+
+    accuracy: Target = Target(min=0.65)
+    sharpe: Target = Target(min=2.0)
+    max_drawdown: Target = Target(max=0.15)
+    win_rate: Target = Target(min=0.60, max=0.75)
+    avg_daily_return: Target = Target(min=0.005, max=0.02)
+
+
+class RetrainConfig(_Frozen):
+    """Spec should_retrain: recent 50 vs prior 150 accuracy, 10 % degradation."""
+
+    recent_window: int = 50
+    prior_window: int = 150
+    degradation: float = 0.10
+
+
+class PipelineSettings(_Frozen):
+    profile: ProfileName = "demo"
+    data: DataConfig = DataConfig()
+    features: FeatureConfig = FeatureConfig()
+    labels: LabelConfig = LabelConfig()
+    walk_forward: WalkForwardConfig = WalkForwardConfig()
+    model: ModelConfig = ModelConfig()
+    training: TrainingConfig = TrainingConfig()
+    costs: CostConfig = CostConfig()
+    risk: RiskConfig = RiskConfig()
+    rules: RuleStrategyConfig = RuleStrategyConfig()
+    targets: TargetsConfig = TargetsConfig()
+    retrain: RetrainConfig = RetrainConfig()
+    requires_cuda: bool = False
+
+    @property
+    def min_hold_bars(self) -> int:
+        return self.risk.min_hold_bars or self.labels.prediction_horizon
+
+
+def profile_settings(profile: ProfileName, **data_overrides: object) -> PipelineSettings:
+    """Settings of a named profile; ``data_overrides`` replace fields of :class:`DataConfig`."""
+    if profile == "tiny":
+        base = PipelineSettings(
+            profile="tiny",
+            data=DataConfig(symbols=("BTC/USDT",), lookback_days=120),
+            walk_forward=WalkForwardConfig(train_days=60, test_days=30, step_days=30, max_folds=2),
+            model=ModelConfig(
+                d_model=16, nhead=2, num_layers=1, dim_feedforward=32, head_hidden=16,
+                sequence_length=24,
+            ),
+            training=TrainingConfig(
+                batch_size=128, epochs=1, early_stopping_patience=1, t0=1,
+                max_batches_per_epoch=20,
+            ),
+        )
+    elif profile == "demo":
+        base = PipelineSettings(
+            profile="demo",
+            walk_forward=WalkForwardConfig(train_days=180, test_days=90, step_days=90),
+            model=ModelConfig(
+                d_model=64, nhead=4, num_layers=2, dim_feedforward=128, head_hidden=64,
+                sequence_length=48,
+            ),
+            training=TrainingConfig(batch_size=256, epochs=6, early_stopping_patience=2, t0=2),
+        )
+    elif profile == "full":
+        base = PipelineSettings(profile="full", requires_cuda=True)
+    else:  # pragma: no cover - guarded by Literal
+        raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES}")
+    if data_overrides:
+        base = base.model_copy(
+            update={"data": base.data.model_copy(update=data_overrides)}
+        )
+    return base
