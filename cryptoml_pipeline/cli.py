@@ -116,6 +116,9 @@ def prepare_run(args: argparse.Namespace):
     except ValueError as exc:  # unparsable date or invalid setting
         raise InputError(f"invalid argument: {str(exc).splitlines()[0]}") from exc
     start, end = market.window(settings)
+    from cryptoml_pipeline.modeling.folds import walk_forward_folds
+
+    walk_forward_folds(start, end, settings.walk_forward, timeframe=args.timeframe)  # >= 1 fold
     pipeline = pipeline.model_copy(update={"start": start.isoformat(), "end": end.isoformat()})
     return pipeline, market
 

@@ -33,10 +33,12 @@ def candidate_model(
 ) -> FoldModel:
     """The same model trained on the most recent training window (ending at the data's end)."""
     settings = pipeline.settings()
-    fold = final_training_fold(to_utc(dataset_info["end"]), settings.walk_forward)
+    fold = final_training_fold(
+        to_utc(dataset_info["end"]), settings.walk_forward, timeframe=dataset_info["timeframe"]
+    )
     model = train_fold(feature_table, label_table, fold, settings, dataset_info["timeframe"])
     created = datetime.now(UTC)
-    digest = hashlib.sha256(repr(sorted(model.manifest.get("config", {}).items())).encode())
+    digest = hashlib.sha256(repr(sorted(model.manifest.get("model_config", {}).items())).encode())
     model.manifest["created_at"] = created.isoformat(timespec="seconds")
     model.manifest["version"] = f"{created:%Y%m%dT%H%M%SZ}-{digest.hexdigest()[:8]}"
     model.manifest["data"] = {k: dataset_info[k] for k in ("source", "symbols", "timeframe")} | {

@@ -76,10 +76,15 @@ def feature_causality(
 
 @dg.asset(group_name=GROUP)
 def label_table(
-    context: dg.AssetExecutionContext, ohlcv: pd.DataFrame, pipeline: PipelineResource
+    context: dg.AssetExecutionContext,
+    ohlcv: pd.DataFrame,
+    dataset_info: dict,
+    pipeline: PipelineResource,
 ) -> pd.DataFrame:
     """Spec's 5 classes on the forward return over ``prediction_horizon`` bars."""
-    labels = make_labels(ohlcv, pipeline.settings().labels)
+    labels = make_labels(
+        ohlcv, pipeline.settings().labels, timeframe=dataset_info["timeframe"]
+    )
     dist = labels["label"].value_counts(normalize=True).sort_index()
     context.add_output_metadata(
         {"class_distribution": dg.MetadataValue.json({str(int(k)): round(float(v), 4)

@@ -9,22 +9,17 @@ import pandas as pd
 
 from cryptoml_pipeline.defs.partitions import FOLDS, fold_partitions
 from cryptoml_pipeline.defs.resources import PipelineResource
-from cryptoml_pipeline.modeling.fold_training import FoldModel, predict_fold, train_fold
+from cryptoml_pipeline.modeling.fold_training import (
+    FoldModel,
+    fold_from_dict,
+    fold_to_dict,
+    predict_fold,
+    train_fold,
+)
 from cryptoml_pipeline.modeling.folds import Fold, walk_forward_folds
 from cryptoml_pipeline.timing import to_utc
 
 GROUP = "modeling"
-_FOLD_TIMES = ("train_start", "val_start", "test_start", "test_end")
-
-
-def fold_to_dict(fold: Fold) -> dict[str, Any]:
-    return {"key": fold.key, "index": fold.index} | {
-        k: getattr(fold, k).isoformat() for k in _FOLD_TIMES
-    }
-
-
-def fold_from_dict(raw: dict[str, Any]) -> Fold:
-    return Fold(key=raw["key"], index=int(raw["index"]), **{k: to_utc(raw[k]) for k in _FOLD_TIMES})
 
 
 def plan_folds(plan: list[dict[str, Any]]) -> list[Fold]:
@@ -56,7 +51,10 @@ def fold_plan(
     """Purged + embargoed walk-forward folds over the run's window; syncs the fold partitions."""
     settings = pipeline.settings()
     folds = walk_forward_folds(
-        to_utc(dataset_info["start"]), to_utc(dataset_info["end"]), settings.walk_forward
+        to_utc(dataset_info["start"]),
+        to_utc(dataset_info["end"]),
+        settings.walk_forward,
+        timeframe=dataset_info["timeframe"],
     )
     plan = [fold_to_dict(f) for f in folds]
     sync_fold_partitions(context.instance, [f["key"] for f in plan])
@@ -89,8 +87,8 @@ def fold_model(
             "best_epoch": m.get("best_epoch"),
             "val_accuracy": m.get("val_accuracy"),
             "train_seconds": m.get("train_seconds"),
-            "n_train": m.get("n_train"),
-            "n_val": m.get("n_val"),
+            "n_train": m.get("n_train_samples"),
+            "n_val": m.get("n_val_samples"),
         }
     )
     return model

@@ -1,0 +1,109 @@
+"""Funding-rate features (spec SentimentFlowFeatures ``funding_rate_zscore``), aligned causally.
+
+A settlement stamped ``s`` is known from ``s`` on. A candle row stamped ``t`` therefore sees the
+last settlement with ``s <= t`` (``merge_asof`` backward, per symbol): the rate is carried forward
+from the past only, never filled backwards, and rows before a symbol's first settlement are NaN.
+The z-score is computed on the settlement series itself (last ``window`` settlements, including the
+current one) and then as-of merged the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from cryptoml_pipeline.errors import DataValidationError
+from cryptoml_pipeline.features.technical import rolling_mean, rolling_std
+
+__all__ = ["funding_feature_names", "funding_features", "funding_settlement_features"]
+
+logger = logging.getLogger(__name__)
+
+# A window of identical rates has std 0 up to float noise (~1e-20); below this its z-score is 0.
+_STD_FLOOR = 1e-12
+
+
+def funding_feature_names(zscore_window: int) -> list[str]:
+    return ["funding_rate", f"funding_zscore_{zscore_window}"]
+
+
+def _clean_funding(funding: pd.DataFrame) -> pd.DataFrame:
+    missing = [c for c in ("timestamp", "symbol", "funding_rate") if c not in funding.columns]
+    if missing:
+        raise DataValidationError(f"funding frame lacks column(s) {missing}")
+    out = pd.DataFrame(
+        {
+            "timestamp": funding["timestamp"].astype("datetime64[ns, UTC]").array,
+            "symbol": funding["symbol"].astype(str).array,
+            "funding_rate": funding["funding_rate"].to_numpy(dtype=np.float64),
+        }
+    )
+    out = out.sort_values(["symbol", "timestamp"], kind="stable", ignore_index=True)
+    dup = out.duplicated(["symbol", "timestamp"])
+    if dup.any():
+        row = out.loc[dup.idxmax()]
+        raise DataValidationError(
+            f"duplicate funding settlement for {row['symbol']} at {row['timestamp']}"
+        )
+    return out
+
+
+def funding_settlement_features(funding: pd.DataFrame, *, zscore_window: int) -> pd.DataFrame:
+    """Per settlement: ``timestamp, symbol, funding_rate, funding_zscore_{w}``, sorted by symbol
+    then time. z = (rate - mean) / std (ddof=1) over the last ``w`` settlements; NaN until ``w``
+    settlements exist; 0 when the window is constant."""
+    clean = _clean_funding(funding)
+    zname = f"funding_zscore_{zscore_window}"
+    z = np.full(len(clean), np.nan)
+    bounds = np.flatnonzero(clean["symbol"].to_numpy()[1:] != clean["symbol"].to_numpy()[:-1]) + 1
+    rate = clean["funding_rate"].to_numpy()
+    for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(clean)], strict=True):
+        r = rate[lo:hi]
+        mean = rolling_mean(r, zscore_window).to_numpy()
+        std = rolling_std(r, zscore_window, ddof=1).to_numpy()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            zz = np.where(std > _STD_FLOOR, (r - mean) / std, 0.0)
+        zz[np.isnan(std)] = np.nan
+        z[lo:hi] = zz
+    clean[zname] = z
+    return clean
+
+
+def funding_features(
+    timestamps: pd.Series, symbols: pd.Series, funding: pd.DataFrame, *, zscore_window: int
+) -> dict[str, np.ndarray]:
+    """Funding features for rows ``(timestamps[i], symbols[i])``, aligned 1:1 with the rows.
+
+    Each row takes the last settlement of its symbol with settlement time ``<= timestamp``.
+    """
+    settled = funding_settlement_features(funding, zscore_window=zscore_window)
+    names = funding_feature_names(zscore_window)
+    n = len(timestamps)
+    left = pd.DataFrame(
+        {
+            "timestamp": pd.Series(timestamps).astype("datetime64[ns, UTC]").array,
+            "symbol": pd.Series(symbols).astype(str).array,
+            "_pos": np.arange(n),
+        }
+    ).sort_values("timestamp", kind="stable")
+    unknown = sorted(set(left["symbol"].unique()) - set(settled["symbol"].unique()))
+    if unknown:
+        logger.warning("no funding settlements for symbol(s) %s: funding features are NaN", unknown)
+    right = settled.sort_values("timestamp", kind="stable")
+    merged = pd.merge_asof(
+        left,
+        right,
+        on="timestamp",
+        by="symbol",
+        direction="backward",
+        allow_exact_matches=True,
+    )
+    pos = merged["_pos"].to_numpy()
+    result: dict[str, np.ndarray] = {}
+    for name in names:
+        values = np.empty(n)
+        values[pos] = merged[name].to_numpy(dtype=np.float64)
+        result[name] = values
+    return result

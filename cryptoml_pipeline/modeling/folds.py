@@ -1,0 +1,172 @@
+"""Purged and embargoed walk-forward folds, in calendar days.
+
+A fold has a training window ``[train_start, test_start)`` and a test window
+``[test_start, test_end)``. The last ``validation_fraction`` of the training window,
+``[val_start, test_start)``, is the validation slice (early stopping); the rest is the fit slice.
+
+Test windows are aligned to the END of the data: the last fold's test window ends at ``end`` and
+each earlier fold steps back by ``step_days``. A fold exists only if its whole training window lies
+inside ``[start, ...)``.
+
+Purging (:func:`fold_row_masks`): a row ``t`` carries a label that looks ``horizon`` bars ahead, so
+a fit row is kept only if ``t + (horizon + embargo_bars) * bar < val_start`` and a validation row
+only if ``t + (horizon + embargo_bars) * bar < test_start``: no training label reaches into the
+validation slice and no validation label reaches into the test window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from cryptoml_pipeline.errors import InputError
+from cryptoml_pipeline.settings import WalkForwardConfig
+from cryptoml_pipeline.timing import timeframe_to_timedelta, to_utc
+
+__all__ = [
+    "Fold",
+    "FoldMasks",
+    "final_training_fold",
+    "fold_key",
+    "fold_row_masks",
+    "validation_start",
+    "walk_forward_folds",
+]
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One walk-forward fold. All timestamps are tz-aware UTC."""
+
+    key: str  # test_start as "YYYY-MM-DD" (or "YYYY-MM-DDTHHMM" if not midnight); "final"
+    index: int
+    train_start: pd.Timestamp  # training window = [train_start, test_start)
+    val_start: pd.Timestamp  # validation slice = [val_start, test_start)
+    test_start: pd.Timestamp
+    test_end: pd.Timestamp  # test window = [test_start, test_end)
+
+
+@dataclass(frozen=True)
+class FoldMasks:
+    """Boolean row masks (aligned with the timestamps given) of one fold; pairwise disjoint."""
+
+    fit: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+def fold_key(test_start: pd.Timestamp) -> str:
+    """``2024-03-01`` for a midnight timestamp, else ``2024-03-01T0800``."""
+    ts = to_utc(test_start)
+    if ts == ts.normalize():
+        return ts.strftime("%Y-%m-%d")
+    return ts.strftime("%Y-%m-%dT%H%M")
+
+
+def validation_start(
+    train_start: pd.Timestamp, test_start: pd.Timestamp, fraction: float, *, timeframe: str = "1h"
+) -> pd.Timestamp:
+    """``test_start`` minus ``fraction`` of the training window, rounded down to whole bars.
+
+    The validation slice is at least one bar long and always shorter than the training window.
+    """
+    bar = timeframe_to_timedelta(timeframe)
+    window = test_start - train_start
+    n_bars = int(np.floor(fraction * (window / bar)))
+    n_bars = max(n_bars, 1)
+    if n_bars * bar >= window:
+        raise InputError(
+            f"training window {window} too short for a validation slice of {n_bars} x {timeframe}"
+        )
+    return test_start - n_bars * bar
+
+
+def walk_forward_folds(
+    start: object, end: object, config: WalkForwardConfig, *, timeframe: str = "1h"
+) -> list[Fold]:
+    """Walk-forward folds over ``[start, end)``, test windows aligned to ``end``.
+
+    Sorted by ``test_start`` ascending with ``index`` 0..n-1; only the most recent ``max_folds``
+    are kept when set. Raises :class:`InputError` if not even one fold fits.
+    """
+    start_ts, end_ts = to_utc(start), to_utc(end)
+    train = pd.Timedelta(days=config.train_days)
+    test = pd.Timedelta(days=config.test_days)
+    step = pd.Timedelta(days=config.step_days)
+    if end_ts <= start_ts:
+        raise InputError(f"walk-forward window is empty: start {start_ts} >= end {end_ts}")
+    if config.max_folds is not None and config.max_folds < 1:
+        raise InputError(f"max_folds must be >= 1 when set, got {config.max_folds}")
+    windows: list[tuple[pd.Timestamp, pd.Timestamp, pd.Timestamp]] = []
+    test_end = end_ts
+    while True:
+        test_start = test_end - test
+        train_start = test_start - train
+        if train_start < start_ts:
+            break
+        windows.append((train_start, test_start, test_end))
+        if config.max_folds is not None and len(windows) >= config.max_folds:
+            break
+        test_end = test_end - step
+    if not windows:
+        need = config.train_days + config.test_days
+        raise InputError(
+            f"window [{start_ts}, {end_ts}) is shorter than one fold "
+            f"({config.train_days} train + {config.test_days} test = {need} days)"
+        )
+    windows.reverse()
+    return [
+        Fold(
+            key=fold_key(test_start),
+            index=i,
+            train_start=train_start,
+            val_start=validation_start(
+                train_start, test_start, config.validation_fraction, timeframe=timeframe
+            ),
+            test_start=test_start,
+            test_end=test_end,
+        )
+        for i, (train_start, test_start, test_end) in enumerate(windows)
+    ]
+
+
+def final_training_fold(end: object, config: WalkForwardConfig, *, timeframe: str = "1h") -> Fold:
+    """The production fold: train on ``[end - train_days, end)``, empty test window at ``end``."""
+    end_ts = to_utc(end)
+    train_start = end_ts - pd.Timedelta(days=config.train_days)
+    return Fold(
+        key="final",
+        index=0,
+        train_start=train_start,
+        val_start=validation_start(
+            train_start, end_ts, config.validation_fraction, timeframe=timeframe
+        ),
+        test_start=end_ts,
+        test_end=end_ts,
+    )
+
+
+def fold_row_masks(
+    timestamps: pd.Series, fold: Fold, *, horizon: int, timeframe: str, embargo_bars: int
+) -> FoldMasks:
+    """Purged fit / validation / test masks of ``fold`` for rows stamped ``timestamps``.
+
+    fit:  ``train_start <= t < val_start``  and ``t + (horizon + embargo_bars) * bar < val_start``
+    val:  ``val_start <= t < test_start``   and ``t + (horizon + embargo_bars) * bar < test_start``
+    test: ``test_start <= t < test_end``
+    """
+    if horizon < 0 or embargo_bars < 0:
+        raise InputError(f"horizon ({horizon}) and embargo_bars ({embargo_bars}) must be >= 0")
+    ts = pd.Series(timestamps).astype("datetime64[ns, UTC]")
+    t = pd.DatetimeIndex(ts)
+    reach = t + (horizon + embargo_bars) * timeframe_to_timedelta(timeframe)
+    fit = (t >= fold.train_start) & (t < fold.val_start) & (reach < fold.val_start)
+    val = (t >= fold.val_start) & (t < fold.test_start) & (reach < fold.test_start)
+    test = (t >= fold.test_start) & (t < fold.test_end)
+    return FoldMasks(
+        fit=np.asarray(fit, dtype=bool),
+        val=np.asarray(val, dtype=bool),
+        test=np.asarray(test, dtype=bool),
+    )

@@ -1,0 +1,58 @@
+import ast
+from pathlib import Path
+
+import dagster as dg
+
+import cryptoml_pipeline
+
+PKG = Path(cryptoml_pipeline.__file__).parent
+DOMAIN = ["market", "features", "modeling", "trading", "management", "reporting"]
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_domain_packages_never_import_dagster() -> None:
+    offenders = [
+        str(p.relative_to(PKG))
+        for pkg in DOMAIN
+        for p in (PKG / pkg).rglob("*.py")
+        if "dagster" in _imports(p)
+    ]
+    assert offenders == []
+
+
+def test_dg_config_only_in_defs() -> None:
+    offenders = [
+        str(p.relative_to(PKG))
+        for p in PKG.rglob("*.py")
+        if "dg.Config" in p.read_text() and "defs" not in p.relative_to(PKG).parts
+    ]
+    assert offenders == []
+
+
+def test_definitions_load_with_expected_graph() -> None:
+    from cryptoml_pipeline.definitions import defs
+
+    repo = defs.get_repository_def()
+    keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
+    expected = {
+        "ohlcv_raw", "funding_raw", "dataset_info", "ohlcv", "funding", "feature_table",
+        "label_table", "fold_plan", "fold_model", "fold_predictions", "oos_predictions",
+        "backtest", "backtest_report", "candidate_model", "deployed_model", "latest_signals",
+    }
+    assert expected <= keys
+    jobs = {j.name for j in repo.get_all_jobs()}
+    assert {"prepare_job", "train_folds_job", "evaluate_job", "retrain_job", "nightly_job"} <= jobs
+    assert isinstance(
+        repo.asset_graph.get(dg.AssetKey("fold_model")).partitions_def,
+        dg.DynamicPartitionsDefinition,
+    )

@@ -1,0 +1,90 @@
+"""The whole graph materialized through a persistent Dagster instance with the tiny profile, on a
+slice of the real data (and once on the synthetic market)."""
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from cryptoml_pipeline.cli import build_parser, execute_pipeline, prepare_run
+from cryptoml_pipeline.defs.partitions import FOLDS
+from cryptoml_pipeline.modeling.persistence import load_model
+from cryptoml_pipeline.reporting.report import validate_report
+
+
+def _run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *extra: str) -> tuple[dict, Path]:
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    out = tmp_path / "output"
+    args = build_parser().parse_args(
+        ["run", "--profile", "tiny", "--symbols", "BTC/USDT", "--output-dir", str(out), *extra]
+    )
+    pipeline, market = prepare_run(args)
+    return execute_pipeline(pipeline, market), out
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory, shared_data):
+    tmp = tmp_path_factory.mktemp("e2e")
+    with pytest.MonkeyPatch.context() as mp:
+        report, out = _run(tmp, mp, "--data-dir", str(shared_data))
+        yield report, out, tmp / "dagster_home"
+
+
+def test_report_is_valid_and_honest(real_run) -> None:
+    report, out, _ = real_run
+    validate_report(report)
+    assert json.loads((out / "reports" / "report.json").read_text()) == report
+    assert (out / "reports" / "report.html").read_text().count("<img") == 1
+    data = report["data"]
+    assert data["source"] == "parquet" and data["synthetic"] is False
+    assert data["price_source"] == "perpetual"
+    assert data["end"].startswith("2025-10-01")  # last shared bar 2025-09-30 23:00 + 1 bar
+    assert len(report["folds"]) == 2
+    assert report["strategy"]["fees_paid"] >= 0
+    for key in ("buy_and_hold", "rule_based"):
+        assert report["baselines"][key]["n_trades"] >= 0
+    for target in report["targets"].values():
+        assert target["met"] is None or isinstance(target["met"], bool)
+
+
+def test_predictions_are_out_of_sample(real_run) -> None:
+    report, out, _ = real_run
+    preds = pd.read_parquet(out / "assets" / "oos_predictions.parquet")
+    assert len(preds) > 0
+    windows = {f["fold"]: (pd.Timestamp(f["test_start"]), pd.Timestamp(f["test_end"]))
+               for f in report["folds"]}
+    for fold, grp in preds.groupby("fold"):
+        lo, hi = windows[fold]
+        assert grp["timestamp"].min() >= lo and grp["timestamp"].max() < hi
+    train_starts = {f["fold"]: pd.Timestamp(f["train_start"]) for f in report["folds"]}
+    assert all(train_starts[k] < windows[k][0] for k in windows)
+
+
+def test_deployed_model_loads_safely(real_run) -> None:
+    report, out, _ = real_run
+    assert report["deployment"]["deployed"] is True
+    model, manifest = load_model(out / "models" / "deployed")
+    for key in ("version", "created_at", "feature_cols", "scaler", "model_config", "walk_forward"):
+        assert key in manifest, key
+    assert manifest["version"] == report["deployment"]["version"]
+
+
+def test_runs_are_recorded_in_the_instance(real_run) -> None:
+    report, _, home = real_run
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        runs = instance.get_runs()
+        names = sorted(r.job_name for r in runs)
+        assert names == ["evaluate_job", "prepare_job", "train_folds_job", "train_folds_job"]
+        assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+        assert sorted(instance.get_dynamic_partitions(FOLDS)) == sorted(
+            f["fold"] for f in report["folds"]
+        )
+
+
+def test_synthetic_market_is_labelled(tmp_path, monkeypatch) -> None:
+    report, _ = _run(tmp_path, monkeypatch, "--synthetic")
+    assert report["data"]["synthetic"] is True
+    assert "SYNTHETIC" in report["title"]
+    assert any("SYNTHETIC" in w for w in report["warnings"])
