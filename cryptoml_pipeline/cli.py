@@ -97,7 +97,9 @@ def prepare_run(args: argparse.Namespace):
         if location.kind == "parquet":
             assert location.path is not None
             if not location.path.is_dir():
-                raise InputError(f"data directory {location.path} does not exist ({location.reason})")
+                raise InputError(
+                    f"data directory {location.path} does not exist ({location.reason})"
+                )
             if not has_market_data(location.path):
                 raise InputError(f"data directory {location.path} holds no market/*.parquet files")
             market = MarketDataResource(kind="parquet", data_dir=str(location.path.resolve()))
@@ -140,7 +142,9 @@ def execute_pipeline(pipeline, market) -> dict:
 
         def run(job: str, partition_key: str | None = None) -> None:
             result = defs.resolve_job_def(job).execute_in_process(
-                instance=instance, partition_key=partition_key, run_config=_run_config(),
+                instance=instance,
+                partition_key=partition_key,
+                run_config=_run_config(),
                 raise_on_error=False,
             )
             if not result.success:
@@ -167,14 +171,23 @@ def kpi_table(report: dict) -> str:
         tgt_txt = ""
         if tgt:
             tk = "pct" if kind == "pct" else "num"
-            rng = [fmt(tgt["min"], tk) if tgt["min"] is not None else "",
-                   fmt(tgt["max"], tk) if tgt["max"] is not None else ""]
-            tgt_txt = ("≥ " + rng[0] if not rng[1] else "≤ " + rng[1] if not rng[0]
-                       else f"{rng[0]}–{rng[1]}")
+            rng = [
+                fmt(tgt["min"], tk) if tgt["min"] is not None else "",
+                fmt(tgt["max"], tk) if tgt["max"] is not None else "",
+            ]
+            tgt_txt = (
+                "≥ " + rng[0]
+                if not rng[1]
+                else "≤ " + rng[1]
+                if not rng[0]
+                else f"{rng[0]}–{rng[1]}"
+            )
             tgt_txt += {True: "  met", False: "  NOT met", None: "  n/a"}[tgt["met"]]
-        vals = [fmt(report["strategy"].get(key), kind),
-                fmt(report["baselines"]["buy_and_hold"].get(key), kind),
-                fmt(report["baselines"]["rule_based"].get(key), kind)]
+        vals = [
+            fmt(report["strategy"].get(key), kind),
+            fmt(report["baselines"]["buy_and_hold"].get(key), kind),
+            fmt(report["baselines"]["rule_based"].get(key), kind),
+        ]
         lines.append(f"{label:<26}" + "".join(f"{v:>12}" for v in vals) + f"   {tgt_txt}")
     return "\n".join(lines)
 
@@ -182,15 +195,20 @@ def kpi_table(report: dict) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     pipeline, market = prepare_run(args)
-    print(f"[cryptoml] profile={pipeline.profile} symbols={','.join(pipeline.symbols)} "
-          f"window=[{pipeline.start}, {pipeline.end}) source={market.kind} "
-          f"{market.data_dir or ''}", file=sys.stderr)
+    print(
+        f"[cryptoml] profile={pipeline.profile} symbols={','.join(pipeline.symbols)} "
+        f"window=[{pipeline.start}, {pipeline.end}) source={market.kind} "
+        f"{market.data_dir or ''}",
+        file=sys.stderr,
+    )
     report = execute_pipeline(pipeline, market)
     data = report["data"]
     print()
     print(report["title"])
-    print(f"data: {data['source']} ({data['price_source']}), {', '.join(data['symbols'])} "
-          f"{data['timeframe']}, [{data['start']}, {data['end']})")
+    print(
+        f"data: {data['source']} ({data['price_source']}), {', '.join(data['symbols'])} "
+        f"{data['timeframe']}, [{data['start']}, {data['end']})"
+    )
     print(kpi_table(report))
     for warning in report["warnings"]:
         print(f"warning: {warning}")
@@ -216,7 +234,9 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     args = build_parser().parse_args(argv)
     try:
         return {"run": cmd_run, "data": cmd_data}[args.command](args)

@@ -113,7 +113,12 @@ def evaluate_walk_forward(
     log.info("backtesting %d OOS predictions over [%s, %s)", len(predictions), span_start, span_end)
     decisions = decisions_from_predictions(predictions, features, timeframe=timeframe)
     strategy = simulate(oos_candles, oos_funding, decisions, **common)
-    rules = simulate(oos_candles, oos_funding, rule_decisions(feat_span, settings.rules), **common)
+    rules = simulate(
+        oos_candles,
+        oos_funding,
+        rule_decisions(feat_span, settings.rules, timeframe=timeframe),
+        **common,
+    )
     hold = buy_and_hold(oos_candles, oos_funding, costs=settings.costs, timeframe=timeframe)
 
     strategy_kpis = compute_kpis(strategy, predictions)

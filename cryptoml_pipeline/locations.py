@@ -30,7 +30,9 @@ def has_market_data(path: Path) -> bool:
     return (path / "market").is_dir() and any((path / "market").glob("*.parquet"))
 
 
-def resolve_data_location(explicit: str | Path | None = None, cwd: Path | None = None) -> DataLocation:
+def resolve_data_location(
+    explicit: str | Path | None = None, cwd: Path | None = None
+) -> DataLocation:
     """The data-source rule: --data-dir, else $CRYPTOML_DATA_DIR, else ./data when it holds data,
     else ../shared/data when present, else synthetic (with a loud warning).
 

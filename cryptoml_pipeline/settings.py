@@ -225,11 +225,18 @@ def profile_settings(profile: ProfileName, **data_overrides: object) -> Pipeline
             data=DataConfig(symbols=("BTC/USDT",), lookback_days=120),
             walk_forward=WalkForwardConfig(train_days=60, test_days=30, step_days=30, max_folds=2),
             model=ModelConfig(
-                d_model=16, nhead=2, num_layers=1, dim_feedforward=32, head_hidden=16,
+                d_model=16,
+                nhead=2,
+                num_layers=1,
+                dim_feedforward=32,
+                head_hidden=16,
                 sequence_length=24,
             ),
             training=TrainingConfig(
-                batch_size=128, epochs=1, early_stopping_patience=1, t0=1,
+                batch_size=128,
+                epochs=1,
+                early_stopping_patience=1,
+                t0=1,
                 max_batches_per_epoch=20,
             ),
         )
@@ -238,7 +245,11 @@ def profile_settings(profile: ProfileName, **data_overrides: object) -> Pipeline
             profile="demo",
             walk_forward=WalkForwardConfig(train_days=180, test_days=90, step_days=90),
             model=ModelConfig(
-                d_model=64, nhead=4, num_layers=2, dim_feedforward=128, head_hidden=64,
+                d_model=64,
+                nhead=4,
+                num_layers=2,
+                dim_feedforward=128,
+                head_hidden=64,
                 sequence_length=48,
             ),
             training=TrainingConfig(batch_size=256, epochs=6, early_stopping_patience=2, t0=2),
@@ -248,7 +259,5 @@ def profile_settings(profile: ProfileName, **data_overrides: object) -> Pipeline
     else:  # pragma: no cover - guarded by Literal
         raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES}")
     if data_overrides:
-        base = base.model_copy(
-            update={"data": base.data.model_copy(update=data_overrides)}
-        )
+        base = base.model_copy(update={"data": base.data.model_copy(update=data_overrides)})
     return base

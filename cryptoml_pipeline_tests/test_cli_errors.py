@@ -14,7 +14,11 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, DAGSTER_HOME=str(cwd / "dh"))
     return subprocess.run(
         [sys.executable, "-m", "cryptoml_pipeline.cli", *args],
-        capture_output=True, text=True, cwd=cwd, env=env, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=120,
     )
 
 

@@ -53,8 +53,10 @@ def test_predictions_are_out_of_sample(real_run) -> None:
     report, out, _ = real_run
     preds = pd.read_parquet(out / "assets" / "oos_predictions.parquet")
     assert len(preds) > 0
-    windows = {f["fold"]: (pd.Timestamp(f["test_start"]), pd.Timestamp(f["test_end"]))
-               for f in report["folds"]}
+    windows = {
+        f["fold"]: (pd.Timestamp(f["test_start"]), pd.Timestamp(f["test_end"]))
+        for f in report["folds"]
+    }
     for fold, grp in preds.groupby("fold"):
         lo, hi = windows[fold]
         assert grp["timestamp"].min() >= lo and grp["timestamp"].max() < hi

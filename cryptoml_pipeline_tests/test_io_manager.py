@@ -7,8 +7,12 @@ from cryptoml_pipeline.defs.io_manager import read_value, write_value
 
 
 def test_dataframe_round_trip_keeps_tz(tmp_path) -> None:
-    df = pd.DataFrame({"timestamp": pd.date_range("2024-01-01", periods=3, freq="h", tz="UTC"),
-                       "x": [1.0, 2.0, 3.0]})
+    df = pd.DataFrame(
+        {
+            "timestamp": pd.date_range("2024-01-01", periods=3, freq="h", tz="UTC"),
+            "x": [1.0, 2.0, 3.0],
+        }
+    )
     path = write_value(tmp_path / "a", df)
     assert path.suffix == ".parquet"
     pd.testing.assert_frame_equal(read_value(tmp_path / "a"), df)

@@ -15,27 +15,58 @@ def test_sanity_rejects_nan_and_non_distributions() -> None:
 
 
 def test_gate_first_deploy_needs_only_sanity() -> None:
-    d = evaluate_gate(sane=True, sanity_reason="ok", candidate_sharpe=-1.0,
-                      candidate_folds=["a"], deployed_manifest=None)
+    d = evaluate_gate(
+        sane=True,
+        sanity_reason="ok",
+        candidate_sharpe=-1.0,
+        candidate_folds=["a"],
+        deployed_manifest=None,
+    )
     assert d.deploy and "no model deployed" in d.reason
-    d = evaluate_gate(sane=False, sanity_reason="nan", candidate_sharpe=3.0,
-                      candidate_folds=["a"], deployed_manifest=None)
+    d = evaluate_gate(
+        sane=False,
+        sanity_reason="nan",
+        candidate_sharpe=3.0,
+        candidate_folds=["a"],
+        deployed_manifest=None,
+    )
     assert not d.deploy and "nan" in d.reason
 
 
 def test_gate_compares_walk_forward_sharpe() -> None:
     current = {"walk_forward": {"sharpe": 1.0, "folds": ["a", "b"]}}
-    worse = evaluate_gate(sane=True, sanity_reason="ok", candidate_sharpe=0.9,
-                          candidate_folds=["a", "b"], deployed_manifest=current)
+    worse = evaluate_gate(
+        sane=True,
+        sanity_reason="ok",
+        candidate_sharpe=0.9,
+        candidate_folds=["a", "b"],
+        deployed_manifest=current,
+    )
     assert not worse.deploy and "same folds" in worse.reason
-    equal = evaluate_gate(sane=True, sanity_reason="ok", candidate_sharpe=1.0,
-                          candidate_folds=["b", "a"], deployed_manifest=current)
+    equal = evaluate_gate(
+        sane=True,
+        sanity_reason="ok",
+        candidate_sharpe=1.0,
+        candidate_folds=["b", "a"],
+        deployed_manifest=current,
+    )
     assert equal.deploy
-    margin = evaluate_gate(sane=True, sanity_reason="ok", candidate_sharpe=1.05,
-                           candidate_folds=["a", "b"], deployed_manifest=current, margin=0.1)
+    margin = evaluate_gate(
+        sane=True,
+        sanity_reason="ok",
+        candidate_sharpe=1.05,
+        candidate_folds=["a", "b"],
+        deployed_manifest=current,
+        margin=0.1,
+    )
     assert not margin.deploy
-    undefined = evaluate_gate(sane=True, sanity_reason="ok", candidate_sharpe=None,
-                              candidate_folds=["a"], deployed_manifest=current)
+    undefined = evaluate_gate(
+        sane=True,
+        sanity_reason="ok",
+        candidate_sharpe=None,
+        candidate_folds=["a"],
+        deployed_manifest=current,
+    )
     assert not undefined.deploy
 
 

@@ -12,6 +12,15 @@ yaml_path = os.path.join(os.environ["DAGSTER_HOME"], "dagster.yaml")
 if not os.path.exists(yaml_path):
     with open("dagster.yaml") as src, open(yaml_path, "w") as dst:
         dst.write(src.read())
-args = ["dagster", "dev", "-h", "127.0.0.1", "-p", os.environ.get("PORT", "3000"),
-        "-w", "workspace.yaml", *sys.argv[1:]]
+args = [
+    "dagster",
+    "dev",
+    "-h",
+    "127.0.0.1",
+    "-p",
+    os.environ.get("PORT", "3000"),
+    "-w",
+    "workspace.yaml",
+    *sys.argv[1:],
+]
 os.execvp(os.path.join(os.path.dirname(sys.executable), "dagster"), args)

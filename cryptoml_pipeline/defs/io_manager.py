@@ -11,8 +11,6 @@ Loading looks at what is on disk, so the format never needs to be declared twice
 asset that depends on a partitioned one receives ``{partition_key: value}``.
 """
 
-from __future__ import annotations
-
 import json
 import os
 import shutil
@@ -69,7 +67,9 @@ def write_value(stem: Path, value: Any) -> Path:
         for key in frames:
             value[key].to_parquet(tmp / f"{key}.parquet", index=False)
         rest = {k: v for k, v in value.items() if k not in frames}
-        (tmp / _BUNDLE_INDEX).write_text(json.dumps({"frames": frames, "values": rest}, default=str))
+        (tmp / _BUNDLE_INDEX).write_text(
+            json.dumps({"frames": frames, "values": rest}, default=str)
+        )
         _replace_dir(tmp, stem)
         return stem
     if isinstance(value, dict | list):

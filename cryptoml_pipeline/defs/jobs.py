@@ -7,7 +7,8 @@ import dagster as dg
 
 prepare_job = dg.define_asset_job(
     "prepare_job",
-    selection=dg.AssetSelection.groups("ingestion", "features") | dg.AssetSelection.assets("fold_plan"),
+    selection=dg.AssetSelection.groups("ingestion", "features")
+    | dg.AssetSelection.assets("fold_plan"),
     description="Ingest, validate, build features and labels, plan walk-forward folds",
 )
 train_folds_job = dg.define_asset_job(

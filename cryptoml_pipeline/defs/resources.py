@@ -1,7 +1,5 @@
 """Dagster resources: thin typed wrappers that turn run configuration into domain settings/data."""
 
-from __future__ import annotations
-
 import logging
 from pathlib import Path
 from typing import Literal
@@ -90,10 +88,11 @@ class MarketDataResource(dg.ConfigurableResource):
                 list(data.symbols), data.timeframe, start, end, seed=self.synthetic_seed
             )
         if self.kind == "ccxt":
-            start, end = self.window(settings) if (data.start and data.end) else (None, None)
-            if start is None or end is None:
-                end = pd.Timestamp.now(tz="UTC").floor("D")
-                start = end - pd.Timedelta(days=data.lookback_days)
+            # the store may not hold the data yet: download the requested window first
+            end = to_utc(data.end) if data.end else pd.Timestamp.now(tz="UTC").floor("D")
+            start = (
+                to_utc(data.start) if data.start else end - pd.Timedelta(days=data.lookback_days)
+            )
             return load_via_ccxt(self._store(), list(data.symbols), data.timeframe, start, end)
         start, end = self.window(settings)
         return load_market_data(self._store(), list(data.symbols), data.timeframe, start, end)

@@ -1,8 +1,6 @@
 """Retrain sensor (first cut): reads the backtest's accuracy metadata (the performance tracker until
 the Management issue adds one) and requests one retrain run per degradation."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from cryptoml_pipeline.defs.jobs import retrain_job
@@ -18,22 +16,23 @@ def _metadata_float(metadata: dict, key: str) -> float | None:
     return None if value is None else float(value)
 
 
-@dg.sensor(job=retrain_job, minimum_interval_seconds=300,
-           default_status=dg.DefaultSensorStatus.STOPPED)
+@dg.sensor(
+    job=retrain_job, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.STOPPED
+)
 def degradation_sensor(context: dg.SensorEvaluationContext):
     """RunRequest(retrain_job) when recent accuracy < (1 - degradation) x prior accuracy.
 
     The cursor is the storage id of the last backtest materialization looked at, so one
     degradation launches exactly one run."""
     policy = RetrainConfig()
-    event = context.instance.get_latest_materialization_event(BACKTEST_KEY)
-    if event is None:
+    records = context.instance.fetch_materializations(BACKTEST_KEY, limit=1).records
+    if not records:
         return dg.SkipReason("no backtest materialization yet")
-    storage_id = event.storage_id
+    storage_id = records[0].storage_id
     if context.cursor and int(context.cursor) >= storage_id:
         return dg.SkipReason(f"backtest materialization {storage_id} already evaluated")
     context.update_cursor(str(storage_id))
-    mat = event.asset_materialization
+    mat = records[0].asset_materialization
     metadata = dict(mat.metadata) if mat is not None else {}
     recent = _metadata_float(metadata, f"acc_recent_{policy.recent_window}")
     prior = _metadata_float(metadata, f"acc_prior_{policy.prior_window}")

@@ -40,9 +40,7 @@ def evaluate_gate(
     if not sane:
         return GateDecision(False, f"rejected: {sanity_reason}")
     if deployed_manifest is None:
-        return GateDecision(
-            True, f"no model deployed yet; sanity checks passed ({sanity_reason})"
-        )
+        return GateDecision(True, f"no model deployed yet; sanity checks passed ({sanity_reason})")
     record = deployed_manifest.get("walk_forward", {})
     deployed_sharpe = record.get("sharpe")
     same = sorted(record.get("folds", [])) == sorted(candidate_folds)

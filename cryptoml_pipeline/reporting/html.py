@@ -71,8 +71,14 @@ def kpi_markdown(report: dict[str, Any]) -> str:
         if tgt:
             lo, hi = tgt["min"], tgt["max"]
             tk = "pct" if kind == "pct" else "num"
-            tgt_txt = " – ".join(x for x in (fmt(lo, tk) if lo is not None else "",
-                                            fmt(hi, tk) if hi is not None else "") if x)
+            tgt_txt = " – ".join(
+                x
+                for x in (
+                    fmt(lo, tk) if lo is not None else "",
+                    fmt(hi, tk) if hi is not None else "",
+                )
+                if x
+            )
             tgt_txt += {True: " ✔", False: " ✘", None: ""}[tgt["met"]]
         cells = [
             fmt(report["strategy"].get(key), kind),
@@ -108,8 +114,14 @@ def render_html(report: dict[str, Any], equity: pd.DataFrame) -> str:
             ]
         )
     fold_rows = [
-        [f["fold"], f["train_start"][:10], f["test_start"][:10], f["test_end"][:10],
-         f.get("n_predictions", ""), fmt(f["accuracy"], "pct")]
+        [
+            f["fold"],
+            f["train_start"][:10],
+            f["test_start"][:10],
+            f["test_end"][:10],
+            f.get("n_predictions", ""),
+            fmt(f["accuracy"], "pct"),
+        ]
         for f in report["folds"]
     ]
     warn = "".join(f"<li>{html.escape(w)}</li>" for w in report["warnings"]) or "<li>none</li>"

@@ -55,7 +55,9 @@ def _warnings(ev: Evaluation, synthetic: bool) -> list[str]:
         )
     for name, kpis in ev.baselines.items():
         if beats(ev.strategy, kpis) is False:
-            out.append(f"The strategy does not beat the {name.replace('_', '-')} baseline (Sharpe).")
+            out.append(
+                f"The strategy does not beat the {name.replace('_', '-')} baseline (Sharpe)."
+            )
     if ev.strategy.get("n_trades", 0) == 0:
         out.append("The strategy made no trade in the out-of-sample span.")
     return out

@@ -1,7 +1,5 @@
 """Candidate model on the most recent training window, and the gated deployment."""
 
-from __future__ import annotations
-
 import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,8 +12,8 @@ import pandas as pd
 from cryptoml_pipeline.defs.resources import PipelineResource
 from cryptoml_pipeline.management.deployment_store import deploy, read_deployed_manifest
 from cryptoml_pipeline.management.gate import evaluate_gate, outputs_are_sane
-from cryptoml_pipeline.modeling.fold_training import FoldModel, predict_fold, train_fold
-from cryptoml_pipeline.modeling.folds import Fold, final_training_fold
+from cryptoml_pipeline.modeling.fold_training import FoldModel, predict_rows, train_fold
+from cryptoml_pipeline.modeling.folds import final_training_fold
 from cryptoml_pipeline.timing import to_utc
 
 GROUP = "deployment"
@@ -52,13 +50,15 @@ def candidate_model(
 
 
 def sanity_probabilities(
-    model: FoldModel, features: pd.DataFrame, labels: pd.DataFrame, end: pd.Timestamp, settings,
+    model: FoldModel,
+    features: pd.DataFrame,
+    labels: pd.DataFrame,
+    end: pd.Timestamp,
+    settings,
     timeframe: str,
 ) -> np.ndarray:
-    start = end - pd.Timedelta(days=SANITY_DAYS)
-    probe = Fold(key="sanity", index=0, train_start=start, val_start=start, test_start=start,
-                 test_end=end)
-    preds = predict_fold(model, features, labels, probe, settings, timeframe)
+    recent = (features["timestamp"] >= end - pd.Timedelta(days=SANITY_DAYS)).to_numpy()
+    preds = predict_rows(model, features, labels, recent, settings, timeframe, tag="sanity")
     return preds[PROB_COLS].to_numpy(dtype=float)
 
 
@@ -77,7 +77,11 @@ def deployed_model(
     settings = pipeline.settings()
     output = Path(pipeline.output_dir)
     probs = sanity_probabilities(
-        candidate_model, feature_table, label_table, to_utc(dataset_info["end"]), settings,
+        candidate_model,
+        feature_table,
+        label_table,
+        to_utc(dataset_info["end"]),
+        settings,
         dataset_info["timeframe"],
     )
     sane, sanity_reason = outputs_are_sane(probs)
@@ -123,16 +127,20 @@ def latest_signals(
     if not Path(path, "manifest.json").exists():
         raise dg.Failure(f"no deployed model at {path}: run the main job first")
     model = fold_model_from_saved(*load_model(Path(path)))
-    end = to_utc(dataset_info["end"])
-    start = end - pd.Timedelta(days=1)
-    probe = Fold(key="latest", index=0, train_start=start, val_start=start, test_start=start,
-                 test_end=end)
-    preds = predict_fold(model, feature_table, label_table, probe, pipeline.settings(),
-                         dataset_info["timeframe"])
-    latest = preds.sort_values("timestamp").groupby("symbol").tail(1).reset_index(drop=True)
-    context.add_output_metadata(
-        {"signals": dg.MetadataValue.md(latest[["timestamp", "symbol", "signal", "confidence"]]
-                                        .to_markdown(index=False) if hasattr(latest, "to_markdown")
-                                        else str(latest))}
+    last = feature_table.groupby("symbol")["timestamp"].transform("max")
+    mask = (feature_table["timestamp"] == last).to_numpy()
+    latest = predict_rows(
+        model,
+        feature_table,
+        None,
+        mask,
+        pipeline.settings(),
+        dataset_info["timeframe"],
+        tag="latest",
     )
+    rows = latest[["timestamp", "symbol", "signal", "confidence"]].astype(str)
+    table = "| timestamp | symbol | signal | confidence |\n|---|---|---|---|\n" + "\n".join(
+        "| " + " | ".join(r) + " |" for r in rows.itertuples(index=False)
+    )
+    context.add_output_metadata({"signals": dg.MetadataValue.md(table)})
     return latest

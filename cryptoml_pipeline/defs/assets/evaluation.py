@@ -1,7 +1,5 @@
 """Out-of-sample predictions, the cost-aware backtest with baselines, and the report."""
 
-from __future__ import annotations
-
 import base64
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,9 @@ def outside_test_windows(predictions: pd.DataFrame, plan: list[dict[str, Any]]) 
         columns=["fold", "test_start", "test_end"],
     )
     merged = predictions.merge(bounds, on="fold", how="left")
-    bad = ~((merged["timestamp"] >= merged["test_start"]) & (merged["timestamp"] < merged["test_end"]))
+    bad = ~(
+        (merged["timestamp"] >= merged["test_start"]) & (merged["timestamp"] < merged["test_end"])
+    )
     return merged.loc[bad, ["timestamp", "symbol", "fold"]]
 
 
@@ -39,7 +39,9 @@ def oos_predictions(
     order = [f["key"] for f in fold_plan]
     missing = [k for k in order if k not in fold_predictions]
     if missing:
-        raise dg.Failure(f"fold predictions missing for folds {missing}; materialize fold_predictions")
+        raise dg.Failure(
+            f"fold predictions missing for folds {missing}; materialize fold_predictions"
+        )
     preds = pd.concat([fold_predictions[k] for k in order], ignore_index=True)
     bad = outside_test_windows(preds, fold_plan)
     if not bad.empty:
@@ -53,7 +55,12 @@ def oos_predictions(
     return preds
 
 
-@dg.asset_check(asset=oos_predictions, blocking=True, description="Each prediction is OOS")
+@dg.asset_check(
+    asset=oos_predictions,
+    blocking=True,
+    description="Each prediction is OOS",
+    additional_ins={"fold_plan": dg.AssetIn("fold_plan")},
+)
 def predictions_inside_test_windows(
     oos_predictions: pd.DataFrame, fold_plan: list[dict[str, Any]]
 ) -> dg.AssetCheckResult:

@@ -1,7 +1,5 @@
 """Features and labels. Labels are the only place allowed to look forward."""
 
-from __future__ import annotations
-
 import dagster as dg
 import pandas as pd
 
@@ -48,6 +46,7 @@ def _recent_slice(frame: pd.DataFrame, rows: int) -> pd.DataFrame:
     asset=feature_table,
     blocking=True,
     description="Recompute features on data truncated at several cut times; any change is a leak",
+    additional_ins={k: dg.AssetIn(k) for k in ("ohlcv", "funding", "dataset_info")},
 )
 def feature_causality(
     ohlcv: pd.DataFrame, funding: pd.DataFrame, dataset_info: dict, pipeline: PipelineResource
@@ -82,12 +81,13 @@ def label_table(
     pipeline: PipelineResource,
 ) -> pd.DataFrame:
     """Spec's 5 classes on the forward return over ``prediction_horizon`` bars."""
-    labels = make_labels(
-        ohlcv, pipeline.settings().labels, timeframe=dataset_info["timeframe"]
-    )
+    labels = make_labels(ohlcv, pipeline.settings().labels, timeframe=dataset_info["timeframe"])
     dist = labels["label"].value_counts(normalize=True).sort_index()
     context.add_output_metadata(
-        {"class_distribution": dg.MetadataValue.json({str(int(k)): round(float(v), 4)
-                                                     for k, v in dist.items()})}
+        {
+            "class_distribution": dg.MetadataValue.json(
+                {str(int(k)): round(float(v), 4) for k, v in dist.items()}
+            )
+        }
     )
     return labels

@@ -1,7 +1,5 @@
 """Ingestion: raw candles/funding from the MarketDataResource, then pandera-validated copies."""
 
-from __future__ import annotations
-
 from typing import Any
 
 import dagster as dg
@@ -58,7 +56,9 @@ def gap_report(candles: pd.DataFrame, timeframe: str) -> dict[str, int]:
 
 
 @dg.asset(group_name=GROUP)
-def ohlcv(context: dg.AssetExecutionContext, ohlcv_raw: pd.DataFrame, dataset_info: dict) -> pd.DataFrame:
+def ohlcv(
+    context: dg.AssetExecutionContext, ohlcv_raw: pd.DataFrame, dataset_info: dict
+) -> pd.DataFrame:
     """Validated candles (pandera: positive prices, OHLC consistency, unique sorted UTC stamps)."""
     candles = validate_candles(ohlcv_raw, source="ohlcv_raw")
     gaps = gap_report(candles, dataset_info["timeframe"])
@@ -83,7 +83,12 @@ def funding(context: dg.AssetExecutionContext, funding_raw: pd.DataFrame) -> pd.
     return validated
 
 
-@dg.asset_check(asset=funding, blocking=True, description="Every symbol has funding data")
+@dg.asset_check(
+    asset=funding,
+    blocking=True,
+    description="Every symbol has funding data",
+    additional_ins={"dataset_info": dg.AssetIn("dataset_info")},
+)
 def funding_covers_symbols(funding: pd.DataFrame, dataset_info: dict) -> dg.AssetCheckResult:
     have = set(funding["symbol"].unique())
     missing = [s for s in dataset_info["symbols"] if s not in have]

@@ -1,7 +1,5 @@
 """Walk-forward plan and per-fold models/predictions (fold partitions)."""
 
-from __future__ import annotations
-
 from typing import Any
 
 import dagster as dg
@@ -59,9 +57,15 @@ def fold_plan(
     plan = [fold_to_dict(f) for f in folds]
     sync_fold_partitions(context.instance, [f["key"] for f in plan])
     table = "\n".join(
-        ["| fold | train start | validation start | test start | test end |", "|---|---|---|---|---|"]
-        + [f"| {f['key']} | {f['train_start']} | {f['val_start']} | {f['test_start']} | "
-           f"{f['test_end']} |" for f in plan]
+        [
+            "| fold | train start | validation start | test start | test end |",
+            "|---|---|---|---|---|",
+        ]
+        + [
+            f"| {f['key']} | {f['train_start']} | {f['val_start']} | {f['test_start']} | "
+            f"{f['test_end']} |"
+            for f in plan
+        ]
     )
     context.add_output_metadata({"n_folds": len(plan), "folds": dg.MetadataValue.md(table)})
     return plan

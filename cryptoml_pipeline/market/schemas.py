@@ -1,0 +1,187 @@
+"""pandera schemas of the long candles and funding frames, and their one-line validators.
+
+``validate_candles`` / ``validate_funding`` normalise the timestamp column to
+``datetime64[ns, UTC]`` (naive timestamps are an error, never silently localised), run the schema
+lazily and turn any failure into a :class:`DataValidationError` whose one-line message names the
+source, the failing check and the first offending timestamp.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+from pandera.errors import SchemaErrors
+
+from cryptoml_pipeline.errors import DataValidationError
+
+TS_DTYPE = pd.DatetimeTZDtype("ns", "UTC")
+PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
+CANDLE_COLUMNS: tuple[str, ...] = ("timestamp", "symbol", *PRICE_COLUMNS, "volume")
+FUNDING_COLUMNS: tuple[str, ...] = ("timestamp", "symbol", "funding_rate")
+
+
+def _finite(s: pd.Series) -> pd.Series:
+    return pd.Series(np.isfinite(s.to_numpy(dtype="float64", na_value=np.nan)), index=s.index)
+
+
+def _sorted_within_symbol(df: pd.DataFrame) -> pd.Series:
+    """Element-wise: True where the row's timestamp is later than the previous row of its symbol."""
+    step = df.groupby("symbol", sort=False)["timestamp"].diff()
+    return step.isna() | (step > pd.Timedelta(0))
+
+
+def _high_ok(df: pd.DataFrame) -> pd.Series:
+    return df["high"] >= np.maximum(df["open"], df["close"])
+
+
+def _low_ok(df: pd.DataFrame) -> pd.Series:
+    return df["low"] <= np.minimum(df["open"], df["close"])
+
+
+def _finite_check(name: str) -> pa.Check:
+    return pa.Check(_finite, name=f"{name}_finite", error=f"{name} is finite")
+
+
+def _price(name: str) -> pa.Column:
+    return pa.Column(
+        "float64",
+        checks=[pa.Check.gt(0, error=f"{name} > 0"), _finite_check(name)],
+        nullable=False,
+    )
+
+
+_TIMESTAMP = pa.Column(TS_DTYPE, nullable=False)
+_SYMBOL = pa.Column(
+    str,
+    checks=pa.Check(lambda s: s.str.len() > 0, name="symbol_nonempty", error="symbol is not empty"),
+    nullable=False,
+)
+_SORTED = pa.Check(
+    _sorted_within_symbol,
+    name="sorted_by_timestamp",
+    error="timestamps strictly increasing within each symbol (sorted, no duplicates)",
+)
+
+CANDLES_SCHEMA = pa.DataFrameSchema(
+    {
+        "timestamp": _TIMESTAMP,
+        "symbol": _SYMBOL,
+        **{name: _price(name) for name in PRICE_COLUMNS},
+        "volume": pa.Column(
+            "float64",
+            checks=[pa.Check.ge(0, error="volume >= 0"), _finite_check("volume")],
+            nullable=False,
+        ),
+    },
+    checks=[
+        pa.Check(_high_ok, name="high_ge_open_close", error="high >= max(open, close)"),
+        pa.Check(_low_ok, name="low_le_open_close", error="low <= min(open, close)"),
+        _SORTED,
+    ],
+    unique=["symbol", "timestamp"],
+    strict=False,
+    name="candles",
+)
+
+FUNDING_SCHEMA = pa.DataFrameSchema(
+    {
+        "timestamp": _TIMESTAMP,
+        "symbol": _SYMBOL,
+        "funding_rate": pa.Column("float64", checks=_finite_check("funding_rate"), nullable=False),
+    },
+    checks=[_SORTED],
+    unique=["symbol", "timestamp"],
+    strict=False,
+    name="funding",
+)
+
+
+def validate_candles(df: pd.DataFrame, *, source: str) -> pd.DataFrame:
+    """Validated copy of a long candles frame (timestamps normalised to ns UTC)."""
+    return _validate(df, CANDLES_SCHEMA, CANDLE_COLUMNS, "candles", source)
+
+
+def validate_funding(df: pd.DataFrame, *, source: str) -> pd.DataFrame:
+    """Validated copy of a long funding frame (timestamps normalised to ns UTC)."""
+    return _validate(df, FUNDING_SCHEMA, FUNDING_COLUMNS, "funding", source)
+
+
+def normalise_timestamps(values: pd.Series, *, source: str) -> pd.Series:
+    """``datetime64[ns, UTC]`` from tz-aware datetimes; naive timestamps raise."""
+    if not isinstance(values.dtype, pd.DatetimeTZDtype):
+        if pd.api.types.is_datetime64_dtype(values.dtype):
+            raise DataValidationError(
+                f"{source}: naive timestamps (no timezone) in column 'timestamp'; "
+                "market data must be tz-aware UTC"
+            )
+        try:
+            values = pd.to_datetime(values)
+        except (TypeError, ValueError) as exc:
+            raise DataValidationError(
+                f"{source}: column 'timestamp' is not datetime ({values.dtype}): {exc}"
+            ) from exc
+        if not isinstance(values.dtype, pd.DatetimeTZDtype):
+            raise DataValidationError(
+                f"{source}: naive timestamps (no timezone) in column 'timestamp'; "
+                "market data must be tz-aware UTC"
+            )
+    return values.dt.tz_convert("UTC").astype(TS_DTYPE)
+
+
+def _validate(
+    df: pd.DataFrame,
+    schema: pa.DataFrameSchema,
+    columns: tuple[str, ...],
+    kind: str,
+    source: str,
+) -> pd.DataFrame:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DataValidationError(f"{source}: {kind} frame lacks column(s) {missing}")
+    out = df.reset_index(drop=True)  # failure indices are then row positions
+    out["timestamp"] = normalise_timestamps(out["timestamp"], source=source)
+    out["symbol"] = out["symbol"].astype("str")
+    for col in columns[2:]:
+        if pd.api.types.is_integer_dtype(out[col].dtype):
+            out[col] = out[col].astype("float64")
+    try:
+        validated = schema.validate(out, lazy=True)
+    except SchemaErrors as exc:
+        raise DataValidationError(_one_line(exc, out, kind, source)) from None
+    validated.index = df.index
+    return validated
+
+
+_CHECK_LABELS = {
+    "not_nullable": "no NaN/missing values",
+    "multiple_fields_uniqueness": "(symbol, timestamp) unique",
+    "column_in_dataframe": "column present",
+}
+
+
+def _one_line(exc: SchemaErrors, df: pd.DataFrame, kind: str, source: str) -> str:
+    """``source: candles fail check 'X' (n rows), first at <timestamp>[; also fails: ...]``."""
+    cases = exc.failure_cases
+    frame_level = cases["schema_context"] == "DataFrameSchema"
+    column = cases["column"].where(~frame_level, "").fillna("").astype(str)
+    positions = pd.to_numeric(cases["index"], errors="coerce")
+    described: list[tuple[float, int, str]] = []
+    for (col, check), idx in cases.groupby(
+        [column, cases["check"].astype(str)], sort=False
+    ).groups.items():
+        label = _CHECK_LABELS.get(check, check)
+        label = f"'{label}' in column '{col}'" if col else f"'{label}'"
+        rows = positions.loc[idx].dropna().astype(int).unique()
+        if len(rows) == 0:
+            preview = ", ".join(str(v) for v in cases.loc[idx, "failure_case"].head(3))
+            described.append((-1.0, 0, f"{label} ({preview})"))
+            continue
+        first = int(rows.min())
+        when = df["timestamp"].iloc[first]
+        n_rows = f"{len(rows)} row{'s' if len(rows) > 1 else ''}"
+        described.append((float(first), 0 if col else 1, f"{label} ({n_rows}), first at {when}"))
+    described.sort(key=lambda item: item[:2])
+    head, *rest = [item[2] for item in described]
+    also = f"; also fails {'; '.join(rest)}" if rest else ""
+    return f"{source}: {kind} fail check {head}{also}".replace("\n", " ")

@@ -1,0 +1,247 @@
+"""Market data of a run: the window rule and the loaders (parquet store, ccxt download).
+
+The traded instrument of a user symbol ``BTC/USDT`` is its USDT-M perpetual ``BTC/USDT:USDT``
+whenever the store holds perpetual candles covering the window start; otherwise the spot candles
+serve as a proxy. Every frame carries the user symbol in its ``symbol`` column.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import pandas as pd
+
+from cryptoml_pipeline.errors import InputError
+from cryptoml_pipeline.market.layout import perpetual_symbol, spot_symbol
+from cryptoml_pipeline.market.schemas import CANDLE_COLUMNS, FUNDING_COLUMNS
+from cryptoml_pipeline.market.store import Coverage, ParquetStore
+from cryptoml_pipeline.timing import timeframe_to_timedelta, to_utc
+
+if TYPE_CHECKING:
+    from ccxt.base.exchange import Exchange
+
+log = logging.getLogger(__name__)
+
+FUNDING_INTERVAL = pd.Timedelta(hours=8)
+
+
+@dataclass(frozen=True)
+class MarketData:
+    candles: pd.DataFrame  # long candles of the traded instrument (perp when present, else spot)
+    funding: pd.DataFrame  # long funding
+    source: Literal["parquet", "ccxt", "synthetic"]
+    synthetic: bool
+    price_source: str  # "perpetual" | "spot_proxy" | "mixed"
+    price_sources: dict[str, str]  # per symbol: "perpetual" | "spot_proxy"
+    timeframe: str
+    start: pd.Timestamp  # window [start, end)
+    end: pd.Timestamp
+
+
+@dataclass(frozen=True)
+class _SymbolData:
+    """What the store holds for one user symbol: (first, last) of its series."""
+
+    symbol: str
+    traded: Coverage  # perp candles when a perp file exists, else spot
+    funding: Coverage
+    bar: pd.Timedelta
+
+    @property
+    def first(self) -> pd.Timestamp:
+        return max(self.traded[0], self.funding[0])
+
+    @property
+    def end(self) -> pd.Timestamp:
+        return self.traded[1] + self.bar
+
+
+def _bar(timeframe: str) -> pd.Timedelta:
+    try:
+        return timeframe_to_timedelta(timeframe)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
+def _symbol_data(
+    store: ParquetStore, symbol: str, timeframe: str, bar: pd.Timedelta
+) -> _SymbolData:
+    perp = perpetual_symbol(symbol)
+    spot = spot_symbol(symbol)
+    traded = store.candle_coverage(perp, timeframe) or store.candle_coverage(spot, timeframe)
+    if traded is None:
+        looked = sorted(
+            {store.candles_path(spot, timeframe).name, store.candles_path(perp, timeframe).name}
+        )
+        raise InputError(
+            f"unknown symbol {symbol!r}: no {timeframe} candle file ({' or '.join(looked)}) "
+            f"in {store.root / 'market'}"
+        )
+    funding = store.funding_coverage(perp)
+    if funding is None:
+        path = store.funding_path(perp)
+        raise InputError(
+            f"no funding data for {symbol!r}: {path.name} missing or empty in {path.parent}"
+        )
+    return _SymbolData(symbol=symbol, traded=traded, funding=funding, bar=bar)
+
+
+def resolve_window(
+    store: ParquetStore,
+    symbols: Sequence[str],
+    timeframe: str,
+    start: pd.Timestamp | None,
+    end: pd.Timestamp | None,
+    lookback_days: int,
+) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The run's window ``[start, end)`` over the data every selected symbol has.
+
+    Default ``end`` = earliest (last traded candle + one bar) over the symbols; default ``start`` =
+    ``end - lookback_days``, moved later to the latest first timestamp of any selected series
+    (traded candles and funding). A given window is clipped to the data with a warning; one that
+    lies entirely outside the data of a symbol is an :class:`InputError`.
+    """
+    if not symbols:
+        raise InputError("no symbols selected")
+    bar = _bar(timeframe)
+    start = to_utc(start) if start is not None else None
+    end = to_utc(end) if end is not None else None
+    if start is not None and end is not None and start >= end:
+        raise InputError(f"empty window: start {start} is not before end {end}")
+    infos = [_symbol_data(store, symbol, timeframe, bar) for symbol in symbols]
+    for info in infos:
+        outside = (start is not None and start >= info.end) or (
+            end is not None and end <= info.first
+        )
+        if outside:
+            raise InputError(
+                f"window [{start or '...'}, {end or '...'}) lies outside the data of {info.symbol} "
+                f"({info.first} .. {info.end})"
+            )
+    data_start = max(info.first for info in infos)
+    data_end = min(info.end for info in infos)
+    if end is None:
+        end = data_end
+    elif end > data_end:
+        log.warning("end %s is beyond the data; using %s (last common bar + 1)", end, data_end)
+        end = data_end
+    if start is None:
+        start = end - pd.Timedelta(days=lookback_days)
+        if start < data_start:
+            log.info("default start %s moved to the first common data point %s", start, data_start)
+            start = data_start
+    elif start < data_start:
+        log.warning("start %s is before the data; using %s", start, data_start)
+        start = data_start
+    if start >= end:
+        ranges = ", ".join(f"{i.symbol} {i.first} .. {i.end}" for i in infos)
+        raise InputError(f"no common data window [{start}, {end}) for the symbols ({ranges})")
+    return start, end
+
+
+def load_market_data(
+    store: ParquetStore,
+    symbols: Sequence[str],
+    timeframe: str,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+) -> MarketData:
+    """Candles of the traded instrument and funding for ``[start, end)`` from ``store``.
+
+    Per symbol the perpetual's candles when its file covers ``start``, else the spot candles as a
+    proxy. Funding (from the perpetual's file) covers ``[start - 8h, end)``.
+    """
+    if not symbols:
+        raise InputError("no symbols selected")
+    _bar(timeframe)
+    start, end = to_utc(start), to_utc(end)
+    if start >= end:
+        raise InputError(f"empty window: start {start} is not before end {end}")
+    candles, funding, sources = [], [], {}
+    for symbol in symbols:
+        frame, sources[symbol] = _traded_candles(store, symbol, timeframe, start, end)
+        candles.append(frame)
+        funding.append(_funding(store, symbol, start, end))
+    kinds = set(sources.values())
+    price_source = kinds.pop() if len(kinds) == 1 else "mixed"
+    return MarketData(
+        candles=_concat(candles, CANDLE_COLUMNS),
+        funding=_concat(funding, FUNDING_COLUMNS),
+        source="parquet",
+        synthetic=False,
+        price_source=price_source,
+        price_sources=sources,
+        timeframe=timeframe,
+        start=start,
+        end=end,
+    )
+
+
+def _traded_candles(
+    store: ParquetStore, symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp
+) -> tuple[pd.DataFrame, str]:
+    perp, spot = perpetual_symbol(symbol), spot_symbol(symbol)
+    perp_cov = store.candle_coverage(perp, timeframe)
+    if perp_cov is not None and perp_cov[0] <= start:
+        instrument, kind = perp, "perpetual"
+    elif store.has_candles(spot, timeframe):
+        instrument, kind = spot, "spot_proxy"
+        why = "has no candle file" if perp_cov is None else f"starts only at {perp_cov[0]}"
+        log.warning("%s: perpetual %s %s; using spot candles as a price proxy", symbol, perp, why)
+    else:
+        raise InputError(
+            f"no {timeframe} candles for {symbol!r} covering {start}: looked for "
+            f"{store.candles_path(perp, timeframe)} and {store.candles_path(spot, timeframe)}"
+        )
+    frame = store.read_candles(instrument, timeframe, start, end, as_symbol=symbol)
+    if frame.empty:
+        raise InputError(f"no {instrument} {timeframe} candles in [{start}, {end})")
+    return frame, kind
+
+
+def _funding(
+    store: ParquetStore, symbol: str, start: pd.Timestamp, end: pd.Timestamp
+) -> pd.DataFrame:
+    perp = perpetual_symbol(symbol)
+    if not store.has_funding(perp):
+        log.warning("%s: no funding file %s; funding is empty", symbol, store.funding_path(perp))
+        return pd.DataFrame(columns=list(FUNDING_COLUMNS))
+    return store.read_funding(perp, start - FUNDING_INTERVAL, end, as_symbol=symbol)
+
+
+def _concat(frames: list[pd.DataFrame], columns: tuple[str, ...]) -> pd.DataFrame:
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return _empty(columns)
+    out = pd.concat(frames, ignore_index=True)[list(columns)]
+    return out.sort_values(["symbol", "timestamp"], kind="stable").reset_index(drop=True)
+
+
+def _empty(columns: tuple[str, ...]) -> pd.DataFrame:
+    out = pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
+    out["timestamp"] = pd.Series(dtype="datetime64[ns, UTC]")
+    out["symbol"] = pd.Series(dtype="str")
+    return out[list(columns)]
+
+
+def load_via_ccxt(
+    store: ParquetStore,
+    symbols: Sequence[str],
+    timeframe: str,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    *,
+    exchange: Exchange | None = None,
+) -> MarketData:
+    """Download spot/perp candles and funding for ``[start, end)`` into ``store``, then load them
+    like parquet data (labelled ``source="ccxt"``). Needs network unless ``exchange`` is canned."""
+    from cryptoml_pipeline.market.ccxt_source import download_to_store
+
+    download_to_store(store, symbols, timeframe, start, end, exchange=exchange)
+    return dataclasses.replace(
+        load_market_data(store, symbols, timeframe, start, end), source="ccxt"
+    )

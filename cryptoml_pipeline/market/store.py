@@ -1,0 +1,208 @@
+"""``ParquetStore``: read and write candles/funding in the layout of ``../shared/data``.
+
+Reads select only the needed columns and push the ``[start, end)`` window down to pyarrow.
+Writes merge with the existing file (new rows win on equal timestamps), sort, validate and replace
+the file atomically (temporary file in the same directory + ``os.replace``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from cryptoml_pipeline.errors import InputError
+from cryptoml_pipeline.market.layout import candles_path, funding_path, perpetual_symbol
+from cryptoml_pipeline.market.schemas import (
+    CANDLE_COLUMNS,
+    FUNDING_COLUMNS,
+    PRICE_COLUMNS,
+    normalise_timestamps,
+    validate_candles,
+    validate_funding,
+)
+from cryptoml_pipeline.timing import to_utc
+
+log = logging.getLogger(__name__)
+
+_TS_TYPE = pa.timestamp("ns", tz="UTC")
+# Column order of the shared files.
+CANDLE_FILE_COLUMNS: tuple[str, ...] = (
+    "timestamp",
+    *PRICE_COLUMNS,
+    "volume",
+    "symbol",
+    "timeframe",
+)
+FUNDING_FILE_COLUMNS: tuple[str, ...] = FUNDING_COLUMNS
+Coverage = tuple[pd.Timestamp, pd.Timestamp]
+
+
+class ParquetStore:
+    """Market data under ``root`` (``root/market/*.parquet``, ``root/funding/*.parquet``)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"ParquetStore({str(self.root)!r})"
+
+    # ------------------------------------------------------------------ paths
+    def candles_path(self, symbol: str, timeframe: str) -> Path:
+        return candles_path(self.root, symbol, timeframe)
+
+    def funding_path(self, perp_symbol: str) -> Path:
+        return funding_path(self.root, perp_symbol)
+
+    def has_candles(self, symbol: str, timeframe: str) -> bool:
+        return self.candles_path(symbol, timeframe).is_file()
+
+    def has_funding(self, perp_symbol: str) -> bool:
+        return self.funding_path(perp_symbol).is_file()
+
+    # ------------------------------------------------------------------ reads
+    def read_candles(
+        self,
+        symbol: str,
+        timeframe: str,
+        start: pd.Timestamp | None = None,
+        end: pd.Timestamp | None = None,
+        *,
+        as_symbol: str | None = None,
+    ) -> pd.DataFrame:
+        """Validated long candles of ``symbol`` for open times in ``[start, end)``.
+
+        The ``symbol`` column is ``as_symbol`` when given (e.g. the user symbol ``BTC/USDT`` for
+        the candles of ``BTC/USDT:USDT``); the file's ``timeframe`` column is dropped.
+        """
+        path = self.candles_path(symbol, timeframe)
+        columns = [c for c in CANDLE_COLUMNS if c != "symbol" or as_symbol is None]
+        df = _read_window(path, columns, start, end, what=f"{symbol} {timeframe} candles")
+        df["symbol"] = as_symbol if as_symbol is not None else df["symbol"]
+        return validate_candles(df[list(CANDLE_COLUMNS)], source=str(path))
+
+    def read_funding(
+        self,
+        perp_symbol: str,
+        start: pd.Timestamp | None = None,
+        end: pd.Timestamp | None = None,
+        *,
+        as_symbol: str | None = None,
+    ) -> pd.DataFrame:
+        """Validated long funding of the perpetual for settlement times in ``[start, end)``."""
+        path = self.funding_path(perp_symbol)
+        columns = [c for c in FUNDING_COLUMNS if c != "symbol" or as_symbol is None]
+        df = _read_window(path, columns, start, end, what=f"{perp_symbol} funding")
+        df["symbol"] = as_symbol if as_symbol is not None else df["symbol"]
+        return validate_funding(df[list(FUNDING_COLUMNS)], source=str(path))
+
+    def candle_coverage(self, symbol: str, timeframe: str) -> Coverage | None:
+        """(first, last) candle open time, or ``None`` when there is no file or it is empty."""
+        return _coverage(self.candles_path(symbol, timeframe))
+
+    def funding_coverage(self, perp_symbol: str) -> Coverage | None:
+        """(first, last) funding settlement time, or ``None`` when there is no file / no rows."""
+        return _coverage(self.funding_path(perp_symbol))
+
+    # ----------------------------------------------------------------- writes
+    def write_candles(self, df: pd.DataFrame, symbol: str, timeframe: str) -> Path:
+        """Merge ``df`` into the candles file of ``symbol`` (new rows win) and write atomically."""
+        path = self.candles_path(symbol, timeframe)
+        new = _prepare(df, CANDLE_COLUMNS[2:], symbol, source=f"new {symbol} {timeframe} candles")
+        new["timeframe"] = timeframe
+        merged = _merge(path, new, list(CANDLE_FILE_COLUMNS))
+        validate_candles(merged, source=str(path))
+        _atomic_write(merged, path)
+        log.info("wrote %d %s %s candles to %s", len(merged), symbol, timeframe, path)
+        return path
+
+    def write_funding(self, df: pd.DataFrame, perp_symbol: str) -> Path:
+        """Merge ``df`` into the funding file of the perpetual (new rows win), atomically."""
+        perp = perpetual_symbol(perp_symbol)
+        path = self.funding_path(perp)
+        new = _prepare(df, FUNDING_COLUMNS[2:], perp, source=f"new {perp} funding")
+        merged = _merge(path, new, list(FUNDING_FILE_COLUMNS))
+        validate_funding(merged, source=str(path))
+        _atomic_write(merged, path)
+        log.info("wrote %d %s funding rows to %s", len(merged), perp, path)
+        return path
+
+
+def _window_filter(start: pd.Timestamp | None, end: pd.Timestamp | None) -> list | None:
+    filters = []
+    if start is not None:
+        filters.append(("timestamp", ">=", pa.scalar(to_utc(start), type=_TS_TYPE)))
+    if end is not None:
+        filters.append(("timestamp", "<", pa.scalar(to_utc(end), type=_TS_TYPE)))
+    return filters or None
+
+
+def _read_window(
+    path: Path,
+    columns: list[str],
+    start: pd.Timestamp | None,
+    end: pd.Timestamp | None,
+    *,
+    what: str,
+) -> pd.DataFrame:
+    if not path.is_file():
+        raise InputError(f"no {what}: file {path} does not exist")
+    table = pq.read_table(path, columns=columns, filters=_window_filter(start, end))
+    df = table.to_pandas()
+    df["timestamp"] = normalise_timestamps(df["timestamp"], source=str(path))
+    return df.reset_index(drop=True)
+
+
+def _coverage(path: Path) -> Coverage | None:
+    if not path.is_file():
+        return None
+    column = pq.read_table(path, columns=["timestamp"]).column("timestamp")
+    if len(column) == 0 or column.null_count == len(column):
+        return None
+    bounds = pc.min_max(column.cast(_TS_TYPE))
+    return to_utc(bounds["min"].as_py()), to_utc(bounds["max"].as_py())
+
+
+def _prepare(
+    df: pd.DataFrame, values: tuple[str, ...], symbol: str, *, source: str
+) -> pd.DataFrame:
+    missing = [c for c in ("timestamp", *values) if c not in df.columns]
+    if missing:
+        raise InputError(f"{source}: frame lacks column(s) {missing}")
+    out = df[["timestamp", *values]].copy()
+    out["timestamp"] = normalise_timestamps(out["timestamp"], source=source)
+    out["symbol"] = symbol
+    return out
+
+
+def _merge(path: Path, new: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Existing rows + ``new``; on equal timestamps the new row wins; sorted by timestamp."""
+    merged = new[columns]
+    if path.is_file():
+        old = pq.read_table(path, columns=columns).to_pandas()
+        old["timestamp"] = normalise_timestamps(old["timestamp"], source=str(path))
+        if len(old) and len(new):
+            merged = pd.concat([old[columns], new[columns]], ignore_index=True)
+        elif len(old):
+            merged = old[columns]
+    merged = merged.drop_duplicates(subset="timestamp", keep="last")
+    return merged.sort_values("timestamp", kind="stable").reset_index(drop=True)
+
+
+def _atomic_write(df: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,171 @@
+"""Backtest KPIs (spec "Key Performance Indicators"), measured honestly, never tuned to.
+
+Daily returns come from the equity curve resampled to UTC calendar days (last mark of each day;
+a day without any bar keeps the previous day's equity), the first day measured against the initial
+equity. Sharpe = mean / std (ddof=1) * sqrt(365); Sortino = mean / downside deviation * sqrt(365)
+with downside deviation = sqrt(mean(min(r, 0)^2)) over all days. Both are None with fewer than two
+days or a zero denominator. Max drawdown is a positive fraction measured on the bar-level curve
+with the initial equity as the first peak.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from cryptoml_pipeline.errors import InputError
+from cryptoml_pipeline.settings import TargetsConfig
+from cryptoml_pipeline.trading.backtest import BacktestResult
+
+DAYS_PER_YEAR = 365
+
+KPI_KEYS: tuple[str, ...] = (
+    "total_return",
+    "avg_daily_return",
+    "sharpe",
+    "sortino",
+    "max_drawdown",
+    "win_rate",
+    "n_trades",
+    "accuracy",
+    "directional_accuracy",
+    "fees_paid",
+    "funding_paid",
+)
+
+TARGET_KPIS: tuple[str, ...] = (
+    "accuracy",
+    "sharpe",
+    "max_drawdown",
+    "win_rate",
+    "avg_daily_return",
+)
+
+
+def daily_returns(equity: pd.Series, *, initial_equity: float | None = None) -> pd.Series:
+    """Daily simple returns of ``equity`` on UTC calendar days, indexed by the day (00:00 UTC).
+
+    The first day is measured against ``initial_equity`` (default: the curve's first value).
+    """
+    eq = equity.dropna()
+    if eq.empty:
+        return pd.Series(dtype=np.float64, name="daily_return")
+    if not isinstance(eq.index, pd.DatetimeIndex) or eq.index.tz is None:
+        raise InputError("equity must be indexed by tz-aware timestamps")
+    eq = eq.tz_convert("UTC").sort_index()
+    daily = eq.resample("1D").last().ffill()
+    base = float(eq.iloc[0]) if initial_equity is None else float(initial_equity)
+    previous = np.concatenate([[base], daily.to_numpy(np.float64)[:-1]])
+    return pd.Series(
+        daily.to_numpy(np.float64) / previous - 1.0, index=daily.index, name="daily_return"
+    )
+
+
+def sharpe_ratio(returns: np.ndarray) -> float | None:
+    r = np.asarray(returns, dtype=np.float64)
+    if len(r) < 2:
+        return None
+    std = float(np.std(r, ddof=1))
+    if not std > 0:
+        return None
+    return float(np.mean(r) / std * math.sqrt(DAYS_PER_YEAR))
+
+
+def sortino_ratio(returns: np.ndarray) -> float | None:
+    r = np.asarray(returns, dtype=np.float64)
+    if len(r) < 2:
+        return None
+    downside = float(np.sqrt(np.mean(np.minimum(r, 0.0) ** 2)))
+    if not downside > 0:
+        return None
+    return float(np.mean(r) / downside * math.sqrt(DAYS_PER_YEAR))
+
+
+def max_drawdown(equity: pd.Series, initial_equity: float) -> float:
+    """Largest peak-to-trough fall as a positive fraction of the peak (0.0 when none)."""
+    path = np.concatenate([[initial_equity], equity.dropna().to_numpy(np.float64)])
+    peak = np.maximum.accumulate(path)
+    return float(np.max(1.0 - path / peak))
+
+
+def _prediction_kpis(predictions: pd.DataFrame | None) -> tuple[float | None, float | None]:
+    if predictions is None or predictions.empty:
+        return None, None
+    if "label" not in predictions.columns:
+        raise InputError("predictions need a 'label' column for accuracy")
+    label = predictions["label"].to_numpy(np.float64)
+    signal = predictions["signal"].to_numpy(np.float64)
+    pred_class = (
+        predictions["pred_class"].to_numpy(np.float64)
+        if "pred_class" in predictions.columns
+        else signal + 2.0
+    )
+    finite = np.isfinite(label)
+    accuracy = float(np.mean(pred_class[finite] == label[finite] + 2.0)) if finite.any() else None
+    if "forward_return" in predictions.columns:
+        target = np.sign(predictions["forward_return"].to_numpy(np.float64))
+    else:
+        target = np.sign(label)
+    rows = (signal != 0) & finite & (label != 0) & np.isfinite(target)
+    directional = float(np.mean(np.sign(signal[rows]) == target[rows])) if rows.any() else None
+    return accuracy, directional
+
+
+def compute_kpis(
+    result: BacktestResult, predictions: pd.DataFrame | None = None
+) -> dict[str, float | int | None]:
+    """KPIs of one backtest (keys :data:`KPI_KEYS`); prediction KPIs None without predictions."""
+    initial = float(result.initial_equity)
+    equity = result.equity.dropna()
+    final = float(equity.iloc[-1]) if len(equity) else initial
+    daily = daily_returns(equity, initial_equity=initial).to_numpy(np.float64)
+    trades = result.trades
+    accuracy, directional = _prediction_kpis(predictions)
+    return {
+        "total_return": final / initial - 1.0,
+        "avg_daily_return": float(np.mean(daily)) if len(daily) else None,
+        "sharpe": sharpe_ratio(daily),
+        "sortino": sortino_ratio(daily),
+        "max_drawdown": max_drawdown(equity, initial),
+        "win_rate": float(np.mean(trades["pnl"].to_numpy() > 0)) if len(trades) else None,
+        "n_trades": len(trades),
+        "accuracy": accuracy,
+        "directional_accuracy": directional,
+        "fees_paid": float(result.fees_paid) / initial,
+        "funding_paid": float(result.funding_paid) / initial,
+    }
+
+
+def accuracy_windows(
+    correct: np.ndarray, recent: int = 50, prior: int = 150
+) -> tuple[float | None, float | None]:
+    """Spec ``should_retrain`` windows: (mean of the last ``recent`` outcomes, mean of the ``prior``
+    outcomes just before them). Non-finite entries (unlabelled rows) are dropped first; a window
+    without enough outcomes gives None.
+    """
+    values = np.asarray(correct, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    n = len(values)
+    recent_mean = float(np.mean(values[n - recent :])) if recent > 0 and n >= recent else None
+    prior_ok = prior > 0 and n >= recent + prior
+    prior_mean = float(np.mean(values[n - recent - prior : n - recent])) if prior_ok else None
+    return recent_mean, prior_mean
+
+
+def kpis_vs_targets(
+    kpis: dict[str, float | int | None], targets: TargetsConfig
+) -> dict[str, dict[str, float | bool | None]]:
+    """For each targeted KPI: ``{min, max, value, met}`` (``met`` None when the value is None)."""
+    out: dict[str, dict[str, float | bool | None]] = {}
+    for name in TARGET_KPIS:
+        target = getattr(targets, name)
+        value = kpis.get(name)
+        met: bool | None = None
+        if value is not None:
+            met = (target.min is None or value >= target.min) and (
+                target.max is None or value <= target.max
+            )
+        out[name] = {"min": target.min, "max": target.max, "value": value, "met": met}
+    return out
