@@ -2,9 +2,10 @@
 
 * Every timestamp is the candle's **open time**, tz-aware UTC.
 * A row stamped ``t`` is complete — and so *known* — at ``t + one bar``.
-* A decision computed from row ``t`` is executed at the **open of the next bar** (``t + one bar``),
-  never on the bar whose close produced it.
-* A funding settlement stamped ``s`` is known from ``s`` on and is paid on the position held at ``s``.
+* A decision computed from row ``t`` is executed at the **open of the next bar**
+  (``t + one bar``), never on the bar whose close produced it.
+* A funding settlement stamped ``s`` is known from ``s`` on. It is paid on the position carried
+  into ``s`` (a fill at the open of bar ``s`` happens after the settlement).
 """
 
 from __future__ import annotations

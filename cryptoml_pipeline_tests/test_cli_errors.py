@@ -54,3 +54,13 @@ def test_data_dir_without_market_files_exit_2(tmp_path: Path) -> None:
     proc = run_cli("run", "--data-dir", str(tmp_path / "empty"), cwd=tmp_path)
     assert proc.returncode == 2
     assert "no market" in proc.stderr
+
+
+def test_full_profile_refuses_cpu_without_flag(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():  # on a GPU machine the profile is allowed: nothing to refuse
+        return
+    proc = run_cli("run", "--data-dir", str(SHARED_DATA), "--profile", "full", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "--allow-cpu" in proc.stderr and "Traceback" not in proc.stderr

@@ -67,7 +67,7 @@ def test_predictions_are_out_of_sample(real_run) -> None:
 def test_deployed_model_loads_safely(real_run) -> None:
     report, out, _ = real_run
     assert report["deployment"]["deployed"] is True
-    model, manifest = load_model(out / "models" / "deployed")
+    _, manifest = load_model(out / "models" / "deployed")
     for key in ("version", "created_at", "feature_cols", "scaler", "model_config", "walk_forward"):
         assert key in manifest, key
     assert manifest["version"] == report["deployment"]["version"]

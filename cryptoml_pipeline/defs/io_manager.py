@@ -1,6 +1,6 @@
 """Project IO manager: every artifact is stored as parquet, JSON or weights + JSON — never pickled.
 
-Layout: ``<base_dir>/assets/<asset key>[/<partition key>]`` plus a suffix chosen by the value's type:
+Layout: ``<base_dir>/assets/<asset key>[/<partition key>]`` + a suffix chosen by the value's type:
 
 * ``pandas.DataFrame``          -> ``.parquet``
 * ``FoldModel`` (trained model) -> directory with ``model.pt`` (state_dict) + ``manifest.json``

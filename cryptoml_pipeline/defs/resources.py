@@ -28,7 +28,7 @@ class PipelineResource(dg.ConfigurableResource):
     """What a run computes: profile, symbols, timeframe, window and where outputs go."""
 
     profile: Literal["tiny", "demo", "full"] = "demo"
-    symbols: list[str] = list(DEFAULT_SYMBOLS)
+    symbols: list[str] = list(DEFAULT_SYMBOLS)  # noqa: RUF012 (pydantic copies defaults)
     timeframe: str = "1h"
     start: str | None = None
     end: str | None = None

@@ -82,7 +82,8 @@ def make_labels(
 
     Returns a RangeIndex frame with ``timestamp``, ``symbol``, ``forward_return`` (float64, NaN
     for the last ``prediction_horizon`` rows of each symbol) and ``label`` (float64 in {-2..2},
-    NaN where ``forward_return`` is NaN, including across data gaps). Raises :class:`InputError` on missing columns or
+    NaN where ``forward_return`` is NaN, including across data gaps).
+    Raises :class:`InputError` on missing columns or
     duplicate ``(symbol, timestamp)`` rows.
     """
     missing = [c for c in ("timestamp", "symbol", "close") if c not in candles.columns]

@@ -10,8 +10,8 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
 KPI_ROWS = [
     ("total_return", "Total return", "pct"),
@@ -151,7 +151,8 @@ always on; fills at the next bar's open.</p>
 <h2>Warnings</h2><ul>{warn}</ul>
 <h2>Walk-forward folds</h2>
 {_table(fold_rows, ["fold", "train start", "test start", "test end", "predictions", "accuracy"])}
-<h2>Deployment</h2><p>deployed: <b>{dep["deployed"]}</b> · version {html.escape(str(dep["version"]))}
+<h2>Deployment</h2><p>deployed: <b>{dep["deployed"]}</b>
+· version {html.escape(str(dep["version"]))}
 · {html.escape(dep["reason"])}</p>
 </body></html>
 """

@@ -50,8 +50,8 @@ def _warnings(ev: Evaluation, synthetic: bool) -> list[str]:
     sharpe = ev.strategy.get("sharpe")
     if sharpe is not None and sharpe > SUSPICIOUS_SHARPE:
         out.append(
-            f"Out-of-sample Sharpe {sharpe:.2f} > {SUSPICIOUS_SHARPE}: treat as a leak until proven "
-            "otherwise."
+            f"Out-of-sample Sharpe {sharpe:.2f} > {SUSPICIOUS_SHARPE}: treat as a leak until "
+            "proven otherwise."
         )
     for name, kpis in ev.baselines.items():
         if beats(ev.strategy, kpis) is False:

@@ -73,7 +73,7 @@ def deployed_model(
     dataset_info: dict,
     pipeline: PipelineResource,
 ) -> dict[str, Any]:
-    """Deploy gate: finite outputs, and walk-forward net Sharpe not worse than the deployed one's."""
+    """Deploy gate: outputs finite, walk-forward net Sharpe not worse than the deployed one's."""
     settings = pipeline.settings()
     output = Path(pipeline.output_dir)
     probs = sanity_probabilities(
