@@ -32,5 +32,8 @@ format: $(STAMP)
 data: $(STAMP)  ## download candles + funding via ccxt into ./data (needs network)
 	$(BIN)/cryptoml data --data-dir data $(ARGS)
 
+bench: $(STAMP)  ## throughput benchmark -> benchmarks/results/throughput.json
+	$(BIN)/python benchmarks/throughput.py
+
 clean:
 	rm -rf output .dagster .pytest_cache .ruff_cache

@@ -70,3 +70,23 @@ def test_definitions_load_with_expected_graph() -> None:
         repo.asset_graph.get(dg.AssetKey("fold_model")).partitions_def,
         dg.DynamicPartitionsDefinition,
     )
+
+
+def test_workspace_code_location_validates(tmp_path) -> None:
+    """What `dagster dev` / `make ui` loads: workspace.yaml -> cryptoml_pipeline.definitions."""
+    import os
+    import subprocess
+    import sys
+
+    repo = PKG.parent
+    dagster_cli = Path(sys.executable).with_name("dagster")
+    proc = subprocess.run(
+        [str(dagster_cli), "definitions", "validate", "-w", str(repo / "workspace.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=repo,
+        timeout=180,
+        env=dict(os.environ, DAGSTER_HOME=str(tmp_path)),
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "All code locations passed validation" in proc.stdout + proc.stderr
