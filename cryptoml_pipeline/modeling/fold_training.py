@@ -19,7 +19,7 @@ from torch import nn
 from cryptoml_pipeline.errors import InputError
 from cryptoml_pipeline.features import feature_columns
 from cryptoml_pipeline.modeling.datasets import build_dataset, check_aligned
-from cryptoml_pipeline.modeling.folds import Fold, fold_row_masks
+from cryptoml_pipeline.modeling.folds import Fold, FoldMasks, fold_row_masks
 from cryptoml_pipeline.modeling.persistence import to_jsonable
 from cryptoml_pipeline.modeling.scaling import Scaler, fit_scaler
 from cryptoml_pipeline.modeling.training import predict_proba, resolve_device, train_model
@@ -86,6 +86,18 @@ def _class_distribution(counts: np.ndarray) -> dict[str, int]:
     return {str(label): int(c) for label, c in zip(LABEL_VALUES, counts, strict=True)}
 
 
+def _masks(
+    features: pd.DataFrame, fold: Fold, settings: PipelineSettings, timeframe: str
+) -> FoldMasks:
+    return fold_row_masks(
+        features["timestamp"],
+        fold,
+        horizon=settings.labels.prediction_horizon,
+        timeframe=timeframe,
+        embargo_bars=settings.walk_forward.embargo_bars,
+    )
+
+
 def train_fold(
     features: pd.DataFrame,
     labels: pd.DataFrame,
@@ -94,13 +106,7 @@ def train_fold(
     timeframe: str,
 ) -> FoldModel:
     """Train one fold's model on its purged fit slice, early-stopping on its validation slice."""
-    masks = fold_row_masks(
-        features["timestamp"],
-        fold,
-        horizon=settings.labels.prediction_horizon,
-        timeframe=timeframe,
-        embargo_bars=settings.walk_forward.embargo_bars,
-    )
+    masks = _masks(features, fold, settings, timeframe)
     feature_cols = feature_columns(features)
     if not feature_cols:
         raise InputError("the feature table has no feature columns")
@@ -209,13 +215,7 @@ def predict_fold(
             f"fold {fold.key}: test window starts {fold.test_start}, before the end of the "
             f"training window of model {fold_model.fold.key} ({fold_model.fold.test_start})"
         )
-    masks = fold_row_masks(
-        features["timestamp"],
-        fold,
-        horizon=settings.labels.prediction_horizon,
-        timeframe=timeframe,
-        embargo_bars=settings.walk_forward.embargo_bars,
-    )
+    masks = _masks(features, fold, settings, timeframe)
     out = predict_rows(fold_model, features, labels, masks.test, settings, timeframe, tag=fold.key)
     logger.info(
         "fold %s: %d predictions in [%s, %s) (%d test rows)",

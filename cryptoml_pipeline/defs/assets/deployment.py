@@ -12,8 +12,14 @@ import pandas as pd
 from cryptoml_pipeline.defs.resources import PipelineResource
 from cryptoml_pipeline.management.deployment_store import deploy, read_deployed_manifest
 from cryptoml_pipeline.management.gate import evaluate_gate, outputs_are_sane
-from cryptoml_pipeline.modeling.fold_training import FoldModel, predict_rows, train_fold
+from cryptoml_pipeline.modeling.fold_training import (
+    FoldModel,
+    fold_model_from_saved,
+    predict_rows,
+    train_fold,
+)
 from cryptoml_pipeline.modeling.folds import final_training_fold
+from cryptoml_pipeline.modeling.persistence import load_model
 from cryptoml_pipeline.timing import to_utc
 
 GROUP = "deployment"
@@ -120,9 +126,6 @@ def latest_signals(
     pipeline: PipelineResource,
 ) -> pd.DataFrame:
     """The deployed model's signal for the latest closed bar of each symbol (nightly)."""
-    from cryptoml_pipeline.modeling.fold_training import fold_model_from_saved
-    from cryptoml_pipeline.modeling.persistence import load_model
-
     path = deployed_model.get("path") or str(Path(pipeline.output_dir) / "models" / "deployed")
     if not Path(path, "manifest.json").exists():
         raise dg.Failure(f"no deployed model at {path}: run the main job first")
