@@ -14,26 +14,26 @@ from cryptoml_pipeline.modeling.persistence import load_model
 from cryptoml_pipeline.reporting.report import validate_report
 
 
-def _run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *extra: str) -> tuple[dict, Path]:
+def _run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *extra: str):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     out = tmp_path / "output"
     args = build_parser().parse_args(
         ["run", "--profile", "tiny", "--symbols", "BTC/USDT", "--output-dir", str(out), *extra]
     )
     pipeline, market = prepare_run(args)
-    return execute_pipeline(pipeline, market), out
+    return execute_pipeline(pipeline, market), out, (pipeline, market)
 
 
 @pytest.fixture(scope="module")
 def real_run(tmp_path_factory, shared_data):
     tmp = tmp_path_factory.mktemp("e2e")
     with pytest.MonkeyPatch.context() as mp:
-        report, out = _run(tmp, mp, "--data-dir", str(shared_data))
-        yield report, out, tmp / "dagster_home"
+        report, out, resources = _run(tmp, mp, "--data-dir", str(shared_data))
+        yield report, out, tmp / "dagster_home", resources
 
 
 def test_report_is_valid_and_honest(real_run) -> None:
-    report, out, _ = real_run
+    report, out, _, _ = real_run
     validate_report(report)
     assert json.loads((out / "reports" / "report.json").read_text()) == report
     assert (out / "reports" / "report.html").read_text().count("<img") == 1
@@ -50,7 +50,7 @@ def test_report_is_valid_and_honest(real_run) -> None:
 
 
 def test_predictions_are_out_of_sample(real_run) -> None:
-    report, out, _ = real_run
+    report, out, _, _ = real_run
     preds = pd.read_parquet(out / "assets" / "oos_predictions.parquet")
     assert len(preds) > 0
     windows = {
@@ -65,7 +65,7 @@ def test_predictions_are_out_of_sample(real_run) -> None:
 
 
 def test_deployed_model_loads_safely(real_run) -> None:
-    report, out, _ = real_run
+    report, out, _, _ = real_run
     assert report["deployment"]["deployed"] is True
     _, manifest = load_model(out / "models" / "deployed")
     for key in ("version", "created_at", "feature_cols", "scaler", "model_config", "walk_forward"):
@@ -74,7 +74,7 @@ def test_deployed_model_loads_safely(real_run) -> None:
 
 
 def test_runs_are_recorded_in_the_instance(real_run) -> None:
-    report, _, home = real_run
+    report, _, home, _ = real_run
     with dg.DagsterInstance.from_config(str(home)) as instance:
         runs = instance.get_runs()
         names = sorted(r.job_name for r in runs)
@@ -86,7 +86,22 @@ def test_runs_are_recorded_in_the_instance(real_run) -> None:
 
 
 def test_synthetic_market_is_labelled(tmp_path, monkeypatch) -> None:
-    report, _ = _run(tmp_path, monkeypatch, "--synthetic")
+    report, _, _ = _run(tmp_path, monkeypatch, "--synthetic")
     assert report["data"]["synthetic"] is True
     assert "SYNTHETIC" in report["title"]
     assert any("SYNTHETIC" in w for w in report["warnings"])
+
+
+def test_nightly_job_signals_from_the_deployed_model(real_run) -> None:
+    from cryptoml_pipeline.definitions import build_definitions
+
+    report, out, home, (pipeline, market) = real_run
+    defs = build_definitions(pipeline, market)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        result = defs.resolve_job_def("nightly_job").execute_in_process(instance=instance)
+    assert result.success
+    signals = pd.read_parquet(out / "assets" / "latest_signals.parquet")
+    assert list(signals["symbol"]) == ["BTC/USDT"]
+    # the latest closed bar: the window's last bar (end is exclusive)
+    assert signals["timestamp"].iloc[0] == pd.Timestamp(report["data"]["end"]) - pd.Timedelta("1h")
+    assert signals["signal"].between(-2, 2).all() and signals["confidence"].between(0, 1).all()
