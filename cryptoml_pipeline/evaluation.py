@@ -55,7 +55,21 @@ def prediction_correct(predictions: pd.DataFrame) -> pd.Series:
     )
 
 
-def fold_accuracy(predictions: pd.DataFrame, folds: list[Fold]) -> list[dict[str, Any]]:
+def _window_return(equity: pd.Series, start: pd.Timestamp, end: pd.Timestamp) -> float | None:
+    """Equity return over ``[start, end)``: from the last mark before ``start`` (or the first
+    inside) to the last mark inside."""
+    before = equity[equity.index < start]
+    inside = equity[(equity.index >= start) & (equity.index < end)]
+    if inside.empty:
+        return None
+    first = before.iloc[-1] if not before.empty else inside.iloc[0]
+    return float(inside.iloc[-1] / first - 1.0)
+
+
+def fold_summary(
+    predictions: pd.DataFrame, folds: list[Fold], strategy_equity: pd.Series
+) -> list[dict[str, Any]]:
+    """Per fold: windows, number of predictions, 5-class accuracy, strategy return."""
     rows = []
     for fold in folds:
         part = predictions[predictions["fold"] == fold.key]
@@ -69,6 +83,7 @@ def fold_accuracy(predictions: pd.DataFrame, folds: list[Fold]) -> list[dict[str
                 "test_end": fold.test_end.isoformat(),
                 "n_predictions": len(part),
                 "accuracy": float(correct.mean()) if len(correct) else None,
+                "strategy_return": _window_return(strategy_equity, fold.test_start, fold.test_end),
             }
         )
     return rows
@@ -135,7 +150,7 @@ def evaluate_walk_forward(
         strategy=strategy_kpis,
         baselines=baselines,
         targets=kpis_vs_targets(strategy_kpis, settings.targets),
-        folds=fold_accuracy(predictions, folds),
+        folds=fold_summary(predictions, folds, strategy.equity),
         acc_recent=acc_recent,
         acc_prior=acc_prior,
     )

@@ -75,6 +75,8 @@ def test_deployed_model_loads_safely(real_run) -> None:
 
 def test_runs_are_recorded_in_the_instance(real_run) -> None:
     report, _, home, _ = real_run
+    # the persistent instance was seeded from the project's dagster.yaml (telemetry off, logs)
+    assert "managed_python_loggers" in (home / "dagster.yaml").read_text()
     with dg.DagsterInstance.from_config(str(home)) as instance:
         runs = instance.get_runs()
         names = sorted(r.job_name for r in runs)

@@ -121,6 +121,7 @@ def render_html(report: dict[str, Any], equity: pd.DataFrame) -> str:
             f["test_end"][:10],
             f.get("n_predictions", ""),
             fmt(f["accuracy"], "pct"),
+            fmt(f.get("strategy_return"), "pct"),
         ]
         for f in report["folds"]
     ]
@@ -150,7 +151,20 @@ always on; fills at the next bar's open.</p>
 {_table(kpi_rows, ["KPI", "strategy", "buy & hold", "rule-based", "target"])}
 <h2>Warnings</h2><ul>{warn}</ul>
 <h2>Walk-forward folds</h2>
-{_table(fold_rows, ["fold", "train start", "test start", "test end", "predictions", "accuracy"])}
+{
+        _table(
+            fold_rows,
+            [
+                "fold",
+                "train start",
+                "test start",
+                "test end",
+                "predictions",
+                "accuracy",
+                "strategy return",
+            ],
+        )
+    }
 <h2>Deployment</h2><p>deployed: <b>{dep["deployed"]}</b>
 · version {html.escape(str(dep["version"]))}
 · {html.escape(dep["reason"])}</p>
