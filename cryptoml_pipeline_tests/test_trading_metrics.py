@@ -164,3 +164,24 @@ def test_kpis_vs_targets() -> None:
     assert table["win_rate"]["met"] is False  # above the 75 % ceiling
     assert table["avg_daily_return"]["met"] is True
     assert table["accuracy"]["met"] is None
+
+
+def test_avg_exposure_is_the_mean_gross_exposure_over_bars() -> None:
+    idx = pd.date_range("2025-01-01", periods=4, freq="h", tz="UTC")
+    result = BacktestResult(
+        equity=pd.Series([100.0, 100.0, 100.0, 100.0], index=idx),
+        trades=pd.DataFrame({"pnl": []}),
+        fees_paid=0.0,
+        funding_paid=0.0,
+        initial_equity=100.0,
+        exposure=pd.Series([0.0, 0.5, 1.0, np.nan], index=idx),
+    )
+    assert compute_kpis(result)["avg_exposure"] == pytest.approx(0.5)
+    no_record = BacktestResult(
+        equity=result.equity,
+        trades=result.trades,
+        fees_paid=0.0,
+        funding_paid=0.0,
+        initial_equity=100.0,
+    )
+    assert compute_kpis(no_record)["avg_exposure"] is None

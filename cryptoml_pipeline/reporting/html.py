@@ -25,6 +25,7 @@ KPI_ROWS = [
     ("directional_accuracy", "Directional accuracy", "pct"),
     ("fees_paid", "Fees paid (of equity)", "pct"),
     ("funding_paid", "Funding paid (of equity)", "pct"),
+    ("avg_exposure", "Avg gross exposure", "pct"),
 ]
 
 

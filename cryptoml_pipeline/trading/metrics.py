@@ -33,6 +33,7 @@ KPI_KEYS: tuple[str, ...] = (
     "directional_accuracy",
     "fees_paid",
     "funding_paid",
+    "avg_exposure",
 )
 
 TARGET_KPIS: tuple[str, ...] = (
@@ -135,7 +136,17 @@ def compute_kpis(
         "directional_accuracy": directional,
         "fees_paid": float(result.fees_paid) / initial,
         "funding_paid": float(result.funding_paid) / initial,
+        "avg_exposure": _mean_exposure(result),
     }
+
+
+def _mean_exposure(result: BacktestResult) -> float | None:
+    """Mean gross notional / equity over the bars (None when the backtest did not record it)."""
+    if result.exposure is None or len(result.exposure) == 0:
+        return None
+    values = np.asarray(result.exposure, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if len(values) else None
 
 
 def accuracy_windows(
