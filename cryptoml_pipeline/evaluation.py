@@ -119,22 +119,34 @@ def evaluate_walk_forward(
     feat_span = features[
         (features["timestamp"] >= span_start) & (features["timestamp"] < span_end)
     ].reset_index(drop=True)
+    interval = settings.data.funding_interval_hours
     common = {
         "costs": settings.costs,
         "risk": settings.risk,
         "min_hold_bars": settings.min_hold_bars,
         "timeframe": timeframe,
+        "funding_interval_hours": interval,
+    }
+    columns = {
+        "vol_col": f"rv_{settings.risk.volatility_window}",
+        "atr_col": f"atr_pct_{settings.risk.atr_period}",
     }
     log.info("backtesting %d OOS predictions over [%s, %s)", len(predictions), span_start, span_end)
-    decisions = decisions_from_predictions(predictions, features, timeframe=timeframe)
+    decisions = decisions_from_predictions(predictions, features, timeframe=timeframe, **columns)
     strategy = simulate(oos_candles, oos_funding, decisions, **common)
     rules = simulate(
         oos_candles,
         oos_funding,
-        rule_decisions(feat_span, settings.rules, timeframe=timeframe),
+        rule_decisions(feat_span, settings.rules, timeframe=timeframe, **columns),
         **common,
     )
-    hold = buy_and_hold(oos_candles, oos_funding, costs=settings.costs, timeframe=timeframe)
+    hold = buy_and_hold(
+        oos_candles,
+        oos_funding,
+        costs=settings.costs,
+        timeframe=timeframe,
+        funding_interval_hours=interval,
+    )
 
     strategy_kpis = compute_kpis(strategy, predictions)
     baselines = {"buy_and_hold": compute_kpis(hold), "rule_based": compute_kpis(rules)}

@@ -75,3 +75,28 @@ def test_should_retrain_spec_threshold() -> None:
     assert not should_retrain(0.37, 0.40, 0.10)
     assert not should_retrain(None, 0.40, 0.10)
     assert not should_retrain(0.1, None, 0.10)
+
+
+def test_missing_settlements_found_per_symbol() -> None:
+    import pandas as pd
+
+    from cryptoml_pipeline.defs.assets.ingestion import missing_settlements
+
+    t = pd.Timestamp("2025-01-01", tz="UTC")
+    funding = pd.DataFrame(
+        {
+            "timestamp": [
+                t,
+                t + pd.Timedelta(hours=16),
+                t,
+                t + pd.Timedelta(hours=8),
+                t + pd.Timedelta(hours=16),
+            ],
+            "symbol": ["A", "A", "B", "B", "B"],
+            "funding_rate": 0.0001,
+        }
+    )
+    missing = missing_settlements(funding, ["A", "B", "C"], t, t + pd.Timedelta(days=1), 8)
+    assert missing["A"] == [t + pd.Timedelta(hours=8)]
+    assert "B" not in missing
+    assert len(missing["C"]) == 3

@@ -171,3 +171,22 @@ def test_load_errors(tmp_path: Path, real: ParquetStore) -> None:
         load_market_data(real, ["BTC/USDT"], "1h", utc("2025-01-02"), utc("2025-01-01"))
     with pytest.raises(InputError, match="no symbols selected"):
         load_market_data(real, [], "1h", utc("2025-01-01"), utc("2025-01-02"))
+
+
+def test_window_end_never_passes_the_funding_history(tmp_path) -> None:
+    """Funding that stops before the candles bounds the window (no MissingFundingError later)."""
+    import shutil
+
+    from cryptoml_pipeline.market import ParquetStore, resolve_window
+
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
+    (tmp_path / "market").mkdir()
+    (tmp_path / "funding").mkdir()
+    shutil.copy(shared / "market" / "BTC_USDT_USDT-1h.parquet", tmp_path / "market")
+    funding = pd.read_parquet(shared / "funding" / "BTC_USDT_USDT-funding.parquet")
+    cut = pd.Timestamp("2025-09-28 16:00", tz="UTC")
+    funding[funding["timestamp"] <= cut].to_parquet(
+        tmp_path / "funding" / "BTC_USDT_USDT-funding.parquet", index=False
+    )
+    _, end = resolve_window(ParquetStore(tmp_path), ["BTC/USDT"], "1h", None, None, 30)
+    assert end == cut + pd.Timedelta(hours=8)

@@ -306,3 +306,38 @@ def test_no_funding_needed_or_charged_when_flat() -> None:
     short_trade = run(bars, decisions([("BTC/USDT", 5, 2)]), NO_FUNDING, hold=1)
     assert short_trade.trades.iloc[0]["exit_time"] == ts(7)
     assert short_trade.funding_paid == 0.0
+
+
+def test_settlement_inside_a_data_gap_is_charged_at_the_first_bar_after_it() -> None:
+    # bars 05:00, 06:00, then a gap (07:00-09:00 missing), 10:00 .. 13:00; the 08:00 settlement
+    # falls in the gap and belongs to the 10:00 bar (open 110), not to the 06:00 bar
+    gap = pd.concat(
+        [candles("BTC/USDT", [100, 100], start=5), candles("BTC/USDT", [110] * 4, start=10)],
+        ignore_index=True,
+    )
+    decs = decisions([("BTC/USDT", 5, 2)])  # fills at 06:00, held through the gap
+    paid = run(gap, decs, funding("BTC/USDT", {8: 0.001}), hold=3)
+    trade = paid.trades.iloc[0]
+    assert trade["funding"] == pytest.approx(trade["quantity"] * 110 * 0.001, rel=1e-12)
+    before = run(gap, decs, funding("BTC/USDT", {8: 0.0}), hold=3)
+    assert paid.equity.loc[ts(6)] == before.equity.loc[ts(6)]  # nothing charged before the gap
+
+
+def test_funding_off_the_settlement_schedule_is_rejected() -> None:
+    from cryptoml_pipeline.errors import DataValidationError
+
+    bars = _funding_bars()
+    four_hourly = funding("BTC/USDT", {8: 0.0001, 12: 0.0001})  # 12:00 is not an 8h settlement
+    with pytest.raises(DataValidationError, match=r"BTC/USDT.*12:00.*8h"):
+        run(bars, decisions([("BTC/USDT", 5, 2)]), four_hourly, hold=5)
+    result = simulate(
+        bars,
+        four_hourly,
+        decisions([("BTC/USDT", 5, 2)]),
+        costs=COSTS,
+        risk=RISK,
+        min_hold_bars=5,
+        timeframe="1h",
+        funding_interval_hours=4,
+    )
+    assert result.trades.iloc[0]["funding"] > 0

@@ -2,6 +2,6 @@
 
 from cryptoml_pipeline.defs.assets.evaluation import predictions_inside_test_windows
 from cryptoml_pipeline.defs.assets.features import feature_causality
-from cryptoml_pipeline.defs.assets.ingestion import funding_covers_symbols
+from cryptoml_pipeline.defs.assets.ingestion import funding_complete
 
-ALL_CHECKS = [funding_covers_symbols, feature_causality, predictions_inside_test_windows]
+ALL_CHECKS = [funding_complete, feature_causality, predictions_inside_test_windows]

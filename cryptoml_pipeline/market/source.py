@@ -57,7 +57,9 @@ class _SymbolData:
 
     @property
     def end(self) -> pd.Timestamp:
-        return self.traded[1] + self.bar
+        """Exclusive end: the last traded bar + one bar, but never past the funding history (the
+        last settlement + one interval) — a position can't be charged funding nobody recorded."""
+        return min(self.traded[1] + self.bar, self.funding[1] + FUNDING_INTERVAL)
 
 
 def _bar(timeframe: str) -> pd.Timedelta:
@@ -100,7 +102,8 @@ def resolve_window(
 ) -> tuple[pd.Timestamp, pd.Timestamp]:
     """The run's window ``[start, end)`` over the data every selected symbol has.
 
-    Default ``end`` = earliest (last traded candle + one bar) over the symbols; default ``start`` =
+    Default ``end`` = earliest (last traded candle + one bar, capped at the last funding
+    settlement + one interval) over the symbols; default ``start`` =
     ``end - lookback_days``, moved later to the latest first timestamp of any selected series
     (traded candles and funding). A given window is clipped to the data with a warning; one that
     lies entirely outside the data of a symbol is an :class:`InputError`.

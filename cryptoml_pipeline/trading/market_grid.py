@@ -134,8 +134,12 @@ def funding_schedule(
     end = grid.timestamps[-1] + grid.bar
     times = pd.date_range(start, end, freq=interval, inclusive="left").astype("datetime64[ns, UTC]")
     times = times[times < end]
-    bar_index = grid.timestamps.searchsorted(times, side="right") - 1
-    at_open = np.asarray(grid.timestamps[bar_index] == times, dtype=bool)
+    prev = grid.timestamps.searchsorted(times, side="right") - 1
+    inside = np.asarray(times < grid.timestamps[prev] + grid.bar, dtype=bool)
+    # a settlement inside a data gap belongs to the first bar after it, charged at its open on
+    # the positions carried through the gap
+    bar_index = np.where(inside, prev, grid.timestamps.searchsorted(times, side="left"))
+    at_open = np.asarray(grid.timestamps[bar_index] == times, dtype=bool) | ~inside
     rates = np.full((len(grid.symbols), len(times)), np.nan)
     frame = funding.loc[:, ["timestamp", "symbol", "funding_rate"]].copy()
     frame["timestamp"] = _utc_ns(frame["timestamp"])
@@ -145,6 +149,14 @@ def funding_schedule(
         row = frame.loc[dup].iloc[0]
         raise DataValidationError(
             f"duplicate funding rate for {row['symbol']} at {row['timestamp']}"
+        )
+    in_span = (frame["timestamp"] >= grid.timestamps[0]) & (frame["timestamp"] < end)
+    off = in_span & ~frame["timestamp"].isin(times)
+    if off.any():
+        row = frame.loc[off].iloc[0]
+        raise DataValidationError(
+            f"funding for {row['symbol']} at {row['timestamp']} is off the {interval_hours}h "
+            "settlement schedule; set data.funding_interval_hours to the exchange's interval"
         )
     for s, symbol in enumerate(grid.symbols):
         sub = frame.loc[frame["symbol"] == symbol]

@@ -7,7 +7,7 @@ import pandas as pd
 
 from cryptoml_pipeline.defs.resources import MarketDataResource, PipelineResource
 from cryptoml_pipeline.market import validate_candles, validate_funding
-from cryptoml_pipeline.timing import timeframe_to_timedelta
+from cryptoml_pipeline.timing import timeframe_to_timedelta, to_utc
 
 GROUP = "ingestion"
 
@@ -83,13 +83,46 @@ def funding(context: dg.AssetExecutionContext, funding_raw: pd.DataFrame) -> pd.
     return validated
 
 
+def missing_settlements(
+    funding: pd.DataFrame,
+    symbols: list[str],
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    interval_hours: int,
+) -> dict[str, list[pd.Timestamp]]:
+    """Per symbol, the expected settlements in ``[start, end)`` that have no funding rate."""
+    interval = pd.Timedelta(hours=interval_hours)
+    expected = pd.date_range(start.ceil(interval), end, freq=interval, inclusive="left")
+    out = {}
+    for symbol in symbols:
+        have = pd.DatetimeIndex(funding.loc[funding["symbol"] == symbol, "timestamp"])
+        gaps = expected.difference(have)
+        if len(gaps):
+            out[symbol] = list(gaps)
+    return out
+
+
 @dg.asset_check(
     asset=funding,
     blocking=True,
-    description="Every symbol has funding data",
+    description="Every funding settlement in the window is present for every symbol",
     additional_ins={"dataset_info": dg.AssetIn("dataset_info")},
 )
-def funding_covers_symbols(funding: pd.DataFrame, dataset_info: dict) -> dg.AssetCheckResult:
-    have = set(funding["symbol"].unique())
-    missing = [s for s in dataset_info["symbols"] if s not in have]
-    return dg.AssetCheckResult(passed=not missing, metadata={"missing": ", ".join(missing) or "-"})
+def funding_complete(
+    funding: pd.DataFrame, dataset_info: dict, pipeline: PipelineResource
+) -> dg.AssetCheckResult:
+    missing = missing_settlements(
+        funding,
+        list(dataset_info["symbols"]),
+        to_utc(dataset_info["start"]),
+        to_utc(dataset_info["end"]),
+        pipeline.settings().data.funding_interval_hours,
+    )
+    first = {s: str(v[0]) for s, v in missing.items()}
+    return dg.AssetCheckResult(
+        passed=not missing,
+        metadata={
+            "missing_settlements": sum(len(v) for v in missing.values()),
+            "first_missing": dg.MetadataValue.json(first),
+        },
+    )
