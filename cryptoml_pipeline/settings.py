@@ -91,6 +91,15 @@ class WalkForwardConfig(_Frozen):
     embargo_bars: int = Field(0, ge=0, description="extra bars dropped after the purge")
     max_folds: int | None = Field(None, description="keep only the most recent N folds")
 
+    @model_validator(mode="after")
+    def _no_overlapping_tests(self) -> WalkForwardConfig:
+        if self.step_days < self.test_days:
+            raise ValueError(
+                f"step_days={self.step_days} < test_days={self.test_days}: test windows would "
+                "overlap and a bar would be predicted twice"
+            )
+        return self
+
 
 class ModelConfig(_Frozen):
     """CryptoTransformer architecture (spec: d256, 8 heads, 6 layers, ff 1024)."""
@@ -211,6 +220,20 @@ class PipelineSettings(_Frozen):
     targets: TargetsConfig = TargetsConfig()
     retrain: RetrainConfig = RetrainConfig()
     requires_cuda: bool = False
+
+    @model_validator(mode="after")
+    def _risk_inputs_are_features(self) -> PipelineSettings:
+        if self.risk.volatility_window not in self.features.volatility_windows:
+            raise ValueError(
+                f"risk.volatility_window={self.risk.volatility_window} is not among "
+                f"features.volatility_windows={self.features.volatility_windows}"
+            )
+        if self.risk.atr_period != self.features.atr_period:
+            raise ValueError(
+                f"risk.atr_period={self.risk.atr_period} != features.atr_period="
+                f"{self.features.atr_period} (the stop distance uses that feature)"
+            )
+        return self
 
     @property
     def min_hold_bars(self) -> int:

@@ -14,60 +14,50 @@ def test_sanity_rejects_nan_and_non_distributions() -> None:
     assert not outputs_are_sane(np.empty((0, 5)))[0]
 
 
+CFG = {"timeframe": "1h", "symbols": ["BTC/USDT"], "feature_cols": ["a"], "label_config": {}}
+
+
+def gate(**kw):
+    args = {
+        "sane": True,
+        "sanity_reason": "ok",
+        "evaluation_current": True,
+        "candidate_sharpe": 1.0,
+        "candidate_folds": ["a", "b"],
+        "candidate_manifest": CFG,
+        "deployed_manifest": None,
+    }
+    return evaluate_gate(**(args | kw))
+
+
 def test_gate_first_deploy_needs_only_sanity() -> None:
-    d = evaluate_gate(
-        sane=True,
-        sanity_reason="ok",
-        candidate_sharpe=-1.0,
-        candidate_folds=["a"],
-        deployed_manifest=None,
-    )
+    d = gate(candidate_sharpe=-1.0)
     assert d.deploy and "no model deployed" in d.reason
-    d = evaluate_gate(
-        sane=False,
-        sanity_reason="nan",
-        candidate_sharpe=3.0,
-        candidate_folds=["a"],
-        deployed_manifest=None,
-    )
+    d = gate(sane=False, sanity_reason="nan")
     assert not d.deploy and "nan" in d.reason
 
 
+def test_gate_refuses_a_stale_walk_forward_evaluation() -> None:
+    d = gate(evaluation_current=False, candidate_sharpe=9.0)
+    assert not d.deploy and "not for the current window" in d.reason
+
+
 def test_gate_compares_walk_forward_sharpe() -> None:
-    current = {"walk_forward": {"sharpe": 1.0, "folds": ["a", "b"]}}
-    worse = evaluate_gate(
-        sane=True,
-        sanity_reason="ok",
-        candidate_sharpe=0.9,
-        candidate_folds=["a", "b"],
-        deployed_manifest=current,
-    )
+    current = CFG | {"walk_forward": {"sharpe": 1.0, "folds": ["a", "b"]}}
+    worse = gate(candidate_sharpe=0.9, deployed_manifest=current)
     assert not worse.deploy and "same folds" in worse.reason
-    equal = evaluate_gate(
-        sane=True,
-        sanity_reason="ok",
-        candidate_sharpe=1.0,
-        candidate_folds=["b", "a"],
-        deployed_manifest=current,
-    )
+    equal = gate(candidate_sharpe=1.0, candidate_folds=["b", "a"], deployed_manifest=current)
     assert equal.deploy
-    margin = evaluate_gate(
-        sane=True,
-        sanity_reason="ok",
-        candidate_sharpe=1.05,
-        candidate_folds=["a", "b"],
-        deployed_manifest=current,
-        margin=0.1,
-    )
+    margin = gate(candidate_sharpe=1.05, deployed_manifest=current, margin=0.1)
     assert not margin.deploy
-    undefined = evaluate_gate(
-        sane=True,
-        sanity_reason="ok",
-        candidate_sharpe=None,
-        candidate_folds=["a"],
-        deployed_manifest=current,
-    )
+    undefined = gate(candidate_sharpe=None, deployed_manifest=current)
     assert not undefined.deploy
+
+
+def test_gate_does_not_compare_models_of_other_configurations() -> None:
+    other = CFG | {"timeframe": "4h", "walk_forward": {"sharpe": 5.0, "folds": ["a", "b"]}}
+    d = gate(candidate_sharpe=0.1, deployed_manifest=other)
+    assert d.deploy and "timeframe" in d.reason and "not comparable" in d.reason
 
 
 def test_should_retrain_spec_threshold() -> None:

@@ -49,3 +49,22 @@ def test_fold_return_starts_from_the_mark_before_the_window() -> None:
     assert (
         _window_return(equity, idx[3] + pd.Timedelta(days=1), idx[3] + pd.Timedelta(days=2)) is None
     )
+
+
+def test_settings_refuse_overlapping_tests_and_unknown_risk_columns() -> None:
+    from pydantic import ValidationError
+
+    from cryptoml_pipeline.settings import (
+        FeatureConfig,
+        PipelineSettings,
+        RiskConfig,
+        WalkForwardConfig,
+    )
+
+    with pytest.raises(ValidationError, match="overlap"):
+        WalkForwardConfig(test_days=30, step_days=10)
+    with pytest.raises(ValidationError, match="volatility_window"):
+        PipelineSettings(risk=RiskConfig(volatility_window=100))
+    with pytest.raises(ValidationError, match="atr_period"):
+        PipelineSettings(features=FeatureConfig(atr_period=10))
+    PipelineSettings(features=FeatureConfig(atr_period=10), risk=RiskConfig(atr_period=10))

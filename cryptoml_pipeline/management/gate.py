@@ -26,21 +26,50 @@ def outputs_are_sane(probs: np.ndarray) -> tuple[bool, str]:
     return True, f"outputs finite on {len(probs)} sample rows"
 
 
+COMPARABLE_KEYS = ("timeframe", "symbols", "feature_cols", "label_config")
+
+
+def incomparable_fields(candidate: dict[str, Any], deployed: dict[str, Any]) -> list[str]:
+    """Manifest fields that differ, making walk-forward records of two models incomparable."""
+    return [k for k in COMPARABLE_KEYS if candidate.get(k) != deployed.get(k)]
+
+
 def evaluate_gate(
     *,
     sane: bool,
     sanity_reason: str,
+    evaluation_current: bool,
     candidate_sharpe: float | None,
     candidate_folds: list[str],
+    candidate_manifest: dict[str, Any],
     deployed_manifest: dict[str, Any] | None,
     margin: float = 0.0,
 ) -> GateDecision:
-    """Decide whether the candidate is deployed. ``margin`` is the Sharpe it must gain (default 0:
-    "not worse")."""
+    """Decide whether the candidate is deployed.
+
+    Rejected when its outputs are not sane or when the walk-forward evaluation it would be judged
+    by is not the current one (other window or fold plan). With nothing deployed, or a deployed
+    model of another configuration (timeframe, symbols, features, labels), sanity suffices. Else
+    its walk-forward net Sharpe must be at least the deployed one's + ``margin`` (default 0:
+    "not worse").
+    """
     if not sane:
         return GateDecision(False, f"rejected: {sanity_reason}")
+    if not evaluation_current:
+        return GateDecision(
+            False,
+            "rejected: the walk-forward backtest is not for the current window/fold plan; "
+            "train the folds and evaluate before deploying",
+        )
     if deployed_manifest is None:
         return GateDecision(True, f"no model deployed yet; sanity checks passed ({sanity_reason})")
+    differ = incomparable_fields(candidate_manifest, deployed_manifest)
+    if differ:
+        return GateDecision(
+            True,
+            f"deployed model has another configuration ({', '.join(differ)} differ): not "
+            f"comparable; replaced after sanity checks ({sanity_reason})",
+        )
     record = deployed_manifest.get("walk_forward", {})
     deployed_sharpe = record.get("sharpe")
     same = sorted(record.get("folds", [])) == sorted(candidate_folds)

@@ -94,11 +94,17 @@ def deployed_model(
     folds = [f["key"] for f in fold_plan]
     sharpe = backtest["strategy"]["sharpe"]
     current = read_deployed_manifest(output)
+    evaluated = [f["fold"] for f in backtest["folds"]]
+    current_eval = (
+        evaluated == folds and fold_plan[-1]["test_end"] == to_utc(dataset_info["end"]).isoformat()
+    )
     decision = evaluate_gate(
         sane=sane,
         sanity_reason=sanity_reason,
+        evaluation_current=current_eval,
         candidate_sharpe=sharpe,
         candidate_folds=folds,
+        candidate_manifest=candidate_model.manifest,
         deployed_manifest=current,
     )
     version = candidate_model.manifest["version"]
@@ -130,6 +136,11 @@ def latest_signals(
     if not Path(path, "manifest.json").exists():
         raise dg.Failure(f"no deployed model at {path}: run the main job first")
     model = fold_model_from_saved(*load_model(Path(path)))
+    if model.manifest.get("timeframe") != dataset_info["timeframe"]:
+        raise dg.Failure(
+            f"the deployed model is for {model.manifest.get('timeframe')} bars, the data is "
+            f"{dataset_info['timeframe']}: deploy a model for this timeframe first"
+        )
     last = feature_table.groupby("symbol")["timestamp"].transform("max")
     mask = (feature_table["timestamp"] == last).to_numpy()
     latest = predict_rows(

@@ -42,6 +42,18 @@ def sync_fold_partitions(instance: dg.DagsterInstance, keys: list[str]) -> None:
         instance.add_dynamic_partitions(FOLDS, new)
 
 
+def stale_reason(model: FoldModel, fold: Fold, dataset_info: dict) -> str | None:
+    """Why a stored fold model does not belong to this fold/run (None when it does)."""
+    if model.fold != fold:
+        return f"trained for windows {model.fold}, the plan has {fold}"
+    manifest = model.manifest
+    if manifest.get("timeframe") != dataset_info["timeframe"]:
+        return f"timeframe {manifest.get('timeframe')} != {dataset_info['timeframe']}"
+    if sorted(manifest.get("symbols", [])) != sorted(dataset_info["symbols"]):
+        return f"symbols {manifest.get('symbols')} != {dataset_info['symbols']}"
+    return None
+
+
 @dg.asset(group_name=GROUP)
 def fold_plan(
     context: dg.AssetExecutionContext, dataset_info: dict, pipeline: PipelineResource
@@ -110,6 +122,9 @@ def fold_predictions(
 ) -> pd.DataFrame:
     """The fold's model predicts its test window only."""
     fold = find_fold(fold_plan, context.partition_key)
+    stale = stale_reason(fold_model, fold, dataset_info)
+    if stale:
+        raise dg.Failure(f"fold_model[{fold.key}] is stale ({stale}); re-materialize it")
     preds = predict_fold(
         fold_model, feature_table, label_table, fold, pipeline.settings(), dataset_info["timeframe"]
     )
