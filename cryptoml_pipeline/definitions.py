@@ -22,7 +22,11 @@ from cryptoml_pipeline.defs.jobs import (
 )
 from cryptoml_pipeline.defs.resources import MarketDataResource, PipelineResource
 from cryptoml_pipeline.defs.schedules import nightly_job_schedule
-from cryptoml_pipeline.defs.sensors import degradation_sensor
+from cryptoml_pipeline.defs.sensors import (
+    degradation_sensor,
+    retrain_evaluate_sensor,
+    retrain_folds_sensor,
+)
 from cryptoml_pipeline.locations import resolve_data_location
 from cryptoml_pipeline.settings import DEFAULT_SYMBOLS
 
@@ -35,7 +39,7 @@ def build_definitions(pipeline: PipelineResource, market: MarketDataResource) ->
         asset_checks=ALL_CHECKS,
         jobs=[prepare_job, train_folds_job, evaluate_job, retrain_job, nightly_job],
         schedules=[nightly_job_schedule],
-        sensors=[degradation_sensor],
+        sensors=[degradation_sensor, retrain_folds_sensor, retrain_evaluate_sensor],
         resources={
             "pipeline": pipeline,
             "market": market,

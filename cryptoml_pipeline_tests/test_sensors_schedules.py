@@ -59,3 +59,57 @@ def test_nightly_schedule_runs_nightly_job_at_0015_utc() -> None:
     )
     data = nightly_job_schedule.evaluate_tick(ctx)
     assert data.run_requests and len(data.run_requests) == 1
+
+
+# --- the retrain chain ----------------------------------------------------------------------
+def _finished_run(instance, job: str, run_id: str, tags: dict | None = None) -> dg.DagsterRun:
+    run = dg.DagsterRun(
+        job_name=job, run_id=run_id, status=dg.DagsterRunStatus.SUCCESS, tags=tags or {}
+    )
+    instance.add_run(run)
+    return run
+
+
+def _status_context(instance, sensor_name: str, run: dg.DagsterRun):
+    event = dg.DagsterEvent(event_type_value="PIPELINE_SUCCESS", job_name=run.job_name)
+    return dg.build_run_status_sensor_context(
+        sensor_name=sensor_name, dagster_event=event, dagster_instance=instance, dagster_run=run
+    )
+
+
+def test_retrain_run_fans_out_one_run_per_fold() -> None:
+    from cryptoml_pipeline.defs.partitions import FOLDS
+    from cryptoml_pipeline.defs.sensors import RETRAIN_RUN_TAG, retrain_folds_sensor
+
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(FOLDS, ["2025-04-01", "2025-07-01"])
+        run = _finished_run(instance, "retrain_job", "retrain-1")
+        requests = retrain_folds_sensor(_status_context(instance, "retrain_folds_sensor", run))
+        assert [r.partition_key for r in requests] == ["2025-04-01", "2025-07-01"]
+        assert {r.tags[RETRAIN_RUN_TAG] for r in requests} == {"retrain-1"}
+        assert len({r.run_key for r in requests}) == 2
+
+
+def test_evaluate_runs_once_all_folds_of_the_retrain_succeeded() -> None:
+    from cryptoml_pipeline.defs.partitions import FOLDS
+    from cryptoml_pipeline.defs.sensors import RETRAIN_RUN_TAG, retrain_evaluate_sensor
+
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(FOLDS, ["2025-04-01", "2025-07-01"])
+
+        def fold_run(run_id: str, key: str, retrain: str | None = "retrain-1") -> dg.DagsterRun:
+            tags = {"dagster/partition": key} | ({RETRAIN_RUN_TAG: retrain} if retrain else {})
+            return _finished_run(instance, "train_folds_job", run_id, tags)
+
+        manual = fold_run("manual", "2025-04-01", retrain=None)
+        assert isinstance(
+            retrain_evaluate_sensor(_status_context(instance, "s", manual)), dg.SkipReason
+        )
+        first = fold_run("f1", "2025-04-01")
+        assert isinstance(
+            retrain_evaluate_sensor(_status_context(instance, "s", first)), dg.SkipReason
+        )
+        last = fold_run("f2", "2025-07-01")
+        request = retrain_evaluate_sensor(_status_context(instance, "s", last))
+        assert isinstance(request, dg.RunRequest)
+        assert request.run_key == "retrain-1:evaluate"  # idempotent per retrain

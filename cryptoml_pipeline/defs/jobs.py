@@ -5,10 +5,13 @@
 
 import dagster as dg
 
+PREPARE_SELECTION = dg.AssetSelection.groups("ingestion", "features") | dg.AssetSelection.assets(
+    "fold_plan"
+)
+
 prepare_job = dg.define_asset_job(
     "prepare_job",
-    selection=dg.AssetSelection.groups("ingestion", "features")
-    | dg.AssetSelection.assets("fold_plan"),
+    selection=PREPARE_SELECTION,
     description="Ingest, validate, build features and labels, plan walk-forward folds",
 )
 train_folds_job = dg.define_asset_job(
@@ -25,9 +28,11 @@ evaluate_job = dg.define_asset_job(
 )
 retrain_job = dg.define_asset_job(
     "retrain_job",
-    selection=dg.AssetSelection.groups("ingestion", "features")
-    | dg.AssetSelection.assets("candidate_model", "deployed_model"),
-    description="Retrain on fresh data and deploy through the gate",
+    selection=PREPARE_SELECTION,
+    description=(
+        "Retrain on fresh data: ingest -> features -> fold plan; the retrain sensors then run "
+        "every fold (train_folds_job) and evaluate_job (backtest, candidate, deploy gate, report)"
+    ),
 )
 nightly_job = dg.define_asset_job(
     "nightly_job",

@@ -1,9 +1,14 @@
-"""Retrain sensor (first cut): reads the backtest's accuracy metadata (the performance tracker until
-the Management issue adds one) and requests one retrain run per degradation."""
+"""Retraining automation (first cut).
+
+``degradation_sensor`` reads the backtest's accuracy metadata (the performance tracker until the
+Management issue adds one) and requests one ``retrain_job`` run per degradation. Two run-status
+sensors then chain the rest on Dagster's own run launcher: every fold partition of the new plan
+(``train_folds_job``), then ``evaluate_job`` (backtest -> candidate -> deploy gate -> report)."""
 
 import dagster as dg
 
-from cryptoml_pipeline.defs.jobs import retrain_job
+from cryptoml_pipeline.defs.jobs import evaluate_job, retrain_job, train_folds_job
+from cryptoml_pipeline.defs.partitions import FOLDS
 from cryptoml_pipeline.management.retrain_policy import should_retrain
 from cryptoml_pipeline.settings import RetrainConfig
 
@@ -41,4 +46,66 @@ def degradation_sensor(context: dg.SensorEvaluationContext):
     return dg.RunRequest(
         run_key=f"degradation-{storage_id}",
         tags={"trigger": "degradation", "acc_recent": str(recent), "acc_prior": str(prior)},
+    )
+
+
+# --- the retrain chain: retrain_job -> one train_folds_job per fold -> evaluate_job -------------
+RETRAIN_RUN_TAG = "cryptoml/retrain_run"
+
+
+def fold_run_requests(retrain_run_id: str, fold_keys: list[str]) -> list[dg.RunRequest]:
+    """One train_folds_job run per fold partition of the plan the retrain run just wrote."""
+    return [
+        dg.RunRequest(
+            run_key=f"{retrain_run_id}:{key}",
+            partition_key=key,
+            tags={RETRAIN_RUN_TAG: retrain_run_id},
+        )
+        for key in sorted(fold_keys)
+    ]
+
+
+def folds_finished(instance: dg.DagsterInstance, retrain_run_id: str, fold_keys: list[str]) -> bool:
+    """True when every fold partition has a successful train_folds_job run of this retrain."""
+    runs = instance.get_runs(
+        filters=dg.RunsFilter(
+            job_name=train_folds_job.name,
+            tags={RETRAIN_RUN_TAG: retrain_run_id},
+            statuses=[dg.DagsterRunStatus.SUCCESS],
+        )
+    )
+    done = {run.tags.get("dagster/partition") for run in runs}
+    return bool(fold_keys) and set(fold_keys) <= done
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    monitored_jobs=[retrain_job],
+    request_job=train_folds_job,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="After a retrain_job run: train every fold of the new plan",
+)
+def retrain_folds_sensor(context: dg.RunStatusSensorContext):
+    keys = list(context.instance.get_dynamic_partitions(FOLDS))
+    if not keys:
+        return dg.SkipReason("the retrain run left no fold partitions")
+    return fold_run_requests(context.dagster_run.run_id, keys)
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    monitored_jobs=[train_folds_job],
+    request_job=evaluate_job,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="When every fold of a retrain has succeeded: backtest, gate and deploy, report",
+)
+def retrain_evaluate_sensor(context: dg.RunStatusSensorContext):
+    retrain_run_id = context.dagster_run.tags.get(RETRAIN_RUN_TAG)
+    if not retrain_run_id:
+        return dg.SkipReason("not part of a retrain")
+    keys = list(context.instance.get_dynamic_partitions(FOLDS))
+    if not folds_finished(context.instance, retrain_run_id, keys):
+        return dg.SkipReason("other folds of this retrain are still running")
+    return dg.RunRequest(
+        run_key=f"{retrain_run_id}:evaluate", tags={RETRAIN_RUN_TAG: retrain_run_id}
     )
