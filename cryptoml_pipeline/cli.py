@@ -129,6 +129,18 @@ def _run_config() -> dict:
     return {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
+def _first_error(result) -> str:
+    """The first failed step and its error message, on one line."""
+    for event in result.all_events:
+        if event.is_step_failure:
+            error = event.step_failure_data.error
+            while error is not None and error.cause is not None:  # the user code's own error
+                error = error.cause
+            message = (error.message if error else "unknown error").strip().splitlines()
+            return f"step {event.step_key}: {message[-1] if message else 'unknown error'}"
+    return "the run failed"
+
+
 def execute_pipeline(pipeline, market) -> dict:
     """Run prepare -> every fold partition -> evaluate on the persistent instance."""
     import dagster as dg
@@ -149,7 +161,10 @@ def execute_pipeline(pipeline, market) -> dict:
             )
             if not result.success:
                 where = f" (fold {partition_key})" if partition_key else ""
-                raise RuntimeError(f"{job}{where} failed: run {result.run_id}; see `make ui`")
+                raise RuntimeError(
+                    f"{job}{where} failed: {_first_error(result)} (run {result.run_id}; "
+                    "details in `make ui`)"
+                )
 
         run("prepare_job")
         folds = instance.get_dynamic_partitions(FOLDS)

@@ -64,3 +64,18 @@ def test_full_profile_refuses_cpu_without_flag(tmp_path: Path) -> None:
     proc = run_cli("run", "--data-dir", str(SHARED_DATA), "--profile", "full", cwd=tmp_path)
     assert proc.returncode == 2
     assert "--allow-cpu" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_failed_run_is_summarised_by_the_root_cause() -> None:
+    from types import SimpleNamespace as NS
+
+    from cryptoml_pipeline.cli import _first_error
+
+    root = NS(message="InputError: fold X: no valid labeled sequences\n", cause=None)
+    wrapper = NS(message="DagsterExecutionStepExecutionError: Error in op", cause=root)
+    ok = NS(is_step_failure=False)
+    failed = NS(is_step_failure=True, step_key="fold_model", step_failure_data=NS(error=wrapper))
+    assert _first_error(NS(all_events=[ok, failed])) == (
+        "step fold_model: InputError: fold X: no valid labeled sequences"
+    )
+    assert _first_error(NS(all_events=[ok])) == "the run failed"
