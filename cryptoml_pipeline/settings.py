@@ -30,6 +30,9 @@ class DataConfig(_Frozen):
     end: datetime | None = None
     lookback_days: int = Field(730, gt=0, description="default start = end - lookback_days")
     funding_interval_hours: int = 8
+    history_days: int = Field(
+        45, ge=0, description="history loaded before start for feature warm-up only"
+    )
 
 
 class SessionBoundaries(_Frozen):

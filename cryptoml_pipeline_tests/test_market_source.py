@@ -190,3 +190,20 @@ def test_window_end_never_passes_the_funding_history(tmp_path) -> None:
     )
     _, end = resolve_window(ParquetStore(tmp_path), ["BTC/USDT"], "1h", None, None, 30)
     assert end == cut + pd.Timedelta(hours=8)
+
+
+def test_history_is_prepended_for_warm_up_only() -> None:
+    from cryptoml_pipeline.market import ParquetStore, load_market_data
+
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
+    store = ParquetStore(shared)
+    start, end = pd.Timestamp("2025-03-01", tz="UTC"), pd.Timestamp("2025-04-01", tz="UTC")
+    plain = load_market_data(store, ["BTC/USDT", "SOL/USDT"], "1h", start, end)
+    warm = load_market_data(
+        store, ["BTC/USDT", "SOL/USDT"], "1h", start, end, history=pd.Timedelta(days=10)
+    )
+    assert warm.start == start and warm.price_sources == plain.price_sources
+    assert warm.candles["timestamp"].min() == start - pd.Timedelta(days=10)
+    inside = warm.candles[warm.candles["timestamp"] >= start].reset_index(drop=True)
+    pd.testing.assert_frame_equal(inside, plain.candles)
+    assert warm.funding["timestamp"].min() < start - pd.Timedelta(days=9)

@@ -1,5 +1,6 @@
 """Dagster resources: thin typed wrappers that turn run configuration into domain settings/data."""
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Literal
@@ -84,9 +85,14 @@ class MarketDataResource(dg.ConfigurableResource):
         if self.kind == "synthetic":
             start, end = self.window(settings)
             log.warning("SYNTHETIC market data: results say nothing about real markets")
-            return synthetic_market(
-                list(data.symbols), data.timeframe, start, end, seed=self.synthetic_seed
+            market = synthetic_market(
+                list(data.symbols),
+                data.timeframe,
+                start - pd.Timedelta(days=data.history_days),  # warm-up history, as for parquet
+                end,
+                seed=self.synthetic_seed,
             )
+            return dataclasses.replace(market, start=start)
         if self.kind == "ccxt":
             # the store may not hold the data yet: download the requested window first
             end = to_utc(data.end) if data.end else pd.Timestamp.now(tz="UTC").floor("D")
@@ -95,4 +101,11 @@ class MarketDataResource(dg.ConfigurableResource):
             )
             return load_via_ccxt(self._store(), list(data.symbols), data.timeframe, start, end)
         start, end = self.window(settings)
-        return load_market_data(self._store(), list(data.symbols), data.timeframe, start, end)
+        return load_market_data(
+            self._store(),
+            list(data.symbols),
+            data.timeframe,
+            start,
+            end,
+            history=pd.Timedelta(days=data.history_days),
+        )

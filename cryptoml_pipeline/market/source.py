@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FUNDING_INTERVAL = pd.Timedelta(hours=8)
+NO_HISTORY = pd.Timedelta(0)
 
 
 @dataclass(frozen=True)
@@ -152,11 +153,16 @@ def load_market_data(
     timeframe: str,
     start: pd.Timestamp,
     end: pd.Timestamp,
+    *,
+    history: pd.Timedelta = NO_HISTORY,
 ) -> MarketData:
     """Candles of the traded instrument and funding for ``[start, end)`` from ``store``.
 
     Per symbol the perpetual's candles when its file covers ``start``, else the spot candles as a
-    proxy. Funding (from the perpetual's file) covers ``[start - 8h, end)``.
+    proxy. Funding (from the perpetual's file) covers ``[start - 8h, end)``. With ``history``,
+    rows of the same instruments from ``[start - history, start)`` are prepended where the files
+    have them: warm-up for causal features only (``MarketData.start`` stays ``start``; folds and
+    evaluation never use rows before it).
     """
     if not symbols:
         raise InputError("no symbols selected")
@@ -166,9 +172,11 @@ def load_market_data(
         raise InputError(f"empty window: start {start} is not before end {end}")
     candles, funding, sources = [], [], {}
     for symbol in symbols:
-        frame, sources[symbol] = _traded_candles(store, symbol, timeframe, start, end)
+        frame, sources[symbol] = _traded_candles(
+            store, symbol, timeframe, start, end, history=history
+        )
         candles.append(frame)
-        funding.append(_funding(store, symbol, start, end))
+        funding.append(_funding(store, symbol, start - history, end))
     kinds = set(sources.values())
     price_source = kinds.pop() if len(kinds) == 1 else "mixed"
     return MarketData(
@@ -185,7 +193,13 @@ def load_market_data(
 
 
 def _traded_candles(
-    store: ParquetStore, symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp
+    store: ParquetStore,
+    symbol: str,
+    timeframe: str,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    *,
+    history: pd.Timedelta = NO_HISTORY,
 ) -> tuple[pd.DataFrame, str]:
     perp, spot = perpetual_symbol(symbol), spot_symbol(symbol)
     perp_cov = store.candle_coverage(perp, timeframe)
@@ -200,8 +214,8 @@ def _traded_candles(
             f"no {timeframe} candles for {symbol!r} covering {start}: looked for "
             f"{store.candles_path(perp, timeframe)} and {store.candles_path(spot, timeframe)}"
         )
-    frame = store.read_candles(instrument, timeframe, start, end, as_symbol=symbol)
-    if frame.empty:
+    frame = store.read_candles(instrument, timeframe, start - history, end, as_symbol=symbol)
+    if not (frame["timestamp"] >= start).any():
         raise InputError(f"no {instrument} {timeframe} candles in [{start}, {end})")
     return frame, kind
 
