@@ -177,33 +177,12 @@ def execute_pipeline(pipeline, market) -> dict:
 
 
 def kpi_table(report: dict) -> str:
-    from cryptoml_pipeline.reporting.html import KPI_ROWS, fmt
+    from cryptoml_pipeline.reporting.html import KPI_HEADER, kpi_rows
 
-    head = f"{'KPI':<26}{'strategy':>12}{'buy&hold':>12}{'rule-based':>12}   target"
+    head = f"{KPI_HEADER[0]:<26}" + "".join(f"{h:>12}" for h in KPI_HEADER[1:4]) + "   target"
     lines = [head, "-" * len(head)]
-    for key, label, kind in KPI_ROWS:
-        tgt = report["targets"].get(key)
-        tgt_txt = ""
-        if tgt:
-            tk = "pct" if kind == "pct" else "num"
-            rng = [
-                fmt(tgt["min"], tk) if tgt["min"] is not None else "",
-                fmt(tgt["max"], tk) if tgt["max"] is not None else "",
-            ]
-            tgt_txt = (
-                "≥ " + rng[0]
-                if not rng[1]
-                else "≤ " + rng[1]
-                if not rng[0]
-                else f"{rng[0]}–{rng[1]}"
-            )
-            tgt_txt += {True: "  met", False: "  NOT met", None: "  n/a"}[tgt["met"]]
-        vals = [
-            fmt(report["strategy"].get(key), kind),
-            fmt(report["baselines"]["buy_and_hold"].get(key), kind),
-            fmt(report["baselines"]["rule_based"].get(key), kind),
-        ]
-        lines.append(f"{label:<26}" + "".join(f"{v:>12}" for v in vals) + f"   {tgt_txt}")
+    for label, *values, target in kpi_rows(report):
+        lines.append(f"{label:<26}" + "".join(f"{v:>12}" for v in values) + f"   {target}")
     return "\n".join(lines)
 
 

@@ -121,3 +121,18 @@ def test_synthetic_title_and_html() -> None:
     page = render_html(report, ev.equity)
     assert "SYNTHETIC DATA" in page and "data:image/png;base64," in page
     assert "| Sharpe" in kpi_markdown(report)
+
+
+def test_target_text_shows_bound_and_verdict() -> None:
+    from cryptoml_pipeline.reporting.html import target_text
+
+    assert target_text({"min": 2.0, "max": None, "value": 1.0, "met": False}, "num") == (
+        "≥ 2.00 · not met"
+    )
+    assert target_text({"min": None, "max": 0.15, "value": 0.1, "met": True}, "pct") == (
+        "≤ 15.00% · met"
+    )
+    assert target_text({"min": 0.005, "max": 0.02, "value": None, "met": None}, "pct") == (
+        "0.50%–2.00% · n/a"
+    )
+    assert target_text(None, "pct") == ""

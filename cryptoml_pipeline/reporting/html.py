@@ -62,31 +62,42 @@ def equity_figure_png(equity: pd.DataFrame) -> bytes:
     return buf.getvalue()
 
 
+def target_text(target: dict[str, Any] | None, kind: str) -> str:
+    """``"≥ 2.00 · not met"``, ``"0.50%–2.00% · met"``; empty for KPIs without a target."""
+    if not target:
+        return ""
+    kind = "pct" if kind == "pct" else "num"
+    lo, hi = target["min"], target["max"]
+    if lo is not None and hi is not None:
+        bound = f"{fmt(lo, kind)}–{fmt(hi, kind)}"
+    else:
+        bound = f"≥ {fmt(lo, kind)}" if lo is not None else f"≤ {fmt(hi, kind)}"
+    return f"{bound} · " + {True: "met", False: "not met", None: "n/a"}[target["met"]]
+
+
+def kpi_rows(report: dict[str, Any]) -> list[list[str]]:
+    """[label, strategy, buy & hold, rule-based, target] per KPI, formatted."""
+    rows = []
+    for key, label, kind in KPI_ROWS:
+        rows.append(
+            [
+                label,
+                fmt(report["strategy"].get(key), kind),
+                fmt(report["baselines"]["buy_and_hold"].get(key), kind),
+                fmt(report["baselines"]["rule_based"].get(key), kind),
+                target_text(report["targets"].get(key), kind),
+            ]
+        )
+    return rows
+
+
+KPI_HEADER = ["KPI", "strategy", "buy & hold", "rule-based", "target"]
+
+
 def kpi_markdown(report: dict[str, Any]) -> str:
     """A markdown KPI table (strategy vs baselines vs targets) for Dagster metadata."""
-    lines = ["| KPI | strategy | buy & hold | rule-based | target |", "|---|---|---|---|---|"]
-    targets = report["targets"]
-    for key, label, kind in KPI_ROWS:
-        tgt = targets.get(key)
-        tgt_txt = ""
-        if tgt:
-            lo, hi = tgt["min"], tgt["max"]
-            tk = "pct" if kind == "pct" else "num"
-            tgt_txt = " – ".join(
-                x
-                for x in (
-                    fmt(lo, tk) if lo is not None else "",
-                    fmt(hi, tk) if hi is not None else "",
-                )
-                if x
-            )
-            tgt_txt += {True: " ✔", False: " ✘", None: ""}[tgt["met"]]
-        cells = [
-            fmt(report["strategy"].get(key), kind),
-            fmt(report["baselines"]["buy_and_hold"].get(key), kind),
-            fmt(report["baselines"]["rule_based"].get(key), kind),
-        ]
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {tgt_txt} |")
+    lines = ["| " + " | ".join(KPI_HEADER) + " |", "|---|---|---|---|---|"]
+    lines += ["| " + " | ".join(row) + " |" for row in kpi_rows(report)]
     return "\n".join(lines)
 
 
@@ -101,19 +112,6 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 def render_html(report: dict[str, Any], equity: pd.DataFrame) -> str:
     png = base64.b64encode(equity_figure_png(equity)).decode()
     data = report["data"]
-    kpi_rows = []
-    for key, label, kind in KPI_ROWS:
-        tgt = report["targets"].get(key)
-        met = "" if not tgt else {True: "met", False: "not met", None: "n/a"}[tgt["met"]]
-        kpi_rows.append(
-            [
-                label,
-                fmt(report["strategy"].get(key), kind),
-                fmt(report["baselines"]["buy_and_hold"].get(key), kind),
-                fmt(report["baselines"]["rule_based"].get(key), kind),
-                met,
-            ]
-        )
     fold_rows = [
         [
             f["fold"],
@@ -149,7 +147,7 @@ price source <b>{html.escape(data["price_source"])}</b> · {html.escape(", ".joi
 always on; fills at the next bar's open.</p>
 <h2>Equity and drawdown</h2><img alt="equity curves" src="data:image/png;base64,{png}">
 <h2>KPIs vs baselines vs the spec's targets</h2>
-{_table(kpi_rows, ["KPI", "strategy", "buy & hold", "rule-based", "target"])}
+{_table(kpi_rows(report), KPI_HEADER)}
 <h2>Warnings</h2><ul>{warn}</ul>
 <h2>Walk-forward folds</h2>
 {
