@@ -228,9 +228,12 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    # INFO progress of runs is printed by Dagster's managed loggers (dagster.yaml); the root
+    # handler only adds warnings from outside runs, so nothing is printed twice
+    handler = logging.StreamHandler()
+    handler.setLevel(logging.WARNING)  # a handler level: INFO records propagating from runs stop
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
     args = build_parser().parse_args(argv)
     try:
         return {"run": cmd_run, "data": cmd_data}[args.command](args)
