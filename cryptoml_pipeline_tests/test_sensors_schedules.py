@@ -77,39 +77,76 @@ def _status_context(instance, sensor_name: str, run: dg.DagsterRun):
     )
 
 
-def test_retrain_run_fans_out_one_run_per_fold() -> None:
+def _materialize_as(instance, key: str, metadata: dict, tags: dict | None = None) -> str:
+    """Materialize a stand-in asset named ``key`` with ``metadata`` in a real run; its run id."""
+
+    @dg.asset(name=key)
+    def _stand_in(context: dg.AssetExecutionContext) -> None:
+        context.add_output_metadata(metadata)
+
+    result = dg.materialize([_stand_in], instance=instance, tags=tags or {})
+    assert result.success
+    return result.run_id
+
+
+def test_retrain_run_fans_out_one_run_per_fold_of_its_own_plan() -> None:
     from cryptoml_pipeline.defs.partitions import FOLDS
-    from cryptoml_pipeline.defs.sensors import RETRAIN_RUN_TAG, retrain_folds_sensor
+    from cryptoml_pipeline.defs.sensors import FOLD_KEYS_TAG, RETRAIN_RUN_TAG, retrain_folds_sensor
 
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(FOLDS, ["2025-04-01", "2025-07-01"])
-        run = _finished_run(instance, "retrain_job", "retrain-1")
+        keys = ["2025-04-01", "2025-07-01"]
+        run_id = _materialize_as(instance, "fold_plan", {"fold_keys": dg.MetadataValue.json(keys)})
+        instance.add_dynamic_partitions(FOLDS, keys)
+        run = instance.get_run_by_id(run_id)
         requests = retrain_folds_sensor(_status_context(instance, "retrain_folds_sensor", run))
-        assert [r.partition_key for r in requests] == ["2025-04-01", "2025-07-01"]
-        assert {r.tags[RETRAIN_RUN_TAG] for r in requests} == {"retrain-1"}
-        assert len({r.run_key for r in requests}) == 2
+        assert [r.partition_key for r in requests] == keys
+        assert {r.tags[RETRAIN_RUN_TAG] for r in requests} == {run_id}
+        assert {r.tags[FOLD_KEYS_TAG] for r in requests} == {",".join(keys)}
+        # another plan replaced the partitions before the tick: do not train the wrong folds
+        instance.delete_dynamic_partition(FOLDS, "2025-04-01")
+        skipped = retrain_folds_sensor(_status_context(instance, "retrain_folds_sensor", run))
+        assert isinstance(skipped, dg.SkipReason) and "superseded" in skipped.skip_message
 
 
 def test_evaluate_runs_once_all_folds_of_the_retrain_succeeded() -> None:
     from cryptoml_pipeline.defs.partitions import FOLDS
-    from cryptoml_pipeline.defs.sensors import RETRAIN_RUN_TAG, retrain_evaluate_sensor
+    from cryptoml_pipeline.defs.sensors import (
+        FOLD_KEYS_TAG,
+        RETRAIN_RUN_TAG,
+        retrain_evaluate_sensor,
+    )
 
+    keys = ["2025-04-01", "2025-07-01"]
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(FOLDS, ["2025-04-01", "2025-07-01"])
+        instance.add_dynamic_partitions(FOLDS, keys)
 
         def fold_run(run_id: str, key: str, retrain: str | None = "retrain-1") -> dg.DagsterRun:
-            tags = {"dagster/partition": key} | ({RETRAIN_RUN_TAG: retrain} if retrain else {})
+            tags = {"dagster/partition": key}
+            if retrain:
+                tags |= {RETRAIN_RUN_TAG: retrain, FOLD_KEYS_TAG: ",".join(keys)}
             return _finished_run(instance, "train_folds_job", run_id, tags)
 
-        manual = fold_run("manual", "2025-04-01", retrain=None)
-        assert isinstance(
-            retrain_evaluate_sensor(_status_context(instance, "s", manual)), dg.SkipReason
-        )
-        first = fold_run("f1", "2025-04-01")
-        assert isinstance(
-            retrain_evaluate_sensor(_status_context(instance, "s", first)), dg.SkipReason
-        )
+        def evaluate(run):
+            return retrain_evaluate_sensor(_status_context(instance, "s", run))
+
+        assert isinstance(evaluate(fold_run("manual", "2025-04-01", retrain=None)), dg.SkipReason)
+        assert isinstance(evaluate(fold_run("f1", "2025-04-01")), dg.SkipReason)
         last = fold_run("f2", "2025-07-01")
-        request = retrain_evaluate_sensor(_status_context(instance, "s", last))
+        request = evaluate(last)
         assert isinstance(request, dg.RunRequest)
         assert request.run_key == "retrain-1:evaluate"  # idempotent per retrain
+        instance.add_dynamic_partitions(FOLDS, ["2025-10-01"])  # a newer plan exists now
+        assert "superseded" in evaluate(last).skip_message
+
+
+def test_a_retrains_own_backtest_never_triggers_another_retrain() -> None:
+    from cryptoml_pipeline.defs.sensors import RETRAIN_RUN_TAG
+
+    degraded = {"acc_recent_50": 0.2, "acc_prior_150": 0.4}
+    with dg.instance_for_test() as instance:
+        _materialize_as(instance, "backtest", degraded, tags={RETRAIN_RUN_TAG: "retrain-1"})
+        result = degradation_sensor(dg.build_sensor_context(instance=instance))
+        assert isinstance(result, dg.SkipReason) and "retrain" in result.skip_message
+        _materialize_as(instance, "backtest", degraded)  # a regular evaluation, still degraded
+        ctx = dg.build_sensor_context(instance=instance)
+        assert isinstance(degradation_sensor(ctx), dg.RunRequest)

@@ -13,6 +13,9 @@ from cryptoml_pipeline.management.retrain_policy import should_retrain
 from cryptoml_pipeline.settings import RetrainConfig
 
 BACKTEST_KEY = dg.AssetKey("backtest")
+FOLD_PLAN_KEY = dg.AssetKey("fold_plan")
+RETRAIN_RUN_TAG = "cryptoml/retrain_run"
+FOLD_KEYS_TAG = "cryptoml/fold_keys"
 
 
 def _metadata_float(metadata: dict, key: str) -> float | None:
@@ -28,7 +31,8 @@ def degradation_sensor(context: dg.SensorEvaluationContext):
     """RunRequest(retrain_job) when recent accuracy < (1 - degradation) x prior accuracy.
 
     The cursor is the storage id of the last backtest materialization looked at, so one
-    degradation launches exactly one run."""
+    degradation launches exactly one run; a backtest written by a retrain chain never triggers
+    another retrain (that would loop on unchanged data)."""
     policy = RetrainConfig()
     records = context.instance.fetch_materializations(BACKTEST_KEY, limit=1).records
     if not records:
@@ -37,6 +41,10 @@ def degradation_sensor(context: dg.SensorEvaluationContext):
     if context.cursor and int(context.cursor) >= storage_id:
         return dg.SkipReason(f"backtest materialization {storage_id} already evaluated")
     context.update_cursor(str(storage_id))
+    producer = context.instance.get_run_by_id(records[0].run_id) if records[0].run_id else None
+    if producer is not None and RETRAIN_RUN_TAG in producer.tags:
+        # the evaluation of a retrain: judging it again would retrain on the same data forever
+        return dg.SkipReason(f"backtest {storage_id} comes from a retrain; not re-triggering")
     mat = records[0].asset_materialization
     metadata = dict(mat.metadata) if mat is not None else {}
     recent = _metadata_float(metadata, f"acc_recent_{policy.recent_window}")
@@ -50,19 +58,30 @@ def degradation_sensor(context: dg.SensorEvaluationContext):
 
 
 # --- the retrain chain: retrain_job -> one train_folds_job per fold -> evaluate_job -------------
-RETRAIN_RUN_TAG = "cryptoml/retrain_run"
 
 
 def fold_run_requests(retrain_run_id: str, fold_keys: list[str]) -> list[dg.RunRequest]:
-    """One train_folds_job run per fold partition of the plan the retrain run just wrote."""
+    """One train_folds_job run per fold of the plan the retrain run wrote; each run carries the
+    plan's keys so completeness is judged against that plan, not whatever exists later."""
+    keys = sorted(fold_keys)
     return [
         dg.RunRequest(
             run_key=f"{retrain_run_id}:{key}",
             partition_key=key,
-            tags={RETRAIN_RUN_TAG: retrain_run_id},
+            tags={RETRAIN_RUN_TAG: retrain_run_id, FOLD_KEYS_TAG: ",".join(keys)},
         )
-        for key in sorted(fold_keys)
+        for key in keys
     ]
+
+
+def planned_fold_keys(instance: dg.DagsterInstance, run_id: str) -> list[str] | None:
+    """The fold keys of the fold_plan materialized by run ``run_id`` (from its metadata)."""
+    for record in instance.fetch_materializations(FOLD_PLAN_KEY, limit=20).records:
+        if record.run_id == run_id and record.asset_materialization is not None:
+            entry = record.asset_materialization.metadata.get("fold_keys")
+            value = getattr(entry, "value", entry)
+            return list(value) if value is not None else None
+    return None
 
 
 def folds_finished(instance: dg.DagsterInstance, retrain_run_id: str, fold_keys: list[str]) -> bool:
@@ -78,18 +97,26 @@ def folds_finished(instance: dg.DagsterInstance, retrain_run_id: str, fold_keys:
     return bool(fold_keys) and set(fold_keys) <= done
 
 
+def _superseded(instance: dg.DagsterInstance, keys: list[str]) -> bool:
+    """The fold partitions no longer match the plan (another plan was written meanwhile)."""
+    return sorted(instance.get_dynamic_partitions(FOLDS)) != sorted(keys)
+
+
 @dg.run_status_sensor(
     run_status=dg.DagsterRunStatus.SUCCESS,
     monitored_jobs=[retrain_job],
     request_job=train_folds_job,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="After a retrain_job run: train every fold of the new plan",
+    description="After a retrain_job run: train every fold of the plan it wrote",
 )
 def retrain_folds_sensor(context: dg.RunStatusSensorContext):
-    keys = list(context.instance.get_dynamic_partitions(FOLDS))
+    run_id = context.dagster_run.run_id
+    keys = planned_fold_keys(context.instance, run_id)
     if not keys:
-        return dg.SkipReason("the retrain run left no fold partitions")
-    return fold_run_requests(context.dagster_run.run_id, keys)
+        return dg.SkipReason(f"retrain run {run_id} wrote no fold plan")
+    if _superseded(context.instance, keys):
+        return dg.SkipReason(f"the fold plan of retrain run {run_id} was superseded")
+    return fold_run_requests(run_id, keys)
 
 
 @dg.run_status_sensor(
@@ -100,10 +127,13 @@ def retrain_folds_sensor(context: dg.RunStatusSensorContext):
     description="When every fold of a retrain has succeeded: backtest, gate and deploy, report",
 )
 def retrain_evaluate_sensor(context: dg.RunStatusSensorContext):
-    retrain_run_id = context.dagster_run.tags.get(RETRAIN_RUN_TAG)
+    tags = context.dagster_run.tags
+    retrain_run_id = tags.get(RETRAIN_RUN_TAG)
     if not retrain_run_id:
         return dg.SkipReason("not part of a retrain")
-    keys = list(context.instance.get_dynamic_partitions(FOLDS))
+    keys = [k for k in tags.get(FOLD_KEYS_TAG, "").split(",") if k]
+    if _superseded(context.instance, keys):
+        return dg.SkipReason(f"the fold plan of retrain {retrain_run_id} was superseded")
     if not folds_finished(context.instance, retrain_run_id, keys):
         return dg.SkipReason("other folds of this retrain are still running")
     return dg.RunRequest(

@@ -79,7 +79,13 @@ def fold_plan(
             for f in plan
         ]
     )
-    context.add_output_metadata({"n_folds": len(plan), "folds": dg.MetadataValue.md(table)})
+    context.add_output_metadata(
+        {
+            "n_folds": len(plan),
+            "folds": dg.MetadataValue.md(table),
+            "fold_keys": dg.MetadataValue.json([f["key"] for f in plan]),
+        }
+    )
     return plan
 
 
