@@ -149,6 +149,8 @@ def execute_pipeline(pipeline, market) -> dict:
     from cryptoml_pipeline.defs.partitions import FOLDS
 
     ensure_dagster_home()
+    # during runs Dagster's managed logger prints our records; don't print them twice
+    logging.getLogger("cryptoml_pipeline").propagate = False
     defs = build_definitions(pipeline, market)
     with dg.DagsterInstance.get() as instance:
 

@@ -90,3 +90,26 @@ def test_missing_settlements_found_per_symbol() -> None:
     assert missing["A"] == [t + pd.Timedelta(hours=8)]
     assert "B" not in missing
     assert len(missing["C"]) == 3
+
+
+def test_off_schedule_funding_rows_are_found() -> None:
+    import pandas as pd
+
+    from cryptoml_pipeline.defs.assets.ingestion import off_schedule_settlements
+
+    t = pd.Timestamp("2025-01-01", tz="UTC")
+    funding = pd.DataFrame(
+        {
+            "timestamp": [
+                t,
+                t + pd.Timedelta(hours=4),
+                t + pd.Timedelta(hours=8),
+                t - pd.Timedelta(hours=4),
+            ],  # the last one is before the window
+            "symbol": "A",
+            "funding_rate": 0.0001,
+        }
+    )
+    off = off_schedule_settlements(funding, t, t + pd.Timedelta(days=1), 8)
+    assert list(off["timestamp"]) == [t + pd.Timedelta(hours=4)]
+    assert off_schedule_settlements(funding, t, t + pd.Timedelta(days=1), 4).empty

@@ -207,3 +207,22 @@ def test_history_is_prepended_for_warm_up_only() -> None:
     inside = warm.candles[warm.candles["timestamp"] >= start].reset_index(drop=True)
     pd.testing.assert_frame_equal(inside, plain.candles)
     assert warm.funding["timestamp"].min() < start - pd.Timedelta(days=9)
+
+
+def test_window_end_uses_the_configured_funding_interval(tmp_path) -> None:
+    import shutil
+
+    from cryptoml_pipeline.market import ParquetStore, resolve_window
+
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
+    (tmp_path / "market").mkdir()
+    (tmp_path / "funding").mkdir()
+    shutil.copy(shared / "market" / "BTC_USDT_USDT-1h.parquet", tmp_path / "market")
+    funding = pd.read_parquet(shared / "funding" / "BTC_USDT_USDT-funding.parquet")
+    cut = pd.Timestamp("2025-09-28 16:00", tz="UTC")
+    funding[funding["timestamp"] <= cut].to_parquet(
+        tmp_path / "funding" / "BTC_USDT_USDT-funding.parquet", index=False
+    )
+    store = ParquetStore(tmp_path)
+    _, end = resolve_window(store, ["BTC/USDT"], "1h", None, None, 30, funding_interval_hours=4)
+    assert end == cut + pd.Timedelta(hours=4)

@@ -77,7 +77,13 @@ class MarketDataResource(dg.ConfigurableResource):
                 raise InputError(f"empty window: start {start} is not before end {end}")
             return start, end
         return resolve_window(
-            self._store(), list(data.symbols), data.timeframe, start, end, data.lookback_days
+            self._store(),
+            list(data.symbols),
+            data.timeframe,
+            start,
+            end,
+            data.lookback_days,
+            funding_interval_hours=data.funding_interval_hours,
         )
 
     def load(self, settings: PipelineSettings) -> MarketData:
@@ -108,4 +114,5 @@ class MarketDataResource(dg.ConfigurableResource):
             start,
             end,
             history=pd.Timedelta(days=data.history_days),
+            funding_interval_hours=data.funding_interval_hours,
         )

@@ -51,6 +51,7 @@ class _SymbolData:
     traded: Coverage  # perp candles when a perp file exists, else spot
     funding: Coverage
     bar: pd.Timedelta
+    funding_interval: pd.Timedelta = FUNDING_INTERVAL
 
     @property
     def first(self) -> pd.Timestamp:
@@ -60,7 +61,7 @@ class _SymbolData:
     def end(self) -> pd.Timestamp:
         """Exclusive end: the last traded bar + one bar, but never past the funding history (the
         last settlement + one interval) — a position can't be charged funding nobody recorded."""
-        return min(self.traded[1] + self.bar, self.funding[1] + FUNDING_INTERVAL)
+        return min(self.traded[1] + self.bar, self.funding[1] + self.funding_interval)
 
 
 def _bar(timeframe: str) -> pd.Timedelta:
@@ -71,7 +72,11 @@ def _bar(timeframe: str) -> pd.Timedelta:
 
 
 def _symbol_data(
-    store: ParquetStore, symbol: str, timeframe: str, bar: pd.Timedelta
+    store: ParquetStore,
+    symbol: str,
+    timeframe: str,
+    bar: pd.Timedelta,
+    funding_interval: pd.Timedelta = FUNDING_INTERVAL,
 ) -> _SymbolData:
     perp = perpetual_symbol(symbol)
     spot = spot_symbol(symbol)
@@ -90,7 +95,9 @@ def _symbol_data(
         raise InputError(
             f"no funding data for {symbol!r}: {path.name} missing or empty in {path.parent}"
         )
-    return _SymbolData(symbol=symbol, traded=traded, funding=funding, bar=bar)
+    return _SymbolData(
+        symbol=symbol, traded=traded, funding=funding, bar=bar, funding_interval=funding_interval
+    )
 
 
 def resolve_window(
@@ -100,6 +107,8 @@ def resolve_window(
     start: pd.Timestamp | None,
     end: pd.Timestamp | None,
     lookback_days: int,
+    *,
+    funding_interval_hours: int = 8,
 ) -> tuple[pd.Timestamp, pd.Timestamp]:
     """The run's window ``[start, end)`` over the data every selected symbol has.
 
@@ -116,7 +125,8 @@ def resolve_window(
     end = to_utc(end) if end is not None else None
     if start is not None and end is not None and start >= end:
         raise InputError(f"empty window: start {start} is not before end {end}")
-    infos = [_symbol_data(store, symbol, timeframe, bar) for symbol in symbols]
+    interval = pd.Timedelta(hours=funding_interval_hours)
+    infos = [_symbol_data(store, symbol, timeframe, bar, interval) for symbol in symbols]
     for info in infos:
         outside = (start is not None and start >= info.end) or (
             end is not None and end <= info.first
@@ -155,6 +165,7 @@ def load_market_data(
     end: pd.Timestamp,
     *,
     history: pd.Timedelta = NO_HISTORY,
+    funding_interval_hours: int = 8,
 ) -> MarketData:
     """Candles of the traded instrument and funding for ``[start, end)`` from ``store``.
 
@@ -176,7 +187,11 @@ def load_market_data(
             store, symbol, timeframe, start, end, history=history
         )
         candles.append(frame)
-        funding.append(_funding(store, symbol, start - history, end))
+        funding.append(
+            _funding(
+                store, symbol, start - history - pd.Timedelta(hours=funding_interval_hours), end
+            )
+        )
     kinds = set(sources.values())
     price_source = kinds.pop() if len(kinds) == 1 else "mixed"
     return MarketData(
@@ -227,7 +242,7 @@ def _funding(
     if not store.has_funding(perp):
         log.warning("%s: no funding file %s; funding is empty", symbol, store.funding_path(perp))
         return pd.DataFrame(columns=list(FUNDING_COLUMNS))
-    return store.read_funding(perp, start - FUNDING_INTERVAL, end, as_symbol=symbol)
+    return store.read_funding(perp, start, end, as_symbol=symbol)
 
 
 def _concat(frames: list[pd.DataFrame], columns: tuple[str, ...]) -> pd.DataFrame:

@@ -34,6 +34,7 @@ def oos_predictions(
     context: dg.AssetExecutionContext,
     fold_predictions: dict[str, pd.DataFrame],
     fold_plan: list[dict[str, Any]],
+    dataset_info: dict,
 ) -> pd.DataFrame:
     """Every fold's test-window predictions, concatenated in time order (out-of-sample only)."""
     order = [f["key"] for f in fold_plan]
@@ -43,6 +44,12 @@ def oos_predictions(
             f"fold predictions missing for folds {missing}; materialize fold_predictions"
         )
     preds = pd.concat([fold_predictions[k] for k in order], ignore_index=True)
+    symbols = sorted(preds["symbol"].unique())
+    if symbols != sorted(dataset_info["symbols"]):
+        raise dg.Failure(
+            f"fold predictions are for {symbols}, this run is for {sorted(dataset_info['symbols'])}"
+            ": re-materialize the fold partitions"
+        )
     bad = outside_test_windows(preds, fold_plan)
     if not bad.empty:
         row = bad.iloc[0]

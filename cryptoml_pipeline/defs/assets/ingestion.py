@@ -24,8 +24,6 @@ def market_snapshot(
 ):
     settings = pipeline.settings()
     data = market.load(settings)
-    if data.synthetic:
-        context.log.warning("SYNTHETIC market data: results say nothing about real markets")
     info: dict[str, Any] = {
         "source": data.source,
         "synthetic": data.synthetic,
@@ -61,15 +59,16 @@ def ohlcv(
 ) -> pd.DataFrame:
     """Validated candles (pandera: positive prices, OHLC consistency, unique sorted UTC stamps)."""
     candles = validate_candles(ohlcv_raw, source="ohlcv_raw")
-    gaps = gap_report(candles, dataset_info["timeframe"])
+    window = candles[candles["timestamp"] >= to_utc(dataset_info["start"])]
     context.add_output_metadata(
         {
-            "rows": len(candles),
+            "rows": len(window),
+            "warmup_rows_before_start": len(candles) - len(window),
             "rows_per_symbol": dg.MetadataValue.json(
-                candles.groupby("symbol").size().astype(int).to_dict()
+                window.groupby("symbol").size().astype(int).to_dict()
             ),
-            "missing_bars": dg.MetadataValue.json(gaps),
-            "zero_volume_bars": int((candles["volume"] == 0).sum()),
+            "missing_bars": dg.MetadataValue.json(gap_report(window, dataset_info["timeframe"])),
+            "zero_volume_bars": int((window["volume"] == 0).sum()),
         }
     )
     return candles
@@ -102,27 +101,38 @@ def missing_settlements(
     return out
 
 
+def off_schedule_settlements(
+    funding: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, interval_hours: int
+) -> pd.DataFrame:
+    """Funding rows inside ``[start, end)`` that are not on the settlement schedule."""
+    interval = pd.Timedelta(hours=interval_hours)
+    inside = (funding["timestamp"] >= start) & (funding["timestamp"] < end)
+    on_grid = funding["timestamp"] == funding["timestamp"].dt.floor(interval)
+    return funding.loc[inside & ~on_grid, ["timestamp", "symbol"]]
+
+
 @dg.asset_check(
     asset=funding,
     blocking=True,
-    description="Every funding settlement in the window is present for every symbol",
+    description="Every funding settlement in the window is present, and none is off schedule",
     additional_ins={"dataset_info": dg.AssetIn("dataset_info")},
 )
 def funding_complete(
     funding: pd.DataFrame, dataset_info: dict, pipeline: PipelineResource
 ) -> dg.AssetCheckResult:
-    missing = missing_settlements(
-        funding,
-        list(dataset_info["symbols"]),
-        to_utc(dataset_info["start"]),
-        to_utc(dataset_info["end"]),
-        pipeline.settings().data.funding_interval_hours,
-    )
+    start, end = to_utc(dataset_info["start"]), to_utc(dataset_info["end"])
+    interval = pipeline.settings().data.funding_interval_hours
+    missing = missing_settlements(funding, list(dataset_info["symbols"]), start, end, interval)
+    off = off_schedule_settlements(funding, start, end, interval)
     first = {s: str(v[0]) for s, v in missing.items()}
     return dg.AssetCheckResult(
-        passed=not missing,
+        passed=not missing and off.empty,
         metadata={
             "missing_settlements": sum(len(v) for v in missing.values()),
             "first_missing": dg.MetadataValue.json(first),
+            "off_schedule_rows": len(off),
+            "first_off_schedule": (
+                f"{off.iloc[0]['symbol']} {off.iloc[0]['timestamp']}" if len(off) else "-"
+            ),
         },
     )
