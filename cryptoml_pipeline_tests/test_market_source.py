@@ -173,28 +173,38 @@ def test_load_errors(tmp_path: Path, real: ParquetStore) -> None:
         load_market_data(real, [], "1h", utc("2025-01-01"), utc("2025-01-02"))
 
 
-def test_window_end_never_passes_the_funding_history(tmp_path) -> None:
-    """Funding that stops before the candles bounds the window (no MissingFundingError later)."""
+FUNDING_CUT = pd.Timestamp("2025-09-28 16:00", tz="UTC")
+
+
+def _store_with_funding_cut(root: Path) -> ParquetStore:
+    """BTC perpetual candles to 2025-09-30 23:00 with funding only up to FUNDING_CUT."""
     import shutil
 
-    from cryptoml_pipeline.market import ParquetStore, resolve_window
-
     shared = Path(__file__).resolve().parents[2] / "shared" / "data"
-    (tmp_path / "market").mkdir()
-    (tmp_path / "funding").mkdir()
-    shutil.copy(shared / "market" / "BTC_USDT_USDT-1h.parquet", tmp_path / "market")
+    (root / "market").mkdir()
+    (root / "funding").mkdir()
+    shutil.copy(shared / "market" / "BTC_USDT_USDT-1h.parquet", root / "market")
     funding = pd.read_parquet(shared / "funding" / "BTC_USDT_USDT-funding.parquet")
-    cut = pd.Timestamp("2025-09-28 16:00", tz="UTC")
-    funding[funding["timestamp"] <= cut].to_parquet(
-        tmp_path / "funding" / "BTC_USDT_USDT-funding.parquet", index=False
+    funding[funding["timestamp"] <= FUNDING_CUT].to_parquet(
+        root / "funding" / "BTC_USDT_USDT-funding.parquet", index=False
     )
-    _, end = resolve_window(ParquetStore(tmp_path), ["BTC/USDT"], "1h", None, None, 30)
-    assert end == cut + pd.Timedelta(hours=8)
+    return ParquetStore(root)
+
+
+def test_window_end_never_passes_the_funding_history(tmp_path) -> None:
+    """Funding that stops before the candles bounds the window (no MissingFundingError later)."""
+    store = _store_with_funding_cut(tmp_path)
+    _, end = resolve_window(store, ["BTC/USDT"], "1h", None, None, 30)
+    assert end == FUNDING_CUT + pd.Timedelta(hours=8)
+
+
+def test_window_end_uses_the_configured_funding_interval(tmp_path) -> None:
+    store = _store_with_funding_cut(tmp_path)
+    _, end = resolve_window(store, ["BTC/USDT"], "1h", None, None, 30, funding_interval_hours=4)
+    assert end == FUNDING_CUT + pd.Timedelta(hours=4)
 
 
 def test_history_is_prepended_for_warm_up_only() -> None:
-    from cryptoml_pipeline.market import ParquetStore, load_market_data
-
     shared = Path(__file__).resolve().parents[2] / "shared" / "data"
     store = ParquetStore(shared)
     start, end = pd.Timestamp("2025-03-01", tz="UTC"), pd.Timestamp("2025-04-01", tz="UTC")
@@ -207,22 +217,3 @@ def test_history_is_prepended_for_warm_up_only() -> None:
     inside = warm.candles[warm.candles["timestamp"] >= start].reset_index(drop=True)
     pd.testing.assert_frame_equal(inside, plain.candles)
     assert warm.funding["timestamp"].min() < start - pd.Timedelta(days=9)
-
-
-def test_window_end_uses_the_configured_funding_interval(tmp_path) -> None:
-    import shutil
-
-    from cryptoml_pipeline.market import ParquetStore, resolve_window
-
-    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
-    (tmp_path / "market").mkdir()
-    (tmp_path / "funding").mkdir()
-    shutil.copy(shared / "market" / "BTC_USDT_USDT-1h.parquet", tmp_path / "market")
-    funding = pd.read_parquet(shared / "funding" / "BTC_USDT_USDT-funding.parquet")
-    cut = pd.Timestamp("2025-09-28 16:00", tz="UTC")
-    funding[funding["timestamp"] <= cut].to_parquet(
-        tmp_path / "funding" / "BTC_USDT_USDT-funding.parquet", index=False
-    )
-    store = ParquetStore(tmp_path)
-    _, end = resolve_window(store, ["BTC/USDT"], "1h", None, None, 30, funding_interval_hours=4)
-    assert end == cut + pd.Timedelta(hours=4)
