@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 ARGS ?=
 
-.PHONY: install run test ui lint format data bench clean
+.PHONY: install run test ui lint format data bench clean dashboard paper
 
 $(STAMP): pyproject.toml scripts/install.sh
 	VENV=$(VENV) bash scripts/install.sh
@@ -31,6 +31,12 @@ format: $(STAMP)
 
 data: $(STAMP)  ## download candles + funding via ccxt into ./data (needs network)
 	$(BIN)/cryptoml data --data-dir data $(ARGS)
+
+dashboard: $(STAMP)  ## monitoring dashboard on http://127.0.0.1:8050 (registry, tracker, paper)
+	$(BIN)/cryptoml dashboard $(ARGS)
+
+paper: $(STAMP)  ## paper-trade the deployed model, e.g. ARGS="--start 2025-09-01 --end 2025-09-08"
+	$(BIN)/cryptoml paper $(ARGS)
 
 bench: $(STAMP)  ## throughput benchmark -> benchmarks/results/throughput.json
 	$(BIN)/python benchmarks/throughput.py

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import NoReturn
 
-from cryptoml_pipeline.errors import InputError
+from cryptoml_pipeline.errors import DataValidationError, InputError
 from cryptoml_pipeline.locations import REPO_ROOT, has_market_data, resolve_data_location
 from cryptoml_pipeline.settings import DEFAULT_SYMBOLS, PROFILES
 
@@ -49,8 +49,17 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="download candles + funding via ccxt into a data directory")
     data.add_argument("--data-dir", default="data")
     data.add_argument("--symbols", default=",".join(DEFAULT_SYMBOLS))
-    data.add_argument("--timeframe", default="1h")
+    data.add_argument("--timeframe", default="1h", help="one or more, comma-separated: 5m,1h")
     data.add_argument("--days", type=int, default=800)
+    data.add_argument("--exchange", default="binance", help="any ccxt exchange id")
+    from cryptoml_pipeline.dashboard_cli import add_dashboard_parser
+    from cryptoml_pipeline.paper_cli import add_paper_parser
+
+    add_paper_parser(sub)
+    add_dashboard_parser(sub)
+    from cryptoml_pipeline.signal_cli import add_parser as add_signal_parser
+
+    add_signal_parser(sub)
     return parser
 
 
@@ -219,13 +228,20 @@ def cmd_data(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from cryptoml_pipeline.market import ParquetStore
-    from cryptoml_pipeline.market.ccxt_source import download_to_store
+    from cryptoml_pipeline.market.ccxt_source import make_exchange
+    from cryptoml_pipeline.market.ingest import backfill, summarise
+    from cryptoml_pipeline.settings import IngestConfig
 
     symbols = parse_symbols(args.symbols)
-    end = pd.Timestamp.now(tz="UTC").floor("h")
-    start = end - pd.Timedelta(days=args.days)
-    download_to_store(ParquetStore(Path(args.data_dir)), symbols, args.timeframe, start, end)
-    print(f"data written to {Path(args.data_dir).resolve()}")
+    timeframes = tuple(t.strip() for t in args.timeframe.split(",") if t.strip())
+    config = IngestConfig(exchange=args.exchange, symbols=tuple(symbols), timeframes=timeframes)
+    now = pd.Timestamp.now(tz="UTC")
+    start = now.floor("D") - pd.Timedelta(days=args.days)
+    # incremental: only days the store lacks are fetched; unfinished candles are never stored
+    results = backfill(
+        ParquetStore(Path(args.data_dir)), make_exchange(args.exchange), start, now, config, now=now
+    )
+    print(f"{summarise(results)['rows_written']} rows written to {Path(args.data_dir).resolve()}")
     return 0
 
 
@@ -238,8 +254,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, handlers=[handler])
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "signal":
+            from cryptoml_pipeline.signal_cli import cmd_signal
+
+            return cmd_signal(args)
+        if args.command in ("paper", "dashboard"):
+            from cryptoml_pipeline.dashboard_cli import cmd_dashboard
+            from cryptoml_pipeline.paper_cli import cmd_paper
+
+            return {"paper": cmd_paper, "dashboard": cmd_dashboard}[args.command](args)
         return {"run": cmd_run, "data": cmd_data}[args.command](args)
-    except InputError as exc:
+    except (InputError, DataValidationError) as exc:  # bad arguments or bad data: one line
         print(f"cryptoml: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except RuntimeError as exc:

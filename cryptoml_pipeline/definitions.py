@@ -10,11 +10,22 @@ import os
 
 import dagster as dg
 
-from cryptoml_pipeline.defs.assets import deployment, evaluation, features, ingestion, modeling
+from cryptoml_pipeline.defs.assets import (
+    controls,
+    deployment,
+    evaluation,
+    features,
+    importance,
+    ingestion,
+    landing,
+    modeling,
+    tracking,
+)
 from cryptoml_pipeline.defs.checks import ALL_CHECKS
 from cryptoml_pipeline.defs.io_manager import ArtifactIOManager
 from cryptoml_pipeline.defs.jobs import (
     evaluate_job,
+    ingest_job,
     nightly_job,
     prepare_job,
     retrain_job,
@@ -24,25 +35,42 @@ from cryptoml_pipeline.defs.resources import MarketDataResource, PipelineResourc
 from cryptoml_pipeline.defs.schedules import nightly_job_schedule
 from cryptoml_pipeline.defs.sensors import (
     degradation_sensor,
+    model_health_sensor,
     retrain_evaluate_sensor,
     retrain_folds_sensor,
 )
 from cryptoml_pipeline.locations import resolve_data_location
 from cryptoml_pipeline.settings import DEFAULT_SYMBOLS
 
-ASSET_MODULES = [ingestion, features, modeling, evaluation, deployment]
+ASSET_MODULES = [
+    ingestion,
+    features,
+    modeling,
+    importance,
+    controls,
+    evaluation,
+    deployment,
+    landing,
+    tracking,
+]
 
 
 def build_definitions(pipeline: PipelineResource, market: MarketDataResource) -> dg.Definitions:
     return dg.Definitions(
         assets=dg.load_assets_from_modules(ASSET_MODULES),
         asset_checks=ALL_CHECKS,
-        jobs=[prepare_job, train_folds_job, evaluate_job, retrain_job, nightly_job],
+        jobs=[prepare_job, train_folds_job, evaluate_job, retrain_job, nightly_job, ingest_job],
         schedules=[nightly_job_schedule],
-        sensors=[degradation_sensor, retrain_folds_sensor, retrain_evaluate_sensor],
+        sensors=[
+            degradation_sensor,
+            model_health_sensor,
+            retrain_folds_sensor,
+            retrain_evaluate_sensor,
+        ],
         resources={
             "pipeline": pipeline,
             "market": market,
+            "landing": landing.landing_resource_from_env(),
             "io_manager": ArtifactIOManager(base_dir=pipeline.output_dir),
         },
     )

@@ -16,9 +16,18 @@ from cryptoml_pipeline.modeling.folds import Fold
 from cryptoml_pipeline.settings import PipelineSettings
 from cryptoml_pipeline.trading.backtest import BacktestResult, simulate
 from cryptoml_pipeline.trading.baselines import buy_and_hold
+from cryptoml_pipeline.trading.controls import (
+    cost_summary,
+    gross_costs,
+    random_same_turnover,
+    shuffled_label_verdict,
+)
 from cryptoml_pipeline.trading.engine import decisions_from_predictions
+from cryptoml_pipeline.trading.integrator import integrated_decisions
 from cryptoml_pipeline.trading.metrics import accuracy_windows, compute_kpis, kpis_vs_targets
-from cryptoml_pipeline.trading.rules import rule_decisions
+from cryptoml_pipeline.trading.rules import rule_decisions, rule_signals
+from cryptoml_pipeline.trading.signals import class_returns
+from cryptoml_pipeline.trading.tables import calibration_table, monthly_returns, trade_list
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +42,19 @@ class Evaluation:
     folds: list[dict[str, Any]]
     acc_recent: float | None
     acc_prior: float | None
+    exposure: pd.DataFrame | None = None  # timestamp + strategy gross exposure
+    costs: dict[str, Any] | None = None  # gross vs net, fee drag, turnover
+    controls: dict[str, Any] | None = None  # random same-turnover MC, shuffled-label verdict
+    calibration: list[dict[str, Any]] | None = None  # confidence bins vs realised hit rate
+    monthly: list[dict[str, Any]] | None = None  # strategy return per calendar month
 
     def to_bundle(self) -> dict[str, Any]:
         return {
+            "exposure": self.exposure,
+            "costs": self.costs,
+            "controls": self.controls,
+            "calibration": self.calibration,
+            "monthly": self.monthly,
             "equity": self.equity,
             "trades": self.trades,
             "strategy": self.strategy,
@@ -96,6 +115,31 @@ def _equity_frame(results: dict[str, BacktestResult]) -> pd.DataFrame:
     return frame.reset_index()
 
 
+def _span(frame: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    inside = (frame["timestamp"] >= start) & (frame["timestamp"] < end)
+    return frame.loc[inside].reset_index(drop=True)
+
+
+def _cost_prefilter(decisions: pd.DataFrame, settings: PipelineSettings) -> pd.DataFrame:
+    """Decisions with the NET cost filter applied up front (signal 0 where the expected move is
+    below the round-trip cost), so that the gross run trades the same decisions."""
+    mult = settings.risk.edge_cost_multiple
+    if mult is None or "expected_return" not in decisions.columns:
+        return decisions
+    fee = (
+        settings.costs.maker_fee
+        if settings.costs.order_type == "maker"
+        else settings.costs.taker_fee
+    )
+    need = mult * 2.0 * (fee + settings.costs.slippage_bps / 10_000.0)
+    exp = decisions["expected_return"].to_numpy(np.float64)
+    direction = np.sign(decisions["signal"].to_numpy(np.float64))
+    drop = np.isfinite(exp) & (exp * direction < need)
+    out = decisions.copy()
+    out.loc[drop, "signal"] = 0
+    return out
+
+
 def evaluate_walk_forward(
     *,
     candles: pd.DataFrame,
@@ -105,20 +149,17 @@ def evaluate_walk_forward(
     folds: list[Fold],
     settings: PipelineSettings,
     timeframe: str,
+    control_predictions: pd.DataFrame | None = None,
 ) -> Evaluation:
-    """Backtest the out-of-sample predictions and the baselines over the folds' test span."""
+    """Backtest the out-of-sample predictions, the baselines and the controls over the folds'
+    test span (costs always on)."""
     if predictions.empty:
         raise ValueError("no out-of-sample predictions to evaluate")
     span_start = min(f.test_start for f in folds)
     span_end = max(f.test_end for f in folds)
-    in_span = (candles["timestamp"] >= span_start) & (candles["timestamp"] < span_end)
-    oos_candles = candles.loc[in_span].reset_index(drop=True)
-    oos_funding = funding[
-        (funding["timestamp"] >= span_start) & (funding["timestamp"] < span_end)
-    ].reset_index(drop=True)
-    feat_span = features[
-        (features["timestamp"] >= span_start) & (features["timestamp"] < span_end)
-    ].reset_index(drop=True)
+    oos_candles = _span(candles, span_start, span_end)
+    oos_funding = _span(funding, span_start, span_end)
+    feat_span = _span(features, span_start, span_end)
     interval = settings.data.funding_interval_hours
     common = {
         "costs": settings.costs,
@@ -126,18 +167,45 @@ def evaluate_walk_forward(
         "min_hold_bars": settings.min_hold_bars,
         "timeframe": timeframe,
         "funding_interval_hours": interval,
+        "slippage": settings.slippage,
     }
     columns = {
         "vol_col": f"rv_{settings.risk.volatility_window}",
         "atr_col": f"atr_pct_{settings.risk.atr_period}",
     }
+    returns_by_class = class_returns(
+        settings.labels.weak_threshold, settings.labels.strong_threshold
+    )
+    ctl = settings.controls
+    kpi_opts = {
+        "n_trials": ctl.n_trials,
+        "bootstrap_samples": ctl.bootstrap_samples,
+        "bootstrap_block_days": ctl.bootstrap_block_days,
+        "seed": ctl.seed,
+    }
     log.info("backtesting %d OOS predictions over [%s, %s)", len(predictions), span_start, span_end)
-    decisions = decisions_from_predictions(predictions, features, timeframe=timeframe, **columns)
+    decisions = decisions_from_predictions(
+        predictions, features, timeframe=timeframe, returns_by_class=returns_by_class, **columns
+    )
     strategy = simulate(oos_candles, oos_funding, decisions, **common)
+    gross = simulate(
+        oos_candles,
+        oos_funding,
+        _cost_prefilter(decisions, settings),
+        **(common | {"costs": gross_costs(settings.costs), "slippage": None}),
+    )
     rules = simulate(
         oos_candles,
         oos_funding,
         rule_decisions(feat_span, settings.rules, timeframe=timeframe, **columns),
+        **common,
+    )
+    rule_sig = feat_span[["timestamp", "symbol"]].copy()
+    rule_sig["rule_signal"] = rule_signals(feat_span, settings.rules).to_numpy()
+    combined = simulate(
+        oos_candles,
+        oos_funding,
+        integrated_decisions(decisions, rule_sig, settings.integrator),
         **common,
     )
     hold = buy_and_hold(
@@ -148,23 +216,66 @@ def evaluate_walk_forward(
         funding_interval_hours=interval,
     )
 
-    strategy_kpis = compute_kpis(strategy, predictions)
-    baselines = {"buy_and_hold": compute_kpis(hold), "rule_based": compute_kpis(rules)}
+    strategy_kpis = compute_kpis(strategy, predictions, **kpi_opts)
+    baselines = {
+        "buy_and_hold": compute_kpis(hold, **kpi_opts),
+        "rule_based": compute_kpis(rules, **kpi_opts),
+        "ml_rule_combined": compute_kpis(combined, predictions, **kpi_opts),
+    }
+    controls: dict[str, Any] = {}
+    if ctl.random_paths > 0:
+        mc = random_same_turnover(
+            oos_candles,
+            oos_funding,
+            decisions,
+            strategy_sharpe=strategy_kpis["sharpe"],
+            n_paths=ctl.random_paths,
+            seed=ctl.seed,
+            **common,
+        )
+        controls["random_same_turnover"] = mc.to_dict()
+    shuffled_kpis = None
+    if control_predictions is not None and not control_predictions.empty:
+        control_decisions = decisions_from_predictions(
+            control_predictions,
+            features,
+            timeframe=timeframe,
+            returns_by_class=returns_by_class,
+            **columns,
+        )
+        shuffled = simulate(oos_candles, oos_funding, control_decisions, **common)
+        shuffled_kpis = compute_kpis(shuffled, control_predictions, **kpi_opts)
+        baselines["shuffled_labels"] = shuffled_kpis
+    controls["shuffled_labels"] = shuffled_label_verdict(shuffled_kpis, control_predictions)
     ordered = predictions.sort_values(["timestamp", "symbol"], kind="stable")
     acc_recent, acc_prior = accuracy_windows(
         prediction_correct(ordered).to_numpy(dtype=float),
         recent=settings.retrain.recent_window,
         prior=settings.retrain.prior_window,
     )
+    exposure = strategy.exposure.rename("strategy").rename_axis("timestamp").reset_index()
     return Evaluation(
-        equity=_equity_frame({"strategy": strategy, "buy_and_hold": hold, "rule_based": rules}),
-        trades=strategy.trades,
+        equity=_equity_frame(
+            {
+                "strategy": strategy,
+                "strategy_gross": gross,
+                "buy_and_hold": hold,
+                "rule_based": rules,
+                "ml_rule_combined": combined,
+            }
+        ),
+        trades=trade_list(strategy.trades),
         strategy=strategy_kpis,
         baselines=baselines,
         targets=kpis_vs_targets(strategy_kpis, settings.targets),
         folds=fold_summary(predictions, folds, strategy.equity),
         acc_recent=acc_recent,
         acc_prior=acc_prior,
+        exposure=exposure,
+        costs=cost_summary(strategy, gross),
+        controls=controls,
+        calibration=calibration_table(predictions),
+        monthly=monthly_returns(strategy.equity, strategy.initial_equity),
     )
 
 

@@ -35,6 +35,33 @@ class DataConfig(_Frozen):
     )
 
 
+class RetryConfig(_Frozen):
+    """Bounded exponential backoff with jitter for transient exchange errors."""
+
+    max_attempts: int = Field(5, ge=1, description="tries per request, the first included")
+    base_delay_s: float = Field(1.0, ge=0)
+    max_delay_s: float = Field(60.0, ge=0)
+    jitter: float = Field(0.25, ge=0, le=1, description="+/- fraction of each delay")
+
+
+class IngestConfig(_Frozen):
+    """Landing of raw exchange data (issue #3): what to fetch, how to repair, how to retry."""
+
+    exchange: str = "binance"
+    symbols: tuple[str, ...] = DEFAULT_SYMBOLS
+    timeframes: tuple[str, ...] = ("1m", "5m", "15m", "1h", "4h", "1d")
+    markets: tuple[Literal["spot", "perpetual"], ...] = ("spot", "perpetual")
+    funding: bool = True
+    open_interest: bool = True
+    open_interest_period: str = "1h"
+    partitions_start: str = "2024-01-01"  # first daily partition (UTC date)
+    page_limit: int = Field(1000, gt=0, description="rows per exchange request")
+    retry: RetryConfig = RetryConfig()
+    max_fill_bars: int = Field(0, ge=0, description="forward-fill gaps of <= N bars (0 = never)")
+    outlier_k_sigma: float = Field(8.0, gt=0, description="spike = jump beyond k robust sigmas")
+    outlier_window: int = Field(288, gt=2, description="bars in the robust-sigma window")
+
+
 class SessionBoundaries(_Frozen):
     """Trading sessions in UTC hours, ``[begin, end)`` (spec FEATURE_CONFIG.temporal)."""
 
@@ -43,23 +70,102 @@ class SessionBoundaries(_Frozen):
     us: tuple[int, int] = (16, 24)
 
 
+ExistingFeature = Literal["rsi", "cci", "wave_trend"]
+
+# Default sector map (base asset -> sector is many-to-one). The spec names DeFi, Layer1 and Meme;
+# BTC/LTC/BCH form a "currency" sector so the default BTC/ETH/SOL set has two non-empty sectors.
+DEFAULT_SECTORS: dict[str, tuple[str, ...]] = {
+    "currency": ("BTC", "LTC", "BCH"),
+    "layer1": ("ETH", "SOL", "ADA", "AVAX", "DOT", "NEAR", "ATOM", "TRX", "SUI", "APT"),
+    "defi": ("UNI", "AAVE", "LINK", "MKR", "CRV", "LDO", "COMP", "SNX", "DYDX", "JUP"),
+    "meme": ("DOGE", "SHIB", "PEPE", "WIF", "BONK", "FLOKI"),
+}
+
+
+class MicrostructureConfig(_Frozen):
+    """Spec FEATURE_CONFIG.market_microstructure (+ estimator windows)."""
+
+    enabled: bool = True
+    orderbook_levels: int = Field(10, gt=0, description="order-book depth used when a book exists")
+    trade_size_buckets: tuple[float, ...] = (1000.0, 10000.0, 100000.0)  # quote currency
+    window: int = Field(24, gt=1, description="bars of the rolling microstructure estimators")
+    volume_spike_window: int = Field(168, gt=2, description="causal volume distribution, bars")
+    volume_spike_z: float = Field(3.0, gt=0, description="large-volume flag threshold (z)")
+
+
+class CrossAssetConfig(_Frozen):
+    """Spec FEATURE_CONFIG.cross_asset (+ relative strength, beta and sector rotation)."""
+
+    enabled: bool = True
+    reference_assets: tuple[str, ...] = ("BTC", "ETH")
+    correlation_windows: tuple[int, ...] = (24, 168, 720)  # 1d, 1w, 1m of 1h bars
+    relative_strength_horizons: tuple[int, ...] = (24, 168)
+    beta_window: int = Field(168, gt=2)
+    beta_reference: str = "BTC"
+    sectors: dict[str, tuple[str, ...]] = Field(default_factory=lambda: dict(DEFAULT_SECTORS))
+    sector_horizon: int = Field(168, gt=0, description="bars of the sector-rotation return")
+
+
+class TemporalConfig(_Frozen):
+    """Spec FEATURE_CONFIG.temporal (+ volatility regime and trend-strength decay)."""
+
+    enabled: bool = True
+    timezone: str = "UTC"
+    session_boundaries: SessionBoundaries = SessionBoundaries()
+    regime_vol_window: int = Field(24, gt=1, description="realised-vol window the regime ranks")
+    regime_window: int = Field(720, gt=2, description="causal rolling-quantile window, bars")
+    regime_quantiles: tuple[float, float] = (1 / 3, 2 / 3)
+    trend_window: int = Field(24, gt=1, description="efficiency-ratio window of trend strength")
+
+
+class SentimentFlowConfig(_Frozen):
+    """Spec SentimentFlowFeatures: funding, open interest, liquidation proxy, pluggable sources."""
+
+    enabled: bool = True
+    funding_zscore_window: int = 90  # in funding settlements (90 x 8h = 30 days)
+    funding_extreme_z: float = Field(2.0, gt=0)
+    oi_change_horizons: tuple[int, ...] = (1, 24)
+    liquidation_vol_window: int = Field(168, gt=2)
+    whale_source: str | None = None  # name of a registered source; None = not configured
+    social_source: str | None = None
+
+
+class ImportanceConfig(_Frozen):
+    """Per-fold permutation importance on the fold's test window."""
+
+    enabled: bool = True
+    n_repeats: int = Field(1, gt=0)
+    max_rows: int = Field(1500, gt=0, description="test rows sampled (evenly) for speed")
+    seed: int = 0
+
+
 class FeatureConfig(_Frozen):
-    """Feature families and their parameters (spec FEATURE_CONFIG; first cut)."""
+    """Feature families and their parameters. The spec's FEATURE_CONFIG maps 1:1 onto
+    ``use_existing_features``, ``existing_features``, ``market_microstructure``, ``cross_asset``
+    and ``temporal`` (``FeatureConfig.model_validate(FEATURE_CONFIG)`` works)."""
 
     use_existing_features: bool = True
+    existing_features: tuple[ExistingFeature, ...] = ("rsi", "cci", "wave_trend")
     rsi_period: int = 14
     cci_period: int = 20
     wavetrend_channel: int = 10
     wavetrend_average: int = 21
     wavetrend_signal: int = 4
     atr_period: int = 14
+    bollinger_window: int = 20
+    macd_fast: int = 12
+    macd_slow: int = 26
+    macd_signal: int = 9
     return_horizons: tuple[int, ...] = (1, 4, 24)
     volatility_windows: tuple[int, ...] = (24, 168)
-    temporal_enabled: bool = True
-    timezone: str = "UTC"
-    session_boundaries: SessionBoundaries = SessionBoundaries()
-    funding_enabled: bool = True
-    funding_zscore_window: int = 90  # in funding settlements (90 x 8h = 30 days)
+    market_microstructure: MicrostructureConfig = MicrostructureConfig()
+    cross_asset: CrossAssetConfig = CrossAssetConfig()
+    temporal: TemporalConfig = TemporalConfig()
+    sentiment_flow: SentimentFlowConfig = SentimentFlowConfig()
+    importance: ImportanceConfig = ImportanceConfig()
+    warmup_tolerance: float = Field(
+        1e-9, gt=0, lt=1, description="recursive smoothers count as settled below this"
+    )
 
 
 class LabelConfig(_Frozen):
@@ -138,6 +244,7 @@ class TrainingConfig(_Frozen):
     seed: int = 42
     device: Literal["auto", "cpu", "cuda"] = "auto"
     bf16_autocast: bool = True
+    compile: bool = Field(False, description="torch.compile the network (CUDA only)")
     max_batches_per_epoch: int | None = None
     num_threads: int | None = None
 
@@ -154,8 +261,18 @@ class CostConfig(_Frozen):
 
     taker_fee: float = 0.001
     maker_fee: float = 0.0002
-    slippage_bps: float = 2.0
+    slippage_bps: float = 2.0  # half-spread estimate per fill (bps); see SlippageConfig
     initial_equity: float = 10_000.0
+    order_type: Literal["taker", "maker"] = Field(
+        "taker", description="entries/planned exits as market (taker) or limit-at-open (maker)"
+    )
+
+
+class SlippageConfig(_Frozen):
+    """Slippage per fill = ``costs.slippage_bps`` (half-spread) + ``volatility_coefficient`` x the
+    per-bar volatility known at the last decision (``rv`` de-annualised); docs/trading.md."""
+
+    volatility_coefficient: float = Field(0.05, ge=0)
 
 
 class RiskConfig(_Frozen):
@@ -171,6 +288,32 @@ class RiskConfig(_Frozen):
     max_leverage: float = 3.0  # gross notional / equity
     confidence_threshold: float = 0.0
     min_hold_bars: int | None = None  # None -> label horizon
+    hold_confidence_threshold: float | None = None  # hysteresis; None -> confidence_threshold
+    edge_cost_multiple: float | None = Field(
+        1.0, description="enter only if |expected move| >= this x round-trip cost (None = off)"
+    )
+    take_profit_atr_multiple: float | None = None  # None -> no take-profit order
+    maintenance_margin: float = Field(0.005, ge=0, description="cross-margin liquidation level")
+    disagreement_floor: float = Field(0.0, ge=0, le=1, description="size x max(floor, agreement)")
+    degraded_accuracy_ratio: float = 0.9  # recent < ratio x prior accuracy -> model switched off
+
+
+class ControlsConfig(_Frozen):
+    """Controls beside every result (random same-turnover strategy, shuffled-label model)."""
+
+    shuffled_label_model: bool = True
+    random_paths: int = Field(200, ge=0)
+    seed: int = 7
+    bootstrap_samples: int = Field(1000, ge=0)
+    bootstrap_block_days: int = Field(5, ge=1)
+    n_trials: int = Field(1, ge=1, description="configurations tried, for the deflated Sharpe")
+
+
+class IntegratorConfig(_Frozen):
+    """Spec MLSignalIntegrator: agreement, ML override above a confidence, else hold."""
+
+    override_confidence: float = 0.8
+    conflict_strength: float = 0.1
 
 
 class RuleStrategyConfig(_Frozen):
@@ -199,6 +342,7 @@ class TargetsConfig(_Frozen):
     max_drawdown: Target = Target(max=0.15)
     win_rate: Target = Target(min=0.60, max=0.75)
     avg_daily_return: Target = Target(min=0.005, max=0.02)
+    model_stability: Target = Target(max=0.10)  # accuracy degradation over 30 days
 
 
 class RetrainConfig(_Frozen):
@@ -207,6 +351,46 @@ class RetrainConfig(_Frozen):
     recent_window: int = 50
     prior_window: int = 150
     degradation: float = 0.10
+    psi_threshold: float = Field(0.25, gt=0, description="feature drift: PSI above this retrains")
+    psi_bins: int = Field(10, ge=2)
+    drift_days: int = Field(14, gt=0, description="recent window compared with training data")
+    max_model_age_days: float = Field(30.0, gt=0, description="spec: stability over 30 days")
+    track_backfill_days: int = Field(14, gt=0, description="first tracking run: days back")
+    rolling_window: int = Field(100, gt=0, description="spec calculate_rolling_metrics window")
+
+
+class GateConfig(_Frozen):
+    """Deploy gate (issue #7): the candidate must beat the deployed model on the recent purged
+    validation window by ``margin`` (accuracy) and pass the sanity bounds."""
+
+    margin: float = Field(0.01, ge=0, description="accuracy the candidate must gain (0.01 = 1 pt)")
+    max_calibration_error: float = Field(0.25, gt=0, le=1, description="expected calib. error")
+    max_latency_ms_per_row: float = Field(50.0, gt=0, description="batch inference, per row")
+    min_validation_rows: int = Field(20, gt=0)
+
+
+class PaperConfig(_Frozen):
+    """Paper trading (spec phase 5, small capital): simulated fills at the backtest cost model."""
+
+    initial_equity: float = Field(1_000.0, gt=0, description="small capital")
+    run_name: str = "paper"
+    poll_seconds: float = Field(60.0, gt=0, description="live mode: seconds between polls")
+
+
+class GbmConfig(_Frozen):
+    """Gradient-boosted baseline (LightGBM, CPU) on the same features and folds (issue #5)."""
+
+    enabled: bool = True
+    n_estimators: int = Field(400, gt=0, description="upper bound; early stopping on val slice")
+    learning_rate: float = Field(0.05, gt=0)
+    num_leaves: int = Field(31, ge=2)
+    min_child_samples: int = Field(100, ge=1)
+    feature_fraction: float = Field(0.8, gt=0, le=1)
+    bagging_fraction: float = Field(0.8, gt=0, le=1)
+    lambda_l2: float = Field(1.0, ge=0)
+    early_stopping_rounds: int = Field(30, gt=0)
+    lags: tuple[int, ...] = Field((1, 4), description="extra lagged copies of every feature")
+    num_threads: int = Field(2, ge=1)
 
 
 class PipelineSettings(_Frozen):
@@ -217,11 +401,18 @@ class PipelineSettings(_Frozen):
     walk_forward: WalkForwardConfig = WalkForwardConfig()
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()
+    gbm: GbmConfig = GbmConfig()
     costs: CostConfig = CostConfig()
     risk: RiskConfig = RiskConfig()
     rules: RuleStrategyConfig = RuleStrategyConfig()
     targets: TargetsConfig = TargetsConfig()
     retrain: RetrainConfig = RetrainConfig()
+    gate: GateConfig = GateConfig()
+    paper: PaperConfig = PaperConfig()
+    ingest: IngestConfig = IngestConfig()
+    slippage: SlippageConfig = SlippageConfig()
+    controls: ControlsConfig = ControlsConfig()
+    integrator: IntegratorConfig = IntegratorConfig()
     requires_cuda: bool = False
 
     @model_validator(mode="after")
@@ -249,6 +440,12 @@ def profile_settings(profile: ProfileName, **data_overrides: object) -> Pipeline
         base = PipelineSettings(
             profile="tiny",
             data=DataConfig(symbols=("BTC/USDT",), lookback_days=120),
+            # shorter long windows so the tiny window keeps most rows after warm-up
+            features=FeatureConfig(
+                cross_asset=CrossAssetConfig(correlation_windows=(24, 72, 168)),
+                temporal=TemporalConfig(regime_window=168),
+                importance=ImportanceConfig(max_rows=300),
+            ),
             walk_forward=WalkForwardConfig(train_days=60, test_days=30, step_days=30, max_folds=2),
             model=ModelConfig(
                 d_model=16,

@@ -16,10 +16,17 @@ from cryptoml_pipeline.features import (
     validate_feature_table,
     warmup_bars,
 )
-from cryptoml_pipeline.features.technical import rsi
-from cryptoml_pipeline.settings import FeatureConfig
+from cryptoml_pipeline.features.build import build_features
+from cryptoml_pipeline.features.technical import rsi, settle_bars
+from cryptoml_pipeline.settings import (
+    CrossAssetConfig,
+    FeatureConfig,
+    MicrostructureConfig,
+    SentimentFlowConfig,
+    TemporalConfig,
+)
 
-DEFAULT_COLUMNS = [
+TECHNICAL = [
     "ret_1",
     "ret_4",
     "ret_24",
@@ -31,6 +38,34 @@ DEFAULT_COLUMNS = [
     "wt2",
     "wt_cross",
     "atr_pct_14",
+    "bb_pctb_20",
+    "macd_hist_pct",
+]
+MICROSTRUCTURE = [
+    "ofi_bvc_24",
+    "ofi_tick_24",
+    "tick_imbalance_24",
+    "spread_cs_24",
+    "spread_ar_24",
+    "vw_pressure_24",
+    "volume_z_168",
+    "large_volume_168",
+]
+# BTC/USDT + ETH/USDT: both reference assets present; sectors currency and layer1 non-empty
+CROSS_ASSET = [
+    "corr_btc_24",
+    "corr_btc_168",
+    "corr_btc_720",
+    "corr_eth_24",
+    "corr_eth_168",
+    "corr_eth_720",
+    "beta_btc_168",
+    "rs_basket_24",
+    "rs_basket_168",
+    "sector_rot_currency_168",
+    "sector_rot_layer1_168",
+]
+TEMPORAL = [
     "hour_sin",
     "hour_cos",
     "dow_sin",
@@ -38,7 +73,13 @@ DEFAULT_COLUMNS = [
     "session_asian",
     "session_european",
     "session_us",
+    "vol_regime_720",
+    "vol_rank_720",
+    "trend_strength_24",
+    "trend_decay_24",
 ]
+DEFAULT_COLUMNS = [*TECHNICAL, *MICROSTRUCTURE, *CROSS_ASSET, *TEMPORAL]
+FUNDING_COLUMNS = ["funding_rate", "funding_zscore_90", "funding_extreme", "liq_cascade_proxy"]
 
 
 def synthetic_candles(n: int, symbols: tuple[str, ...] = ("BTC/USDT", "ETH/USDT")) -> pd.DataFrame:
@@ -86,7 +127,7 @@ def test_default_columns_dtypes_and_schema() -> None:
     assert len(out) == len(candles)
     validate_feature_table(out)
     with_funding = compute_features(candles, synthetic_funding(candles))
-    assert feature_columns(with_funding) == [*DEFAULT_COLUMNS, "funding_rate", "funding_zscore_90"]
+    assert feature_columns(with_funding) == [*DEFAULT_COLUMNS, *FUNDING_COLUMNS]
     validate_feature_table(with_funding)
 
 
@@ -113,15 +154,29 @@ def test_values_are_per_symbol() -> None:
     assert out.loc[b_rows, "ret_1"].isna().sum() == 1  # B's first row has no return from A
 
 
-def test_warmup_bars_is_the_first_fully_valid_row() -> None:
-    cfg = FeatureConfig(volatility_windows=(24, 30))
+def test_warmup_bars_covers_windows_and_settles_recursive_smoothers() -> None:
+    cfg = FeatureConfig(
+        volatility_windows=(24, 30),
+        market_microstructure=MicrostructureConfig(enabled=False),
+        cross_asset=CrossAssetConfig(enabled=False),
+        temporal=TemporalConfig(enabled=False),
+        sentiment_flow=SentimentFlowConfig(enabled=False),
+    )
     n_warm = warmup_bars(cfg)
-    assert n_warm == 2 * 10 + 21 - 3 + 4 - 1 + 1  # wt_cross: 40 > rv_30, rsi_14, cci_20
-    out = compute_features(synthetic_candles(120, symbols=("A",)), config=cfg)
-    nan_rows = out[feature_columns(out)].isna().any(axis=1).to_numpy()
-    assert nan_rows[:n_warm].all()
-    assert not nan_rows[n_warm:].any()
-    assert warmup_bars(FeatureConfig()) == 168
+    # WaveTrend is the longest chain: two EMA(10) + EMA(21), each settled to 1e-9, + SMA(4) + 1
+    ema = {span: span - 1 + settle_bars(2 / (span + 1), 1e-9) for span in (10, 21)}
+    assert n_warm == 2 * ema[10] + ema[21] + 4
+    candles = synthetic_candles(n_warm + 300, symbols=("A",))
+    out = compute_features(candles, config=cfg)
+    cols = feature_columns(out)
+    assert not out[cols].iloc[n_warm:].isna().any().any()
+    late = compute_features(candles.iloc[57:].reset_index(drop=True), config=cfg)
+    ref = out.iloc[57:].reset_index(drop=True)
+    settled = slice(n_warm, None)
+    np.testing.assert_allclose(late[cols].iloc[settled], ref[cols].iloc[settled], rtol=1e-7)
+    # ...while just after the first defined value the seed still matters (the test can fail)
+    assert abs(late["rsi_14"].iloc[20] - ref["rsi_14"].iloc[20]) > 1e-6
+    assert warmup_bars(FeatureConfig()) == 24 + 720 - 1  # the volatility regime's window
 
 
 def test_config_switches_and_parameterised_names() -> None:
@@ -133,9 +188,10 @@ def test_config_switches_and_parameterised_names() -> None:
         atr_period=5,
         return_horizons=(1, 2),
         volatility_windows=(12,),
-        temporal_enabled=False,
-        funding_enabled=False,
-        funding_zscore_window=30,
+        market_microstructure=MicrostructureConfig(enabled=False),
+        cross_asset=CrossAssetConfig(enabled=False),
+        temporal=TemporalConfig(enabled=False),
+        sentiment_flow=SentimentFlowConfig(enabled=False, funding_zscore_window=30),
     )
     out = compute_features(candles, funding, cfg)
     assert feature_columns(out) == [
@@ -148,13 +204,29 @@ def test_config_switches_and_parameterised_names() -> None:
         "wt2",
         "wt_cross",
         "atr_pct_5",
+        "bb_pctb_20",
+        "macd_hist_pct",
     ]
-    cfg2 = cfg.model_copy(update={"funding_enabled": True, "use_existing_features": False})
-    assert feature_columns(compute_features(candles, funding, cfg2))[-3:] == [
+    cfg2 = cfg.model_copy(
+        update={
+            "sentiment_flow": SentimentFlowConfig(funding_zscore_window=30),
+            "use_existing_features": False,
+        }
+    )
+    built = build_features(candles, funding, cfg2)
+    assert feature_columns(built.table) == [
+        "ret_1",
+        "ret_2",
+        "rv_12",
         "atr_pct_5",
+        "bb_pctb_20",
+        "macd_hist_pct",
         "funding_rate",
         "funding_zscore_30",
+        "funding_extreme",
+        "liq_cascade_proxy",
     ]
+    assert "existing_features (rsi, cci, wave_trend)" in built.plan.disabled
 
 
 def test_bad_inputs_raise() -> None:
@@ -168,9 +240,12 @@ def test_bad_inputs_raise() -> None:
 
 
 def test_empty_input_gives_empty_typed_table() -> None:
-    out = compute_features(synthetic_candles(10).iloc[:0])
+    built = build_features(synthetic_candles(10).iloc[:0])
+    out = built.table
     assert len(out) == 0
-    assert feature_columns(out) == DEFAULT_COLUMNS
+    # no symbols: the cross-asset family cannot exist, and says why
+    assert feature_columns(out) == [*TECHNICAL, *MICROSTRUCTURE, *TEMPORAL]
+    assert built.plan.unavailable["cross_asset"].startswith("needs at least two symbols")
     validate_feature_table(out)
 
 

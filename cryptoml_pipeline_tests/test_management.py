@@ -1,7 +1,17 @@
-import numpy as np
+from dataclasses import replace
 
-from cryptoml_pipeline.management.gate import evaluate_gate, outputs_are_sane
+import numpy as np
+import pytest
+
+from cryptoml_pipeline.management.gate import (
+    ValidationScore,
+    evaluate_gate,
+    expected_calibration_error,
+    outputs_are_sane,
+    score_predictions,
+)
 from cryptoml_pipeline.management.retrain_policy import should_retrain
+from cryptoml_pipeline.settings import GateConfig
 
 
 def test_sanity_rejects_nan_and_non_distributions() -> None:
@@ -15,49 +25,67 @@ def test_sanity_rejects_nan_and_non_distributions() -> None:
 
 
 CFG = {"timeframe": "1h", "symbols": ["BTC/USDT"], "feature_cols": ["a"], "label_config": {}}
+GOOD = ValidationScore(n_rows=100, accuracy=0.40, calibration_error=0.05, latency_ms_per_row=0.1)
 
 
 def gate(**kw):
     args = {
         "sane": True,
         "sanity_reason": "ok",
-        "evaluation_current": True,
-        "candidate_sharpe": 1.0,
-        "candidate_folds": ["a", "b"],
+        "candidate": GOOD,
+        "deployed": None,
         "candidate_manifest": CFG,
         "deployed_manifest": None,
+        "config": GateConfig(margin=0.01),
     }
     return evaluate_gate(**(args | kw))
 
 
 def test_gate_first_deploy_needs_only_sanity() -> None:
-    d = gate(candidate_sharpe=-1.0)
+    d = gate()
     assert d.deploy and "no model deployed" in d.reason
     d = gate(sane=False, sanity_reason="nan")
-    assert not d.deploy and "nan" in d.reason
+    assert not d.deploy and d.blocking and "nan" in d.reason
 
 
-def test_gate_refuses_a_stale_walk_forward_evaluation() -> None:
-    d = gate(evaluation_current=False, candidate_sharpe=9.0)
-    assert not d.deploy and "not for the current window" in d.reason
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"calibration_error": 0.5}, "calibration error"),
+        ({"latency_ms_per_row": 500.0}, "latency"),
+        ({"n_rows": 3}, "labelled validation rows"),
+    ],
+)
+def test_gate_sanity_bounds_block(change, words) -> None:
+    d = gate(candidate=replace(GOOD, **change))
+    assert not d.deploy and d.blocking and words in d.reason
 
 
-def test_gate_compares_walk_forward_sharpe() -> None:
-    current = CFG | {"walk_forward": {"sharpe": 1.0, "folds": ["a", "b"]}}
-    worse = gate(candidate_sharpe=0.9, deployed_manifest=current)
-    assert not worse.deploy and "same folds" in worse.reason
-    equal = gate(candidate_sharpe=1.0, candidate_folds=["b", "a"], deployed_manifest=current)
-    assert equal.deploy
-    margin = gate(candidate_sharpe=1.05, deployed_manifest=current, margin=0.1)
-    assert not margin.deploy
-    undefined = gate(candidate_sharpe=None, deployed_manifest=current)
-    assert not undefined.deploy
+def test_gate_needs_the_margin_on_the_validation_window() -> None:
+    current = CFG | {"version": "old"}
+    deployed = replace(GOOD, accuracy=0.395)
+    worse = gate(deployed_manifest=current, deployed=deployed)  # +0.005 < margin 0.01
+    assert not worse.deploy and not worse.blocking and "kept as candidate" in worse.reason
+    better = gate(deployed_manifest=current, deployed=replace(GOOD, accuracy=0.38))
+    assert better.deploy and "validation rows" in better.reason
+    no_margin = gate(deployed_manifest=current, deployed=deployed, config=GateConfig(margin=0))
+    assert no_margin.deploy
 
 
 def test_gate_does_not_compare_models_of_other_configurations() -> None:
-    other = CFG | {"timeframe": "4h", "walk_forward": {"sharpe": 5.0, "folds": ["a", "b"]}}
-    d = gate(candidate_sharpe=0.1, deployed_manifest=other)
+    other = CFG | {"timeframe": "4h"}
+    d = gate(deployed_manifest=other, deployed=replace(GOOD, accuracy=0.9))
     assert d.deploy and "timeframe" in d.reason and "not comparable" in d.reason
+
+
+def test_calibration_error_and_scores() -> None:
+    probs = np.tile([0.1, 0.1, 0.6, 0.1, 0.1], (10, 1))
+    labels = np.array([2] * 6 + [0] * 4)  # 60 % right at confidence 0.6 -> calibrated
+    assert expected_calibration_error(probs, labels) == pytest.approx(0.0)
+    assert expected_calibration_error(probs, np.zeros(10)) == pytest.approx(0.6)
+    score = score_predictions(probs, np.r_[labels[:9], np.nan], seconds=0.01)
+    assert score.n_rows == 9 and score.accuracy == pytest.approx(6 / 9)
+    assert score.latency_ms_per_row == pytest.approx(1.0)
 
 
 def test_should_retrain_spec_threshold() -> None:

@@ -73,8 +73,9 @@ def test_unknown_symbol_names_files_and_directory(real: ParquetStore) -> None:
 
 
 def test_unknown_timeframe_for_symbol(real: ParquetStore) -> None:
-    with pytest.raises(InputError, match="no 4h candle file"):
-        resolve_window(real, ["BTC/USDT"], "4h", None, None, 30)
+    # 4h has no file but is resampled from 1h (test_market_repair); 3m has no file and no base
+    with pytest.raises(InputError, match="no 3m candle file"):
+        resolve_window(real, ["BTC/USDT"], "3m", None, None, 30)
     with pytest.raises(InputError, match="unsupported timeframe"):
         resolve_window(real, ["BTC/USDT"], "1x", None, None, 30)
 

@@ -150,3 +150,59 @@ def test_a_retrains_own_backtest_never_triggers_another_retrain() -> None:
         _materialize_as(instance, "backtest", degraded)  # a regular evaluation, still degraded
         ctx = dg.build_sensor_context(instance=instance)
         assert isinstance(degradation_sensor(ctx), dg.RunRequest)
+
+
+# --- model_health_sensor (the performance tracker -> retrain) -------------------------------
+def _report_health(instance, version: str, retrain: bool) -> None:
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            asset_key="model_health",
+            metadata={"version": version, "should_retrain": retrain, "summary": "s"},
+        )
+    )
+
+
+def test_health_sensor_skips_without_health_and_when_healthy() -> None:
+    from cryptoml_pipeline.defs.sensors import model_health_sensor
+
+    with dg.instance_for_test() as instance:
+        assert isinstance(
+            model_health_sensor(dg.build_sensor_context(instance=instance)), dg.SkipReason
+        )
+        _report_health(instance, "v1", retrain=False)
+        ctx = dg.build_sensor_context(instance=instance)
+        assert isinstance(model_health_sensor(ctx), dg.SkipReason)
+        assert ctx.cursor is not None and "storage_id" in ctx.cursor
+
+
+def test_health_sensor_launches_one_retrain_per_degraded_model() -> None:
+    from cryptoml_pipeline.defs.sensors import model_health_sensor
+
+    with dg.instance_for_test() as instance:
+        _report_health(instance, "v1", retrain=True)
+        ctx = dg.build_sensor_context(instance=instance)
+        first = model_health_sensor(ctx)
+        assert isinstance(first, dg.RunRequest) and first.tags["model_version"] == "v1"
+        assert model_health_sensor.job_name == "retrain_job"
+        # the same materialization again, then the same degradation reported the next night
+        cursor = ctx.cursor
+        assert isinstance(
+            model_health_sensor(dg.build_sensor_context(instance=instance, cursor=cursor)),
+            dg.SkipReason,
+        )
+        _report_health(instance, "v1", retrain=True)
+        ctx2 = dg.build_sensor_context(instance=instance, cursor=cursor)
+        again = model_health_sensor(ctx2)
+        assert isinstance(again, dg.SkipReason) and "already launched" in again.skip_message
+        # a newly deployed model that degrades gets its own retrain
+        _report_health(instance, "v2", retrain=True)
+        second = model_health_sensor(dg.build_sensor_context(instance=instance, cursor=ctx2.cursor))
+        assert isinstance(second, dg.RunRequest) and second.run_key != first.run_key
+
+
+def test_nightly_job_tracks_the_deployed_model() -> None:
+    from cryptoml_pipeline.definitions import defs
+
+    job = defs.resolve_job_def("nightly_job")
+    keys = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
+    assert {"latest_signals", "prediction_log", "model_health", "feature_table"} <= keys

@@ -16,8 +16,11 @@ prepare_job = dg.define_asset_job(
 )
 train_folds_job = dg.define_asset_job(
     "train_folds_job",
-    selection=dg.AssetSelection.assets("fold_model", "fold_predictions"),
+    selection=dg.AssetSelection.assets(
+        "fold_model", "fold_predictions", "feature_importance", "shuffled_label_predictions"
+    ),
     description="Train one fold's model and predict its test window (fold partition)",
+    tags={"cryptoml/fold_training": "true"},  # concurrency limit in deploy/dagster.postgres.yaml
 )
 evaluate_job = dg.define_asset_job(
     "evaluate_job",
@@ -37,6 +40,15 @@ retrain_job = dg.define_asset_job(
 nightly_job = dg.define_asset_job(
     "nightly_job",
     selection=dg.AssetSelection.groups("ingestion", "features")
-    | dg.AssetSelection.assets("latest_signals"),
-    description="Nightly: ingest new bars, features, the deployed model's latest signals",
+    | dg.AssetSelection.assets("latest_signals", "prediction_log", "model_health"),
+    description=(
+        "Nightly: ingest new bars, features, the deployed model's latest signals, performance "
+        "tracking (predictions stored, outcomes filled, model health)"
+    ),
+)
+ingest_job = dg.define_asset_job(
+    "ingest_job",
+    selection=dg.AssetSelection.groups("landing"),
+    description="Land one UTC day (partition) of raw candles, funding and open interest via ccxt; "
+    "backfill a range of days from the UI or `dagster job backfill`",
 )

@@ -5,6 +5,8 @@ Management issue adds one) and requests one ``retrain_job`` run per degradation.
 sensors then chain the rest on Dagster's own run launcher: every fold partition of the new plan
 (``train_folds_job``), then ``evaluate_job`` (backtest -> candidate -> deploy gate -> report)."""
 
+import json
+
 import dagster as dg
 
 from cryptoml_pipeline.defs.jobs import evaluate_job, retrain_job, train_folds_job
@@ -138,4 +140,49 @@ def retrain_evaluate_sensor(context: dg.RunStatusSensorContext):
         return dg.SkipReason("other folds of this retrain are still running")
     return dg.RunRequest(
         run_key=f"{retrain_run_id}:evaluate", tags={RETRAIN_RUN_TAG: retrain_run_id}
+    )
+
+
+# --- the performance tracker -> retrain -----------------------------------------------------
+MODEL_HEALTH_KEY = dg.AssetKey("model_health")
+
+
+def _health_cursor(raw: str | None) -> dict:
+    return json.loads(raw) if raw else {"storage_id": 0, "retrained_versions": []}
+
+
+@dg.sensor(
+    job=retrain_job, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.STOPPED
+)
+def model_health_sensor(context: dg.SensorEvaluationContext):
+    """RunRequest(retrain_job) when the tracker's model_health says ``should_retrain`` (spec
+    accuracy degradation, PSI drift or model age).
+
+    Cursor: the last model_health materialization looked at plus the deployed versions a retrain
+    was already launched for, so one degradation of one deployed model launches exactly one
+    retrain however many nightly runs keep reporting it."""
+    cursor = _health_cursor(context.cursor)
+    records = context.instance.fetch_materializations(MODEL_HEALTH_KEY, limit=1).records
+    if not records:
+        return dg.SkipReason("no model_health materialization yet")
+    storage_id = records[0].storage_id
+    if storage_id <= cursor["storage_id"]:
+        return dg.SkipReason(f"model_health {storage_id} already evaluated")
+    cursor["storage_id"] = storage_id
+    mat = records[0].asset_materialization
+    metadata = dict(mat.metadata) if mat is not None else {}
+    version = str(getattr(metadata.get("version"), "value", metadata.get("version")))
+    retrain = bool(getattr(metadata.get("should_retrain"), "value", False))
+    summary = str(getattr(metadata.get("summary"), "value", ""))
+    if not retrain:
+        context.update_cursor(json.dumps(cursor))
+        return dg.SkipReason(f"model {version} healthy: {summary}")
+    if version in cursor["retrained_versions"]:
+        context.update_cursor(json.dumps(cursor))
+        return dg.SkipReason(f"a retrain was already launched for model {version}")
+    cursor["retrained_versions"] = [*cursor["retrained_versions"], version][-50:]
+    context.update_cursor(json.dumps(cursor))
+    return dg.RunRequest(
+        run_key=f"health-{version}-{storage_id}",
+        tags={"trigger": "model_health", "model_version": version, "reason": summary[:200]},
     )

@@ -1,20 +1,32 @@
 """Causal feature engineering (Dagster-free). Entry point: :func:`compute_features`."""
 
 from cryptoml_pipeline.features.build import (
+    FAMILIES,
+    FeatureBuild,
+    FeaturePlan,
+    build_features,
     compute_features,
     feature_columns,
     feature_names,
+    plan_features,
     warmup_bars,
+    warmup_period,
 )
 from cryptoml_pipeline.features.causality import LeakReport, find_lookahead
 from cryptoml_pipeline.features.schemas import validate_feature_table
 
 __all__ = [
+    "FAMILIES",
+    "FeatureBuild",
+    "FeaturePlan",
     "LeakReport",
+    "build_features",
     "compute_features",
     "feature_columns",
     "feature_names",
     "find_lookahead",
+    "plan_features",
     "validate_feature_table",
     "warmup_bars",
+    "warmup_period",
 ]

@@ -1,4 +1,5 @@
-"""Look-ahead detection by recomputation on truncated data (freqtrade's lookahead-analysis idea).
+"""Look-ahead detection by recomputation on truncated data (freqtrade's lookahead-analysis idea),
+and warm-up sensitivity (freqtrade's recursive-analysis idea).
 
 A causal feature at row ``t`` depends on candles stamped ``<= t`` and funding settled ``<= t``
 only, so recomputing on the data cut at ``T`` must reproduce every value at rows ``<= T``
@@ -16,7 +17,14 @@ import pandas as pd
 from cryptoml_pipeline.errors import InputError
 from cryptoml_pipeline.timing import to_utc
 
-__all__ = ["ComputeFeatures", "LeakReport", "find_lookahead"]
+__all__ = [
+    "ComputeFeatures",
+    "LeakReport",
+    "WarmupReport",
+    "find_lookahead",
+    "find_warmup_sensitivity",
+    "sample_cut_times",
+]
 
 ComputeFeatures = Callable[[pd.DataFrame, pd.DataFrame | None], pd.DataFrame]
 _KEYS = ("timestamp", "symbol")
@@ -91,6 +99,94 @@ def find_lookahead(
                     symbol=str(reference["symbol"].iloc[i]),
                     timestamp=reference["timestamp"].iloc[i],
                     cut_time=cut,
+                    full_value=float(a[i]),
+                    truncated_value=float(b[i]),
+                )
+                for i in bad
+            )
+    return reports
+
+
+def sample_cut_times(
+    timestamps: pd.Series | np.ndarray, n_cuts: int, *, first: float = 0.3
+) -> list[pd.Timestamp]:
+    """``n_cuts`` cut times spread over ``timestamps`` (quantiles ``first .. 1``, the last one
+    before the final bar), plus one that falls between two bars. Deterministic."""
+    stamps = np.sort(pd.Series(timestamps).astype("datetime64[ns, UTC]").unique())
+    if len(stamps) < 3 or n_cuts < 1:
+        return []
+    positions = np.linspace(first, 1.0, n_cuts + 1)[:-1] if n_cuts > 1 else np.array([0.5])
+    idx = sorted({min(int(q * len(stamps)), len(stamps) - 2) for q in positions})
+    cuts = [pd.Timestamp(stamps[i]) for i in idx]
+    mid = idx[len(idx) // 2]
+    between = (
+        pd.Timestamp(stamps[mid]) + (pd.Timestamp(stamps[mid + 1]) - pd.Timestamp(stamps[mid])) / 2
+    )
+    return sorted({*cuts, between})
+
+
+@dataclass(frozen=True)
+class WarmupReport:
+    """A value after the declared warm-up that changed when less history preceded it."""
+
+    column: str
+    symbol: str
+    timestamp: pd.Timestamp
+    start_time: pd.Timestamp
+    full_value: float
+    truncated_value: float
+
+    def describe(self) -> str:
+        return (
+            f"{self.column} of {self.symbol} at {self.timestamp}: {self.full_value!r} with all "
+            f"history, {self.truncated_value!r} with history from {self.start_time}"
+        )
+
+
+def find_warmup_sensitivity(
+    compute: ComputeFeatures,
+    candles: pd.DataFrame,
+    funding: pd.DataFrame | None,
+    start_times: Iterable[object],
+    warmup: pd.Timedelta,
+    *,
+    rtol: float = 1e-6,
+    atol: float = 1e-9,
+    max_reports_per_column: int = 5,
+) -> list[WarmupReport]:
+    """Recompute with the data starting at each of ``start_times`` (candles and settlements
+    stamped ``>= S``) and compare, on rows stamped ``>= S + warmup``, with the values computed on
+    all the data. Values must agree within ``rtol``/``atol`` (NaN equals NaN)."""
+    full = compute(candles, funding)
+    if len(full) != len(candles):
+        raise InputError(f"compute returned {len(full)} rows for {len(candles)} input rows")
+    candle_ts = candles["timestamp"].astype("datetime64[ns, UTC]")
+    columns = [c for c in full.columns if c not in _KEYS]
+    reports: list[WarmupReport] = []
+    for raw_start in start_times:
+        start = to_utc(raw_start)
+        keep = (candle_ts >= start).to_numpy()
+        cut_funding = None
+        if funding is not None:
+            cut_funding = funding[funding["timestamp"].astype("datetime64[ns, UTC]") >= start]
+        late = compute(candles[keep], cut_funding)
+        if len(late) != int(keep.sum()):
+            raise InputError(f"compute returned {len(late)} rows on data starting at {start}")
+        reference = full[keep].reset_index(drop=True)
+        settled = (late["timestamp"] >= start + warmup).to_numpy()
+        for column in columns:
+            if column not in late.columns:
+                raise InputError(f"column {column} vanishes on data starting at {start}")
+            a = reference[column].to_numpy(dtype=np.float64)
+            b = late[column].to_numpy(dtype=np.float64)
+            same = (np.isnan(a) & np.isnan(b)) | np.isclose(a, b, rtol=rtol, atol=atol)
+            bad = np.flatnonzero(settled & ~same)[:max_reports_per_column]
+            reports.extend(
+                WarmupReport(
+                    column=column,
+                    symbol=str(reference["symbol"].iloc[i]),
+                    timestamp=reference["timestamp"].iloc[i],
+                    start_time=start,
                     full_value=float(a[i]),
                     truncated_value=float(b[i]),
                 )

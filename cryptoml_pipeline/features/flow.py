@@ -17,7 +17,14 @@ import pandas as pd
 from cryptoml_pipeline.errors import DataValidationError
 from cryptoml_pipeline.features.technical import rolling_mean, rolling_std
 
-__all__ = ["funding_feature_names", "funding_features", "funding_settlement_features"]
+__all__ = [
+    "funding_extreme",
+    "funding_feature_names",
+    "funding_features",
+    "funding_settlement_features",
+    "liquidation_cascade_proxy",
+    "open_interest_change",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -107,3 +114,41 @@ def funding_features(
         values[pos] = merged[name].to_numpy(dtype=np.float64)
         result[name] = values
     return result
+
+
+def funding_extreme(zscore: np.ndarray, threshold: float) -> np.ndarray:
+    """Funding pressure extremes: +1 when ``z > threshold`` (longs pay heavily), -1 when
+    ``z < -threshold``, else 0; NaN where the z-score is."""
+    out = np.where(zscore > threshold, 1.0, np.where(zscore < -threshold, -1.0, 0.0))
+    out[np.isnan(zscore)] = np.nan
+    return out
+
+
+def open_interest_change(open_interest: np.ndarray, horizon: int) -> np.ndarray:
+    """``log(OI_t / OI_{t-h})`` of ONE symbol's as-of aligned open interest (time-ordered)."""
+    out = np.full(open_interest.shape[0], np.nan)
+    if open_interest.shape[0] > horizon:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = open_interest[horizon:] / open_interest[:-horizon]
+        out[horizon:] = np.where(ratio > 0, np.log(np.where(ratio > 0, ratio, 1.0)), np.nan)
+    return out
+
+
+def liquidation_cascade_proxy(
+    ret: np.ndarray, sigma: np.ndarray, volume_z: np.ndarray, funding_z: np.ndarray, k: float
+) -> np.ndarray:
+    """Liquidation-cascade probability proxy (uncalibrated heuristic) of ONE symbol's bar:
+
+    ``p = 1 / (1 + exp(-x))``, ``x = (|r| / sigma - k) + (z_vol - k) + (-sign(r) * z_f - k)``,
+
+    where ``r`` is the bar's log return, ``sigma`` the trailing std of returns, ``z_vol`` the
+    causal volume z-score and ``z_f`` the funding z-score: a large move *against* the crowded side
+    (price falls while funding is high -> longs are liquidated; rises while it is low -> shorts),
+    on unusual volume. Each term is 0 at the extreme threshold ``k``, so p = 0.5 when all three
+    sit exactly at it. NaN where an input is NaN; a zero ``sigma`` counts as no move.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        move = np.where(sigma > 0, np.abs(ret) / sigma, 0.0)
+    move[np.isnan(sigma) | np.isnan(ret)] = np.nan
+    x = (move - k) + (volume_z - k) + (-np.sign(ret) * funding_z - k)
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -50.0, 50.0)))

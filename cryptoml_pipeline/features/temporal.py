@@ -8,9 +8,22 @@ import pandas as pd
 
 from cryptoml_pipeline.settings import FeatureConfig, SessionBoundaries
 
-__all__ = ["SESSION_NAMES", "cyclical_time_features", "session_indicators", "temporal_features"]
+__all__ = [
+    "CALENDAR_NAMES",
+    "SESSION_NAMES",
+    "cyclical_time_features",
+    "session_indicators",
+    "temporal_features",
+]
 
 SESSION_NAMES: tuple[str, ...] = ("asian", "european", "us")
+CALENDAR_NAMES: tuple[str, ...] = (
+    "hour_sin",
+    "hour_cos",
+    "dow_sin",
+    "dow_cos",
+    *(f"session_{s}" for s in SESSION_NAMES),
+)
 
 
 def _as_utc_index(timestamps: pd.Series | pd.DatetimeIndex) -> pd.DatetimeIndex:
@@ -56,8 +69,9 @@ def session_indicators(
 def temporal_features(
     timestamps: pd.Series | pd.DatetimeIndex, config: FeatureConfig
 ) -> dict[str, np.ndarray]:
-    """The whole temporal block, in contract column order."""
+    """The calendar part of the temporal block, in contract column order (the regime part, which
+    needs prices, is :mod:`cryptoml_pipeline.features.regimes`)."""
     return {
-        **cyclical_time_features(timestamps, timezone=config.timezone),
-        **session_indicators(timestamps, config.session_boundaries),
+        **cyclical_time_features(timestamps, timezone=config.temporal.timezone),
+        **session_indicators(timestamps, config.temporal.session_boundaries),
     }

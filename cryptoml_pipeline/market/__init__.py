@@ -9,6 +9,7 @@ from cryptoml_pipeline.market.ccxt_source import (
     fetch_ohlcv_history,
     make_exchange,
 )
+from cryptoml_pipeline.market.ingest import backfill
 from cryptoml_pipeline.market.layout import (
     candles_path,
     funding_path,
@@ -16,6 +17,8 @@ from cryptoml_pipeline.market.layout import (
     spot_symbol,
     symbol_to_stem,
 )
+from cryptoml_pipeline.market.repair import RepairReport, repair_candles
+from cryptoml_pipeline.market.resample import resample_candles
 from cryptoml_pipeline.market.schemas import (
     CANDLE_COLUMNS,
     CANDLES_SCHEMA,
@@ -40,6 +43,8 @@ __all__ = [
     "FUNDING_SCHEMA",
     "MarketData",
     "ParquetStore",
+    "RepairReport",
+    "backfill",
     "candles_path",
     "download_to_store",
     "fetch_funding_history",
@@ -49,6 +54,8 @@ __all__ = [
     "load_via_ccxt",
     "make_exchange",
     "perpetual_symbol",
+    "repair_candles",
+    "resample_candles",
     "resolve_window",
     "spot_symbol",
     "symbol_to_stem",

@@ -3,18 +3,26 @@
 Pagination walks forward from ``since``: each request starts just after the last candle received,
 until ``until`` is reached or a request brings no new rows. The still-forming candle
 (``open + timeframe > now``) is dropped, and no row is ever returned twice.
+
+Every request goes through :func:`call_with_retries` (bounded exponential backoff with jitter on
+transient errors; immediate failure on ``BadSymbol`` / ``AuthenticationError`` / ``NotSupported``).
+A reply that ccxt could not decode (truncated JSON) is a retryable ``BadResponse``; a decoded reply
+with missing/non-numeric values is a :class:`DataValidationError` naming the symbol and timestamp.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, TypeVar
 
 import pandas as pd
 
-from cryptoml_pipeline.errors import InputError
+from cryptoml_pipeline.errors import DataValidationError, InputError
 from cryptoml_pipeline.market.layout import perpetual_symbol, spot_symbol
+from cryptoml_pipeline.market.retry import Backoff, call_with_retries
 from cryptoml_pipeline.market.schemas import CANDLE_COLUMNS, FUNDING_COLUMNS, TS_DTYPE
 from cryptoml_pipeline.market.store import ParquetStore
 from cryptoml_pipeline.timing import timeframe_to_timedelta, to_utc
@@ -28,8 +36,18 @@ _MS = pd.Timedelta(milliseconds=1)
 _EPOCH = pd.Timestamp(0, tz="UTC")
 
 
-def make_exchange(exchange_id: str = "binance") -> Exchange:
-    """A public (key-less) ccxt exchange with rate limiting on. Constructing it needs no network."""
+def make_exchange(
+    exchange_id: str = "binance",
+    *,
+    api_key: str | None = None,
+    secret: str | None = None,
+    market_type: str | None = None,
+) -> Exchange:
+    """A ccxt exchange with rate limiting on. Constructing it needs no network.
+
+    Public endpoints need no keys. Keys, when given, must come from environment variables
+    (``dagster.EnvVar`` in the Dagster wiring); they are never logged or put in errors.
+    """
     import ccxt
 
     if exchange_id not in ccxt.exchanges:
@@ -38,7 +56,30 @@ def make_exchange(exchange_id: str = "binance") -> Exchange:
     if exchange_id == "binance":
         # spot + USDT-M markets are all this pipeline trades; skip the COIN-M/option listings.
         options["fetchMarkets"] = {"types": ["spot", "linear"]}
-    return getattr(ccxt, exchange_id)({"enableRateLimit": True, "options": options})
+    if market_type:
+        options["defaultType"] = market_type
+    config: dict[str, object] = {"enableRateLimit": True, "options": options}
+    if api_key:
+        config["apiKey"] = api_key
+    if secret:
+        config["secret"] = secret
+    return getattr(ccxt, exchange_id)(config)
+
+
+def require_capabilities(exchange: Exchange, *capabilities: str) -> None:
+    """Raise a one-line :class:`InputError` naming every capability the exchange lacks."""
+    missing = [c for c in capabilities if not exchange.has.get(c)]
+    if missing:
+        raise InputError(f"exchange {exchange.id!r} does not support {', '.join(missing)}")
+
+
+def require_timeframe(exchange: Exchange, timeframe: str) -> None:
+    offered = getattr(exchange, "timeframes", None) or {}
+    if timeframe not in offered:
+        raise InputError(
+            f"exchange {exchange.id!r} offers no {timeframe} candles "
+            f"(it offers {', '.join(offered) or 'none'})"
+        )
 
 
 def _ms(ts: pd.Timestamp) -> int:
@@ -50,8 +91,45 @@ def _from_ms(values: Sequence[int]) -> pd.Series:
 
 
 def _require(exchange: Exchange, capability: str) -> None:
-    if not exchange.has.get(capability):
-        raise InputError(f"exchange {exchange.id!r} does not support {capability}")
+    require_capabilities(exchange, capability)
+
+
+T = TypeVar("T")
+
+
+def _request(exchange: Exchange, fn: Callable[[], T], *, what: str, backoff: Backoff | None) -> T:
+    """One exchange request, retried; a reply ccxt could not decode becomes ``BadResponse``."""
+    import ccxt
+
+    def attempt() -> T:
+        exchange.last_http_response = None
+        result = fn()
+        raw = getattr(exchange, "last_http_response", None)
+        if isinstance(raw, str) and raw:
+            try:
+                json.loads(raw)
+            except ValueError as exc:
+                raise ccxt.BadResponse(f"truncated or invalid JSON reply ({exc})") from None
+        return result
+
+    return call_with_retries(attempt, what=what, backoff=backoff or Backoff())
+
+
+def load_markets(exchange: Exchange, *, backoff: Backoff | None = None) -> dict:
+    """The exchange's markets (loaded once, with retries; canned markets are used as they are)."""
+    if exchange.markets is None:
+        _request(exchange, exchange.load_markets, what=f"{exchange.id} markets", backoff=backoff)
+    return exchange.markets
+
+
+def _check_rows(rows: list, *, what: str) -> None:
+    """Reject decoded kline rows with missing/non-numeric values (one line, first timestamp)."""
+    for row in rows:
+        if len(row) < 6 or any(v is None for v in row[:6]):
+            when = pd.Timestamp(int(row[0]), unit="ms", tz="UTC") if row and row[0] else "?"
+            raise DataValidationError(
+                f"{what}: exchange reply has a missing or non-numeric value at {when}: {row[:6]}"
+            )
 
 
 def fetch_ohlcv_history(
@@ -63,21 +141,35 @@ def fetch_ohlcv_history(
     *,
     limit: int = 1000,
     now: pd.Timestamp | None = None,
+    backoff: Backoff | None = None,
 ) -> pd.DataFrame:
     """Long candles of ``symbol`` (exchange notation) with open times in ``[since, until)``.
 
     Only finished candles: a candle whose ``open + timeframe`` is after ``now`` is dropped.
     """
     _require(exchange, "fetchOHLCV")
+    require_timeframe(exchange, timeframe)
     bar_ms = _ms(_EPOCH + timeframe_to_timedelta(timeframe))
     now_ms = _ms(now if now is not None else pd.Timestamp.now(tz="UTC"))
     cursor, until_ms = _ms(since), _ms(until)
     rows: dict[int, list] = {}
     pages = 0
     while cursor < until_ms:
-        batch = exchange.fetch_ohlcv(
-            symbol, timeframe, since=cursor, limit=limit, params={"until": until_ms - 1}
+        since_ms = cursor
+        batch = _request(
+            exchange,
+            partial(
+                exchange.fetch_ohlcv,
+                symbol,
+                timeframe,
+                since=since_ms,
+                limit=limit,
+                params={"until": until_ms - 1},
+            ),
+            what=f"{exchange.id} {symbol} {timeframe} candles from {_from_ms([since_ms])[0]}",
+            backoff=backoff,
         )
+        _check_rows(batch, what=f"{exchange.id} {symbol} {timeframe}")
         pages += 1
         fresh = [r for r in batch if cursor <= int(r[0]) < until_ms and int(r[0]) not in rows]
         if not fresh:
@@ -110,6 +202,7 @@ def fetch_funding_history(
     until: pd.Timestamp,
     *,
     limit: int = 1000,
+    backoff: Backoff | None = None,
 ) -> pd.DataFrame:
     """Long funding of the perpetual with settlement times in ``[since, until)``.
 
@@ -120,9 +213,25 @@ def fetch_funding_history(
     rates: dict[int, float] = {}
     last_raw = -1
     while cursor < until_ms:
-        batch = exchange.fetch_funding_rate_history(
-            perp_symbol, since=cursor, limit=limit, params={"until": until_ms - 1}
+        since_ms = cursor
+        batch = _request(
+            exchange,
+            partial(
+                exchange.fetch_funding_rate_history,
+                perp_symbol,
+                since=since_ms,
+                limit=limit,
+                params={"until": until_ms - 1},
+            ),
+            what=f"{exchange.id} {perp_symbol} funding from {_from_ms([since_ms])[0]}",
+            backoff=backoff,
         )
+        for record in batch:
+            if record.get("timestamp") is not None and record.get("fundingRate") is None:
+                raise DataValidationError(
+                    f"{exchange.id} {perp_symbol} funding: reply has a missing or non-numeric "
+                    f"rate at {_from_ms([int(record['timestamp'])])[0]}"
+                )
         fresh = [
             r for r in batch if r["timestamp"] is not None and cursor <= r["timestamp"] < until_ms
         ]
@@ -174,8 +283,7 @@ def download_to_store(
     _require(exchange, "fetchFundingRateHistory")
     start, end = to_utc(start), to_utc(end)
     bar = timeframe_to_timedelta(timeframe)
-    if exchange.markets is None:
-        exchange.load_markets()
+    load_markets(exchange)
     fetched: dict[str, int] = {}
     for symbol in symbols:
         spot, perp = spot_symbol(symbol), perpetual_symbol(symbol)

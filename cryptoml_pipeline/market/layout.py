@@ -59,3 +59,12 @@ def funding_path(root: Path, perp_symbol: str) -> Path:
         / FUNDING_DIR
         / f"{symbol_to_stem(perpetual_symbol(perp_symbol))}-funding.parquet"
     )
+
+
+OPEN_INTEREST_DIR = "open_interest"
+
+
+def open_interest_path(root: Path, perp_symbol: str, period: str) -> Path:
+    """``root/open_interest/STEM-oi-PERIOD.parquet``, e.g. ``BTC_USDT_USDT-oi-1h.parquet``."""
+    stem = symbol_to_stem(perpetual_symbol(perp_symbol))
+    return Path(root) / OPEN_INTEREST_DIR / f"{stem}-oi-{period}.parquet"

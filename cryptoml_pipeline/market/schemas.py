@@ -14,6 +14,7 @@ import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
 from cryptoml_pipeline.errors import DataValidationError
+from cryptoml_pipeline.timing import timeframe_to_timedelta
 
 TS_DTYPE = pd.DatetimeTZDtype("ns", "UTC")
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
@@ -105,6 +106,28 @@ def validate_candles(df: pd.DataFrame, *, source: str) -> pd.DataFrame:
 def validate_funding(df: pd.DataFrame, *, source: str) -> pd.DataFrame:
     """Validated copy of a long funding frame (timestamps normalised to ns UTC)."""
     return _validate(df, FUNDING_SCHEMA, FUNDING_COLUMNS, "funding", source)
+
+
+def off_grid(timestamps: pd.Series, timeframe: str) -> pd.Series:
+    """True where a timestamp is not a multiple of the bar since the epoch (00:00 UTC anchored;
+    weekly bars are anchored on Mondays, as exchanges do)."""
+    bar = timeframe_to_timedelta(timeframe)
+    anchor = pd.Timestamp("1970-01-05", tz="UTC") if timeframe.endswith("w") else _EPOCH
+    return ((timestamps - anchor) % bar) != pd.Timedelta(0)
+
+
+def validate_grid(df: pd.DataFrame, timeframe: str, *, source: str) -> None:
+    """One-line :class:`DataValidationError` when an open time is off the timeframe's grid."""
+    bad = off_grid(df["timestamp"], timeframe)
+    if bad.any():
+        first = df.loc[bad].iloc[0]
+        raise DataValidationError(
+            f"{source}: candles fail check 'timestamps on the {timeframe} grid' "
+            f"({int(bad.sum())} rows), first {first['symbol']} at {first['timestamp']}"
+        )
+
+
+_EPOCH = pd.Timestamp(0, tz="UTC")
 
 
 def normalise_timestamps(values: pd.Series, *, source: str) -> pd.Series:

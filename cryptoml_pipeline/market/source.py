@@ -2,7 +2,8 @@
 
 The traded instrument of a user symbol ``BTC/USDT`` is its USDT-M perpetual ``BTC/USDT:USDT``
 whenever the store holds perpetual candles covering the window start; otherwise the spot candles
-serve as a proxy. Every frame carries the user symbol in its ``symbol`` column.
+serve as a proxy. Every frame carries the user symbol in its ``symbol`` column. A timeframe the
+store has no file for (e.g. ``4h``) is resampled from a finer stored one (:mod:`.derived`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Literal
 import pandas as pd
 
 from cryptoml_pipeline.errors import InputError
+from cryptoml_pipeline.market import derived
 from cryptoml_pipeline.market.layout import perpetual_symbol, spot_symbol
 from cryptoml_pipeline.market.schemas import CANDLE_COLUMNS, FUNDING_COLUMNS
 from cryptoml_pipeline.market.store import Coverage, ParquetStore
@@ -80,7 +82,9 @@ def _symbol_data(
 ) -> _SymbolData:
     perp = perpetual_symbol(symbol)
     spot = spot_symbol(symbol)
-    traded = store.candle_coverage(perp, timeframe) or store.candle_coverage(spot, timeframe)
+    traded = derived.candle_coverage(store, perp, timeframe) or derived.candle_coverage(
+        store, spot, timeframe
+    )
     if traded is None:
         looked = sorted(
             {store.candles_path(spot, timeframe).name, store.candles_path(perp, timeframe).name}
@@ -217,10 +221,10 @@ def _traded_candles(
     history: pd.Timedelta = NO_HISTORY,
 ) -> tuple[pd.DataFrame, str]:
     perp, spot = perpetual_symbol(symbol), spot_symbol(symbol)
-    perp_cov = store.candle_coverage(perp, timeframe)
+    perp_cov = derived.candle_coverage(store, perp, timeframe)
     if perp_cov is not None and perp_cov[0] <= start:
         instrument, kind = perp, "perpetual"
-    elif store.has_candles(spot, timeframe):
+    elif derived.has_candles(store, spot, timeframe):
         instrument, kind = spot, "spot_proxy"
         why = "has no candle file" if perp_cov is None else f"starts only at {perp_cov[0]}"
         log.warning("%s: perpetual %s %s; using spot candles as a price proxy", symbol, perp, why)
@@ -229,7 +233,9 @@ def _traded_candles(
             f"no {timeframe} candles for {symbol!r} covering {start}: looked for "
             f"{store.candles_path(perp, timeframe)} and {store.candles_path(spot, timeframe)}"
         )
-    frame = store.read_candles(instrument, timeframe, start - history, end, as_symbol=symbol)
+    frame = derived.read_candles(
+        store, instrument, timeframe, start - history, end, as_symbol=symbol
+    )
     if not (frame["timestamp"] >= start).any():
         raise InputError(f"no {instrument} {timeframe} candles in [{start}, {end})")
     return frame, kind
@@ -268,12 +274,22 @@ def load_via_ccxt(
     end: pd.Timestamp,
     *,
     exchange: Exchange | None = None,
+    exchange_id: str = "binance",
 ) -> MarketData:
-    """Download spot/perp candles and funding for ``[start, end)`` into ``store``, then load them
-    like parquet data (labelled ``source="ccxt"``). Needs network unless ``exchange`` is canned."""
-    from cryptoml_pipeline.market.ccxt_source import download_to_store
+    """Land the days of ``[start, end)`` the store lacks (spot/perp candles; funding from
+    ``start - 8h``) via the
+    incremental :func:`~cryptoml_pipeline.market.ingest.backfill`, then load them like parquet
+    data (labelled ``source="ccxt"``). Needs network unless ``exchange`` is canned."""
+    from cryptoml_pipeline.market.ccxt_source import make_exchange
+    from cryptoml_pipeline.market.ingest import backfill
+    from cryptoml_pipeline.settings import IngestConfig
 
-    download_to_store(store, symbols, timeframe, start, end, exchange=exchange)
+    config = IngestConfig(
+        exchange=exchange_id, symbols=tuple(symbols), timeframes=(timeframe,), open_interest=False
+    )
+    exchange = exchange if exchange is not None else make_exchange(exchange_id)
+    start, end = to_utc(start), to_utc(end)
+    backfill(store, exchange, start, end, config, funding_start=start - FUNDING_INTERVAL)
     return dataclasses.replace(
         load_market_data(store, symbols, timeframe, start, end), source="ccxt"
     )

@@ -3,6 +3,11 @@
 Reads select only the needed columns and push the ``[start, end)`` window down to pyarrow.
 Writes merge with the existing file (new rows win on equal timestamps), sort, validate and replace
 the file atomically (temporary file in the same directory + ``os.replace``).
+
+``replace_*_range`` is the idempotent write of a daily partition: every stored row in
+``[start, end)`` is replaced by the new rows (re-materialising a day never duplicates a row), rows
+outside the range stay byte-for-byte what they were, and a failure before the final rename leaves
+the old file untouched.
 """
 
 from __future__ import annotations
@@ -18,7 +23,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from cryptoml_pipeline.errors import InputError
-from cryptoml_pipeline.market.layout import candles_path, funding_path, perpetual_symbol
+from cryptoml_pipeline.market.layout import (
+    candles_path,
+    funding_path,
+    open_interest_path,
+    perpetual_symbol,
+)
 from cryptoml_pipeline.market.schemas import (
     CANDLE_COLUMNS,
     FUNDING_COLUMNS,
@@ -132,6 +142,111 @@ class ParquetStore:
         _atomic_write(merged, path)
         log.info("wrote %d %s funding rows to %s", len(merged), perp, path)
         return path
+
+    # ------------------------------------------------------- partition writes
+    def replace_candles_range(
+        self,
+        df: pd.DataFrame,
+        symbol: str,
+        timeframe: str,
+        start: pd.Timestamp,
+        end: pd.Timestamp,
+    ) -> Path:
+        """Replace the stored candles with open times in ``[start, end)`` by ``df``, atomically."""
+        path = self.candles_path(symbol, timeframe)
+        new = _prepare(df, CANDLE_COLUMNS[2:], symbol, source=f"new {symbol} {timeframe} candles")
+        new["timeframe"] = timeframe
+        # rows outside the range were validated when written, and the new rows lie inside it:
+        # validating the new rows keeps the whole file sorted, unique and valid
+        validate_candles(new.drop(columns="timeframe"), source=f"new {symbol} {timeframe} candles")
+        merged = _replace(path, new, list(CANDLE_FILE_COLUMNS), start, end)
+        _atomic_write(merged, path)
+        log.info(
+            "replaced %s %s candles in [%s, %s): %d rows", symbol, timeframe, start, end, len(new)
+        )
+        return path
+
+    def replace_funding_range(
+        self, df: pd.DataFrame, perp_symbol: str, start: pd.Timestamp, end: pd.Timestamp
+    ) -> Path:
+        """Replace the stored funding settlements in ``[start, end)`` by ``df``, atomically."""
+        perp = perpetual_symbol(perp_symbol)
+        path = self.funding_path(perp)
+        new = _prepare(df, FUNDING_COLUMNS[2:], perp, source=f"new {perp} funding")
+        validate_funding(new, source=f"new {perp} funding")
+        merged = _replace(path, new, list(FUNDING_FILE_COLUMNS), start, end)
+        _atomic_write(merged, path)
+        return path
+
+    def open_interest_path(self, perp_symbol: str, period: str) -> Path:
+        return open_interest_path(self.root, perp_symbol, period)
+
+    def replace_open_interest_range(
+        self,
+        df: pd.DataFrame,
+        perp_symbol: str,
+        period: str,
+        start: pd.Timestamp,
+        end: pd.Timestamp,
+    ) -> Path:
+        """Replace the stored open interest stamped in ``[start, end)`` by ``df``, atomically."""
+        perp = perpetual_symbol(perp_symbol)
+        path = self.open_interest_path(perp, period)
+        values = ("open_interest", "open_interest_value")
+        new = _prepare(df, values, perp, source=f"new {perp} open interest")
+        merged = _replace(path, new, ["timestamp", "symbol", *values], start, end)
+        _atomic_write(merged, path)
+        return path
+
+    def read_open_interest(
+        self,
+        perp_symbol: str,
+        period: str,
+        start: pd.Timestamp | None = None,
+        end: pd.Timestamp | None = None,
+    ) -> pd.DataFrame:
+        path = self.open_interest_path(perp_symbol, period)
+        columns = ["timestamp", "symbol", "open_interest", "open_interest_value"]
+        return _read_window(path, columns, start, end, what=f"{perp_symbol} open interest")
+
+    def read_timestamps(self, path: Path, start: pd.Timestamp, end: pd.Timestamp) -> pd.Series:
+        """The stored timestamps in ``[start, end)`` (ns UTC) of any file of the store."""
+        table = pq.read_table(path, columns=["timestamp"], filters=_window_filter(start, end))
+        return normalise_timestamps(table.column("timestamp").to_pandas(), source=str(path))
+
+    def count_rows(self, path: Path, start: pd.Timestamp, end: pd.Timestamp) -> int:
+        """Number of stored rows stamped in ``[start, end)`` (0 when the file does not exist)."""
+        if not path.is_file():
+            return 0
+        table = pq.read_table(path, columns=["timestamp"], filters=_window_filter(start, end))
+        return table.num_rows
+
+
+def _replace(
+    path: Path,
+    new: pd.DataFrame,
+    columns: list[str],
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+) -> pd.DataFrame:
+    """Stored rows outside ``[start, end)`` + ``new`` (which must lie inside it), sorted."""
+    start, end = to_utc(start), to_utc(end)
+    outside = new[(new["timestamp"] < start) | (new["timestamp"] >= end)]
+    if len(outside):
+        raise InputError(
+            f"{path.name}: new row at {outside['timestamp'].iloc[0]} lies outside the partition "
+            f"[{start}, {end})"
+        )
+    merged = new[columns]
+    if path.is_file():
+        old = pq.read_table(path, columns=columns).to_pandas()
+        old["timestamp"] = normalise_timestamps(old["timestamp"], source=str(path))
+        keep = old[(old["timestamp"] < start) | (old["timestamp"] >= end)]
+        if len(keep) and len(new):
+            merged = pd.concat([keep[columns], new[columns]], ignore_index=True)
+        elif len(keep):
+            merged = keep[columns]
+    return merged.sort_values("timestamp", kind="stable").reset_index(drop=True)
 
 
 def _window_filter(start: pd.Timestamp | None, end: pd.Timestamp | None) -> list | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -104,8 +105,14 @@ def train_fold(
     fold: Fold,
     settings: PipelineSettings,
     timeframe: str,
+    *,
+    checkpoint_path: Path | str | None = None,
 ) -> FoldModel:
-    """Train one fold's model on its purged fit slice, early-stopping on its validation slice."""
+    """Train one fold's model on its purged fit slice, early-stopping on its validation slice.
+
+    With ``checkpoint_path`` an interrupted training resumes from its last finished epoch (a
+    checkpoint of another run — new data or settings — is replaced, never resumed).
+    """
     masks = _masks(features, fold, settings, timeframe)
     feature_cols = feature_columns(features)
     if not feature_cols:
@@ -140,6 +147,8 @@ def train_fold(
         input_dim=len(feature_cols),
         model_config=settings.model,
         training_config=settings.training,
+        checkpoint_path=checkpoint_path,
+        restart_on_mismatch=True,
     )
     best = result.history[result.best_epoch - 1] if result.best_epoch else None
     ts = features["timestamp"]

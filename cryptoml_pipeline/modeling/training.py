@@ -7,19 +7,29 @@
 * Early stopping on the validation loss with ``early_stopping_patience``; the best epoch's weights
   are restored. With an empty validation set the training loss is monitored instead (logged).
 * Seeded and deterministic on CPU: two runs with the same inputs give identical weights.
-* CUDA when present (``device="auto"``): bf16 autocast and pinned-memory loaders.
+* CUDA when present (``device="auto"``): bf16 autocast, pinned-memory loaders and, with
+  ``training.compile``, ``torch.compile``.
+* Resumable: with ``checkpoint_path`` the complete training state (weights, optimizer, scheduler,
+  every RNG, history, best weights, patience counter) is written atomically after each epoch; a
+  later call with the same path and the same run fingerprint continues from the last finished
+  epoch and ends with exactly the weights an uninterrupted run would have.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
+import json
 import logging
 import math
+import os
 import random
+import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,6 +44,9 @@ from cryptoml_pipeline.settings import ModelConfig, TrainingConfig
 logger = logging.getLogger(__name__)
 
 N_CLASSES = 5
+CHECKPOINT_FORMAT = 1
+
+ModelFactory = Callable[[int, int], nn.Module]  # (input_dim, n_classes) -> module
 
 
 @dataclass(frozen=True)
@@ -153,9 +166,18 @@ def train_model(
     model_config: ModelConfig,
     training_config: TrainingConfig,
     force_autocast: bool = False,
+    model_factory: ModelFactory | None = None,
+    checkpoint_path: Path | str | None = None,
+    on_epoch_end: Callable[[EpochLog], None] | None = None,
+    restart_on_mismatch: bool = False,
 ) -> TrainResult:
-    """Train a :class:`CryptoTransformer` and return it with the best epoch's weights restored.
+    """Train a network and return it with the best epoch's weights restored.
 
+    ``model_factory(input_dim, n_classes)`` builds the network (default: the spec's
+    :class:`CryptoTransformer` from ``model_config``). ``checkpoint_path`` makes the run resumable
+    (see the module docstring); a checkpoint written by a different run is an error, or — with
+    ``restart_on_mismatch`` — is logged and replaced by a fresh start. ``on_epoch_end`` is called
+    after each epoch's checkpoint is on disk.
     ``force_autocast`` runs the bf16 autocast path even on CPU (used by tests to cover it).
     """
     cfg = training_config
@@ -178,8 +200,14 @@ def train_model(
     if monitor == "train_loss":
         logger.warning("validation set is empty: early stopping monitors the training loss")
     start = time.perf_counter()
+    factory = model_factory or (lambda dim, k: CryptoTransformer(dim, model_config, n_classes=k))
+    ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
+    fingerprint = _fingerprint(input_dim, model_config, cfg, train_ds, val_ds, weights)
     with _reproducible(device, cfg.seed, cfg.num_threads):
-        model = CryptoTransformer(input_dim, model_config, n_classes=N_CLASSES).to(device)
+        model = factory(input_dim, N_CLASSES).to(device)
+        step_model: nn.Module = model
+        if cfg.compile and device.type == "cuda":
+            step_model = torch.compile(model)  # type: ignore[assignment]
         weight_t = torch.tensor(weights, dtype=torch.float32, device=device)
         criterion = nn.CrossEntropyLoss(weight=weight_t)
         optimizer = torch.optim.AdamW(
@@ -198,6 +226,28 @@ def train_model(
         history: list[EpochLog] = []
         best_loss, best_epoch, stale = math.inf, 0, 0
         best_state = _snapshot(model)
+        start_epoch, stopped = 0, False
+        state = None
+        if ckpt is not None and ckpt.is_file():
+            try:
+                state = _load_checkpoint(ckpt, fingerprint)
+            except InputError as exc:
+                if not restart_on_mismatch:
+                    raise
+                logger.warning("%s; starting afresh", exc)
+        if state is not None:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            best_state = state["best_state"]
+            best_loss, best_epoch = float(state["best_loss"]), int(state["best_epoch"])
+            stale, stopped = int(state["stale"]), bool(state["stopped"])
+            history = [EpochLog(**h) for h in json.loads(state["history"])]
+            start_epoch = int(state["epoch"])
+            _set_rng_state(state, generator)
+            logger.info(
+                "resuming from %s after epoch %d (best epoch %d)", ckpt, start_epoch, best_epoch
+            )
         logger.info(
             "training on %s: %d train / %d val samples, %d batches/epoch, autocast=%s, "
             "class weights %s",
@@ -208,7 +258,9 @@ def train_model(
             use_autocast,
             [round(w, 3) for w in weights],
         )
-        for epoch in range(cfg.epochs):
+        for epoch in range(start_epoch, cfg.epochs):
+            if stopped:
+                break
             model.train()
             t0 = time.perf_counter()
             losses: list[float] = []
@@ -217,7 +269,7 @@ def train_model(
                 x = x.to(device, non_blocking=True)
                 y = y.to(device, non_blocking=True)
                 with _autocast(device, use_autocast):
-                    logits = model(x)
+                    logits = step_model(x)
                 loss = criterion(logits.float(), y)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -261,7 +313,28 @@ def train_model(
                         best_loss,
                         best_epoch,
                     )
-                    break
+                    stopped = True
+            if ckpt is not None:
+                _save_checkpoint(
+                    ckpt,
+                    {
+                        "format": CHECKPOINT_FORMAT,
+                        "fingerprint": fingerprint,
+                        "epoch": epoch + 1,
+                        "model": _snapshot(model),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "best_state": best_state,
+                        "best_loss": best_loss,
+                        "best_epoch": best_epoch,
+                        "stale": stale,
+                        "stopped": stopped,
+                        "history": json.dumps([asdict(h) for h in history]),
+                        **_rng_state(generator),
+                    },
+                )
+            if on_epoch_end is not None:
+                on_epoch_end(log)
         model.load_state_dict(best_state)
         model.eval()
     return TrainResult(
@@ -274,6 +347,82 @@ def train_model(
         monitor=monitor,
         best_loss=best_loss,
     )
+
+
+def _fingerprint(
+    input_dim: int,
+    model_config: ModelConfig,
+    cfg: TrainingConfig,
+    train_ds: SequenceDataset,
+    val_ds: SequenceDataset,
+    weights: list[float],
+) -> str:
+    """Identity of a training run: a checkpoint resumes only the run that wrote it."""
+    h = hashlib.sha256()
+    run = {
+        "input_dim": input_dim,
+        "model": model_config.model_dump(mode="json"),
+        # epochs may be raised to continue a finished schedule; everything else must match
+        "training": cfg.model_dump(mode="json", exclude={"epochs"}),
+        "weights": weights,
+        "n_train": len(train_ds),
+        "n_val": len(val_ds),
+    }
+    h.update(json.dumps(run, sort_keys=True).encode())
+    for ds in (train_ds, val_ds):
+        h.update(np.ascontiguousarray(ds.rows).tobytes())
+        h.update(np.ascontiguousarray(ds.classes).tobytes())
+    return h.hexdigest()
+
+
+def _rng_state(generator: torch.Generator) -> dict[str, object]:
+    np_state = np.random.get_state()
+    return {
+        "rng_torch": torch.get_rng_state(),
+        "rng_loader": generator.get_state(),
+        "rng_numpy_keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+        "rng_numpy_rest": [int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "rng_python": json.dumps(random.getstate()),
+    }
+
+
+def _set_rng_state(state: dict, generator: torch.Generator) -> None:
+    torch.set_rng_state(state["rng_torch"])
+    generator.set_state(state["rng_loader"])
+    pos, has_gauss, cached = state["rng_numpy_rest"]
+    keys = state["rng_numpy_keys"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", keys, int(pos), int(has_gauss), float(cached)))
+    version, internal, gauss = json.loads(state["rng_python"])
+    random.setstate((version, tuple(internal), gauss))
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    """Atomic: a crash mid-write leaves the previous checkpoint intact."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _load_checkpoint(path: Path, fingerprint: str) -> dict:
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as exc:  # a truncated or foreign file
+        raise InputError(f"training checkpoint {path} is unreadable: {exc}") from exc
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise InputError(f"training checkpoint {path} has format {state.get('format')!r}")
+    if state.get("fingerprint") != fingerprint:
+        raise InputError(
+            f"training checkpoint {path} belongs to a different run (data, model or training "
+            "settings changed); delete it to start afresh"
+        )
+    return state
 
 
 def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:

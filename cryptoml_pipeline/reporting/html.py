@@ -13,6 +13,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from cryptoml_pipeline.features.report import features_html
+from cryptoml_pipeline.reporting.charts import (
+    calibration_png,
+    exposure_png,
+    monthly_heatmap_png,
+    rolling_sharpe_png,
+)
+
 KPI_ROWS = [
     ("total_return", "Total return", "pct"),
     ("avg_daily_return", "Avg daily return", "pct"),
@@ -26,6 +34,15 @@ KPI_ROWS = [
     ("fees_paid", "Fees paid (of equity)", "pct"),
     ("funding_paid", "Funding paid (of equity)", "pct"),
     ("avg_exposure", "Avg gross exposure", "pct"),
+    ("precision", "Precision (macro, 5-class)", "pct"),
+    ("recall", "Recall (macro, 5-class)", "pct"),
+    ("avg_return_per_trade", "Avg return per trade (on notional)", "pct"),
+    ("calmar", "Calmar", "num"),
+    ("turnover", "Turnover (x initial capital)", "num"),
+    ("time_in_market", "Time in market", "pct"),
+    ("model_stability", "Model stability (30-day acc. degradation)", "pct"),
+    ("psr", "Probabilistic Sharpe P(SR > 0)", "pct"),
+    ("dsr", "Deflated Sharpe", "pct"),
 ]
 
 
@@ -109,7 +126,115 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def render_html(report: dict[str, Any], equity: pd.DataFrame) -> str:
+def _img(png: bytes | None, alt: str) -> str:
+    if png is None:
+        return f"<p>({html.escape(alt)}: no data)</p>"
+    data = base64.b64encode(png).decode()
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _ci(value: Any, kind: str) -> str:
+    return "—" if not value else f"[{fmt(value[0], kind)}, {fmt(value[1], kind)}]"
+
+
+def trading_sections(
+    report: dict[str, Any], equity: pd.DataFrame, exposure: pd.DataFrame | None
+) -> str:
+    """Verdict, gross vs net, controls, calibration, monthly heat map, rolling Sharpe, exposure
+    and the trade list (issue #6 sections)."""
+    out = [f"<h2>Verdict</h2><p>{html.escape(report.get('verdict', ''))}</p>"]
+    s = report["strategy"]
+    out.append(
+        "<p>Bootstrap 95% CI (5-day blocks): Sharpe "
+        f"{_ci(s.get('sharpe_ci'), 'num')}, avg daily return "
+        f"{_ci(s.get('avg_daily_return_ci'), 'pct')}</p>"
+    )
+    costs = report.get("costs_gross_net") or {}
+    if costs:
+        rows = [
+            [
+                "total return",
+                fmt(costs.get("gross_total_return"), "pct"),
+                fmt(costs.get("net_total_return"), "pct"),
+            ],
+            ["Sharpe", fmt(costs.get("gross_sharpe")), fmt(costs.get("net_sharpe"))],
+        ]
+        out.append("<h2>Gross vs net (turnover is the first enemy)</h2>")
+        out.append(_table(rows, ["", "gross (no fees, no slippage)", "net"]))
+        out.append(
+            f"<p>Cost drag {fmt(costs.get('cost_drag'), 'pct')} · fees "
+            f"{fmt(costs.get('fees_paid'), 'pct')} · funding "
+            f"{fmt(costs.get('funding_paid'), 'pct')}"
+            f" · turnover {fmt(costs.get('turnover'))}x capital</p>"
+        )
+    controls = report.get("controls") or {}
+    mc = controls.get("random_same_turnover")
+    sh = controls.get("shuffled_labels") or {}
+    out.append("<h2>Controls</h2><ul>")
+    if mc:
+        q = mc.get("sharpe_p5_p50_p95")
+        q_text = "—" if not q else " / ".join(f"{v:.2f}" for v in q)
+        out.append(
+            f"<li>Random strategy, same turnover ({mc['n_paths']} paths): Sharpe p5/p50/p95 "
+            f"{q_text}; strategy percentile {fmt(mc.get('strategy_percentile'), 'pct')}, "
+            f"p = {fmt(mc.get('p_value'))}</li>"
+        )
+    out.append(
+        f"<li>Shuffled-label model: {html.escape(str(sh.get('reason', 'not run')))}"
+        f"{' — LEAK SUSPECTED' if sh.get('leak') else ''}</li></ul>"
+    )
+    out.append("<h2>Confidence vs realised hit rate (calibration)</h2>")
+    calib = report.get("calibration") or []
+    out.append(_img(calibration_png(calib), "calibration"))
+    out.append(
+        _table(
+            [
+                [
+                    r["bin"],
+                    r["n"],
+                    f"{r['confidence_mean']:.3f}",
+                    fmt(r["accuracy"], "pct"),
+                    fmt(r["hit_rate"], "pct"),
+                ]
+                for r in calib
+            ],
+            ["decile", "n", "mean confidence", "5-class accuracy", "directional hit rate"],
+        )
+    )
+    out.append("<h2>Monthly returns</h2>")
+    out.append(_img(monthly_heatmap_png(report.get("monthly_returns") or []), "monthly returns"))
+    out.append("<h2>Rolling Sharpe</h2>")
+    out.append(_img(rolling_sharpe_png(equity), "rolling Sharpe"))
+    if exposure is not None and not exposure.empty:
+        out.append("<h2>Exposure</h2>")
+        out.append(_img(exposure_png(exposure), "exposure"))
+    trades = report.get("trades") or []
+    out.append(f"<h2>Trades (last {len(trades)})</h2>")
+    out.append(
+        _table(
+            [
+                [
+                    t["symbol"],
+                    t["side"],
+                    t["entry_time"][:16],
+                    fmt(t["entry_price"]),
+                    t["exit_time"][:16],
+                    fmt(t["exit_price"]),
+                    t["exit_reason"],
+                    fmt(t["pnl"]),
+                    fmt(t["fees"]),
+                ]
+                for t in trades[-200:]
+            ],
+            ["symbol", "side", "entry", "price", "exit", "price", "reason", "pnl", "fees"],
+        )
+    )
+    return "".join(out)
+
+
+def render_html(
+    report: dict[str, Any], equity: pd.DataFrame, exposure: pd.DataFrame | None = None
+) -> str:
     png = base64.b64encode(equity_figure_png(equity)).decode()
     data = report["data"]
     fold_rows = [
@@ -149,6 +274,7 @@ always on; fills at the next bar's open.</p>
 <h2>KPIs vs baselines vs the spec's targets</h2>
 {_table(kpi_rows(report), KPI_HEADER)}
 <h2>Warnings</h2><ul>{warn}</ul>
+{trading_sections(report, equity, exposure)}
 <h2>Walk-forward folds</h2>
 {
         _table(
@@ -164,6 +290,7 @@ always on; fills at the next bar's open.</p>
             ],
         )
     }
+{features_html(report.get("features"))}
 <h2>Deployment</h2><p>deployed: <b>{dep["deployed"]}</b>
 · version {html.escape(str(dep["version"]))}
 · {html.escape(dep["reason"])}</p>

@@ -1,8 +1,11 @@
 """Bar-by-bar backtest of a decisions frame on USDT-M perpetuals: the simulated market's rules.
 
 Instrument and book
-    USDT-M perpetual futures, long and short, ONE shared equity (cash) across all symbols. No
-    margin or liquidation model (gross notional is capped at ``max_leverage * equity`` instead).
+    USDT-M perpetual futures, long and short, ONE shared equity (cash) across all symbols. Gross
+    notional is capped at ``max_leverage * equity`` at entry. Cross-margin liquidation: after the
+    intrabar exits of a bar, if equity marked at every open position's WORST price of the bar
+    (low for longs, high for shorts) is <= ``risk.maintenance_margin * gross notional`` there,
+    every position is closed at that worst price (taker fee + slippage, reason ``liquidation``).
 
 Timing (see :mod:`cryptoml_pipeline.timing`)
     A decision row stamped ``t`` (candle open time) is known at ``t + one bar`` and FILLS AT THE
@@ -21,12 +24,19 @@ Events inside one bar ``i`` (grid time ``T``), in this order
        bar's open (an approximation: the ordering against an intrabar stop is unknown).
     4. Intrabar stops: ``low <= stop`` (long) / ``high >= stop`` (short) fill at the stop price
        (at the open if the open is already beyond it). Checked on every bar from the entry bar on.
+       Take-profit (``risk.take_profit_atr_multiple``, off by default): ``high >= tp`` (long) /
+       ``low <= tp`` (short) fills at the tp price, a resting limit order (maker fee, no
+       slippage). A bar that touches both the stop and the take-profit counts the STOP.
+       Then the liquidation check (above).
     5. At the close: a symbol's last bar closes its open position at the close (reason ``end``);
        equity is marked to market (cash + unrealised P&L at each symbol's latest close).
 
 Entry (symbol flat, decision active)
     Active decision: ``|signal| >= 1`` and ``confidence >= risk.confidence_threshold`` and
-    ``confidence > 0`` (finite). Risk = spec MLPositionSizer
+    ``confidence > 0`` (finite) and, where the decision carries a finite ``expected_return``
+    and ``risk.edge_cost_multiple`` is set, ``expected_return * direction >= edge_cost_multiple
+    * 2 * (entry fee rate + slippage)`` (no trade when the expected move is below the round-trip
+    cost). Risk = spec MLPositionSizer
     ``equity * base_risk * |signal|/2 * confidence * min(1, volatility_reference / volatility)``
     (annualised volatility) capped at ``max_risk_per_trade * equity``; stop distance =
     ``atr_stop_multiple * atr_pct`` of the decision row; notional = risk / stop distance; then
@@ -38,17 +48,25 @@ Entry (symbol flat, decision active)
 
 Holding
     The hold period ends at the open of the symbol's bar ``entry_bar + min_hold_bars``. There the
-    decision filling at that open (the row just before) is read: active and same direction ->
-    hold ``min_hold_bars`` more bars (no fill, no fee, size and stop unchanged); active and
-    opposite -> exit (reason ``flip``) and enter the other side at the same open if it passes the
-    entry rules; otherwise exit (reason ``time``). Signals between those reviews are ignored
-    while in a position. Positions still open on a symbol's last bar exit at its close
-    (reason ``end``).
+    decision filling at that open (the row just before) is read: same direction with
+    ``confidence >= hold threshold`` (``risk.hold_confidence_threshold``, default the entry
+    threshold; lower = hysteresis) -> hold ``min_hold_bars`` more bars (no fill, no fee, size
+    and stop unchanged); active and opposite -> exit (reason ``flip``) and enter the other
+    side at the same open if it passes the entry rules; otherwise exit (reason
+    ``time``). Signals between those reviews are ignored while in a position.
+    Positions still open on a symbol's last bar exit at its close (reason ``end``).
 
 Costs (always on)
-    Every fill pays ``costs.taker_fee * quantity * fill_price`` and ``costs.slippage_bps``
-    against the trader (buy at ``raw * (1 + bps/1e4)``, sell at ``raw * (1 - bps/1e4)``), stops
-    included. Funding: settlements every ``funding_interval_hours`` (8h) aligned to 00:00 UTC.
+    Every market fill pays ``costs.taker_fee * quantity * fill_price`` and slippage against the
+    trader (buy at ``raw * (1 + slip)``, sell at ``raw * (1 - slip)``), stops included. ``slip`` =
+    ``costs.slippage_bps / 1e4`` (the half-spread estimate) plus, when a ``SlippageConfig`` is
+    given, ``volatility_coefficient * sigma_bar`` where ``sigma_bar`` is the per-bar volatility
+    of the symbol's latest decision at or before the fill (known then; 0 before the first).
+    ``costs.order_type = "maker"``: entries and planned exits are limit orders at the bar's open,
+    filled at the open with ``costs.maker_fee`` and no slippage only if the bar trades through
+    the price (a buy needs ``low < open``, a sell ``high > open``); an unfilled entry is skipped,
+    an unfilled exit falls back to a taker fill at the open. Stops are always taker.
+    Funding: settlements every ``funding_interval_hours`` (8h) aligned to 00:00 UTC.
     A position held at settlement ``s`` pays ``quantity * open_price_of_the_bar_at_s * rate``
     if long and receives it if short. "Held at s" = opened BEFORE ``s`` and not closed before
     ``s``: a position filled at the open of bar ``s`` pays nothing for ``s``; a position exited
@@ -60,7 +78,8 @@ Costs (always on)
 Outputs
     Equity is indexed by the union of all symbols' bar timestamps (mark at each bar's close).
     Trade ``pnl`` is net of fees and funding; ``entry_time``/``exit_time`` are the open times of
-    the bars in which the fills happened (``exit_reason`` says where: stop/time/flip/end).
+    the bars in which the fills happened (``exit_reason``: stop/time/flip/end/take_profit/
+    liquidation). ``gross_pnl`` is the price P&L after slippage, before fees and funding.
     ``exposure`` = gross notional / equity at each bar close (an addition to the contract).
 """
 
@@ -72,10 +91,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from cryptoml_pipeline.errors import InputError
-from cryptoml_pipeline.settings import CostConfig, RiskConfig
-from cryptoml_pipeline.trading.book import Ledger, stop_fill_raw
-from cryptoml_pipeline.trading.decisions import validate_decisions
+from cryptoml_pipeline.errors import InputError, MissingFundingError
+from cryptoml_pipeline.settings import CostConfig, RiskConfig, SlippageConfig
+from cryptoml_pipeline.trading import kernel as K
+from cryptoml_pipeline.trading.book import TRADE_COLUMNS, Ledger
+from cryptoml_pipeline.trading.decisions import bars_per_year, ns_index
 from cryptoml_pipeline.trading.market_grid import (
     FundingSchedule,
     MarketGrid,
@@ -83,19 +103,22 @@ from cryptoml_pipeline.trading.market_grid import (
     build_grid,
     funding_schedule,
 )
-from cryptoml_pipeline.trading.sizing import size_entry
 
 logger = logging.getLogger(__name__)
+
+EXIT_REASONS: tuple[str, ...] = ("stop", "time", "flip", "end", "take_profit", "liquidation")
 
 
 @dataclass
 class BacktestResult:
     equity: pd.Series  # indexed by bar timestamp, mark-to-market at bar close
-    trades: pd.DataFrame  # one row per round trip, columns book.TRADE_COLUMNS
+    trades: pd.DataFrame  # one row per round trip, columns book.TRADE_COLUMNS (+ gross_pnl)
     fees_paid: float  # currency
     funding_paid: float  # currency, net (negative = received)
     initial_equity: float
     exposure: pd.Series | None = None  # gross notional / equity at each bar close
+    traded_notional: float | None = None  # sum of |fill notional| of every fill (currency)
+    bars_in_market: int | None = None  # bars closed with at least one open position
 
 
 def settlements_by_bar(
@@ -115,14 +138,56 @@ def make_result(
     book: Ledger, grid: MarketGrid, equity: np.ndarray, exposure: np.ndarray
 ) -> BacktestResult:
     index = pd.DatetimeIndex(grid.timestamps, name="timestamp")
+    trades = book.trades_frame()
     return BacktestResult(
         equity=pd.Series(equity, index=index, name="equity"),
-        trades=book.trades_frame(),
+        trades=trades,
         fees_paid=book.fees_paid,
         funding_paid=book.funding_paid,
         initial_equity=book.initial_equity,
         exposure=pd.Series(exposure, index=index, name="exposure"),
+        traded_notional=float(
+            (trades["quantity"] * (trades["entry_price"] + trades["exit_price"])).sum()
+        ),
     )
+
+
+def _settlement_pointers(schedule: FundingSchedule, n_bars: int) -> tuple[np.ndarray, ...]:
+    """CSR pointers (per bar) into settlements sorted by bar, for at-open and inside ones."""
+    order = np.argsort(schedule.bar_index, kind="stable")
+    bar_index = schedule.bar_index[order]
+    at_open = schedule.at_open[order]
+    rates = schedule.rates.T[order]  # [n_settlements, n_symbols]
+    opens = np.flatnonzero(at_open)
+    inside = np.flatnonzero(~at_open)
+    # ptr[i] = number of settlements on bars before i (bar_index is sorted)
+    ptr_open = np.concatenate([[0], np.cumsum(np.bincount(bar_index[opens], minlength=n_bars))])
+    ptr_inside = np.concatenate([[0], np.cumsum(np.bincount(bar_index[inside], minlength=n_bars))])
+    rates_open = np.ascontiguousarray(rates[opens])
+    rates_inside = np.ascontiguousarray(rates[inside])
+    times = schedule.times[order]
+    return ptr_open, ptr_inside, rates_open, rates_inside, opens, inside, times
+
+
+def slippage_matrix(
+    aligned: dict[str, np.ndarray],
+    grid: MarketGrid,
+    costs: CostConfig,
+    slippage: SlippageConfig | None,
+    timeframe: str,
+) -> np.ndarray:
+    """Per-fill slippage fraction ``[n_symbols, n_bars]``: half-spread + vol term (see module)."""
+    half_spread = float(costs.slippage_bps) / 10_000.0
+    shape = grid.open.shape
+    if slippage is None or slippage.volatility_coefficient == 0:
+        return np.full(shape, half_spread)
+    per_bar = aligned["volatility"] / np.sqrt(bars_per_year(timeframe))
+    # forward fill along bars (forward only: the latest decision at or before the fill)
+    idx = np.where(np.isnan(per_bar), 0, np.arange(per_bar.shape[1]))
+    np.maximum.accumulate(idx, axis=1, out=idx)
+    known = np.take_along_axis(per_bar, idx, axis=1)
+    known = np.where(np.isfinite(known), known, 0.0)
+    return half_spread + slippage.volatility_coefficient * known
 
 
 def simulate(
@@ -135,132 +200,150 @@ def simulate(
     min_hold_bars: int,
     timeframe: str,
     funding_interval_hours: int = 8,
+    slippage: SlippageConfig | None = None,
+    fixed_quantity: float | None = None,
 ) -> BacktestResult:
-    """Simulate ``decisions`` on ``candles``: fees, slippage, funding, sizing, risk limits."""
+    """Simulate ``decisions`` on ``candles``: fees, slippage, funding, sizing, risk limits.
+
+    ``fixed_quantity`` (base units per entry) replaces the risk sizer; it exists for oracle
+    comparisons and benchmarks against libraries that trade fixed sizes.
+    """
     if min_hold_bars < 1:
         raise InputError(f"min_hold_bars must be >= 1, got {min_hold_bars}")
     grid = build_grid(candles, timeframe)
-    aligned = align_decisions(validate_decisions(decisions), grid)
+    aligned = align_decisions(decisions, grid)  # validates like decisions.validate_decisions
     schedule = funding_schedule(grid, funding, interval_hours=funding_interval_hours)
-    book = Ledger(grid.symbols, costs)
-    equity, exposure = _run(grid, aligned, schedule, book, risk=risk, min_hold_bars=min_hold_bars)
-    result = make_result(book, grid, equity, exposure)
+    result = run_aligned(
+        grid,
+        aligned,
+        schedule,
+        costs=costs,
+        risk=risk,
+        min_hold_bars=min_hold_bars,
+        slip=slippage_matrix(aligned, grid, costs, slippage, timeframe),
+        fixed_quantity=fixed_quantity,
+    )
     logger.info(
         "simulated %d bars x %d symbols: %d trades, final equity %.2f",
         len(grid.timestamps),
         len(grid.symbols),
         len(result.trades),
-        float(equity[-1]),
+        float(result.equity.iloc[-1]),
     )
     return result
 
 
-def _run(
+def kernel_params(
+    costs: CostConfig, risk: RiskConfig, min_hold_bars: int, fixed_quantity: float | None
+) -> tuple[np.ndarray, np.ndarray]:
+    nan = float("nan")
+    hold_conf = risk.hold_confidence_threshold
+    f = np.zeros(K.N_FLOAT_PARAMS)
+    f[K.F_TAKER], f[K.F_MAKER] = costs.taker_fee, costs.maker_fee
+    f[K.F_BASE_RISK], f[K.F_MAX_RISK] = risk.base_risk, risk.max_risk_per_trade
+    f[K.F_HEAT], f[K.F_VOL_REF] = risk.portfolio_heat, risk.volatility_reference
+    f[K.F_ATR_MULT] = risk.atr_stop_multiple
+    tp = risk.take_profit_atr_multiple
+    f[K.F_TP_MULT] = nan if tp is None else tp
+    f[K.F_MAX_LEV], f[K.F_MAINT] = risk.max_leverage, risk.maintenance_margin
+    f[K.F_ENTRY_CONF] = risk.confidence_threshold
+    f[K.F_HOLD_CONF] = risk.confidence_threshold if hold_conf is None else hold_conf
+    edge = risk.edge_cost_multiple
+    f[K.F_EDGE_MULT] = nan if edge is None else edge
+    f[K.F_FIXED_QTY] = nan if fixed_quantity is None else fixed_quantity
+    f[K.F_EQUITY] = costs.initial_equity
+    i = np.array([min_hold_bars, 1 if costs.order_type == "maker" else 0], dtype=np.int64)
+    return i, f
+
+
+def run_aligned(
     grid: MarketGrid,
     aligned: dict[str, np.ndarray],
     schedule: FundingSchedule,
-    book: Ledger,
     *,
+    costs: CostConfig,
     risk: RiskConfig,
     min_hold_bars: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    n_sym, n_bars = grid.has_bar.shape
-    syms = range(n_sym)
-    times = list(grid.timestamps)
-    opens, highs, lows, closes = (a.tolist() for a in (grid.open, grid.high, grid.low, grid.close))
-    has_bar, last_bar = grid.has_bar.tolist(), grid.last_bar.tolist()
-    sig, conf = aligned["signal"].tolist(), aligned["confidence"].tolist()
-    vol, atr = aligned["volatility"].tolist(), aligned["atr_pct"].tolist()
-    rates_by_settlement = schedule.rates.T.tolist()
-    settle_times = list(schedule.times)
-    settle_open, settle_inside = settlements_by_bar(schedule, n_bars)
-    threshold = risk.confidence_threshold
-
-    def active_direction(s: int, i: int) -> int:
-        c = conf[s][i]
-        if sig[s][i] == 0 or not c >= threshold or not c > 0:  # NaN confidence -> inactive
-            return 0
-        return 1 if sig[s][i] > 0 else -1
-
-    positions = book.positions
-    prices = [float("nan")] * n_sym  # latest known price per symbol
-    ordinal = [0] * n_sym  # bars seen per symbol
-    equity_out = np.empty(n_bars)
-    exposure_out = np.empty(n_bars)
-    for i in range(n_bars):
-        t = times[i]
-        for s in syms:
-            if has_bar[s][i]:
-                ordinal[s] += 1
-                prices[s] = opens[s][i]
-        # 1. settlement at this open instant: positions carried into the bar
-        for k in settle_open[i]:
-            book.settle_all(time=settle_times[k], rates=rates_by_settlement[k], prices=prices)
-        # 2. the open: gapped stops, hold reviews, then entries
-        for s in syms:
-            pos = positions[s]
-            if pos is None or not has_bar[s][i]:
-                continue
-            o = opens[s][i]
-            if (o <= pos.stop) if pos.direction > 0 else (o >= pos.stop):
-                book.close(s, raw_price=o, time=t, reason="stop")
-            elif ordinal[s] >= pos.planned_exit:
-                direction = active_direction(s, i)
-                if direction == pos.direction:
-                    pos.planned_exit = ordinal[s] + min_hold_bars
-                else:
-                    book.close(s, raw_price=o, time=t, reason="flip" if direction else "time")
-        entering = [
-            s
-            for s in syms
-            if has_bar[s][i] and positions[s] is None and active_direction(s, i) != 0
-        ]
-        if entering:
-            equity_now = book.equity(prices)
-            open_risk, gross = book.open_risk(), book.gross_notional(prices)
-            for s in entering:
-                size = size_entry(
-                    equity=equity_now,
-                    signal=sig[s][i],
-                    confidence=conf[s][i],
-                    volatility=vol[s][i],
-                    atr_pct=atr[s][i],
-                    open_risk=open_risk,
-                    open_notional=gross,
-                    risk=risk,
-                )
-                if size is None:
-                    continue
-                book.open(
-                    s,
-                    direction=active_direction(s, i),
-                    raw_price=opens[s][i],
-                    notional=size.notional,
-                    time=t,
-                    ordinal=ordinal[s],
-                    hold_bars=min_hold_bars,
-                    stop_distance=size.stop_distance,
-                    risk_amount=size.risk_amount,
-                )
-                open_risk += size.risk_amount
-                gross += size.notional
-        # 3. settlements strictly inside the bar
-        for k in settle_inside[i]:
-            book.settle_all(time=settle_times[k], rates=rates_by_settlement[k], prices=prices)
-        # 4. intrabar stops, 5. end of data and mark to market at the close
-        for s in syms:
-            if not has_bar[s][i]:
-                continue
-            pos = positions[s]
-            if pos is not None:
-                raw = stop_fill_raw(pos.direction, opens[s][i], lows[s][i], highs[s][i], pos.stop)
-                if raw == raw:
-                    book.close(s, raw_price=raw, time=t, reason="stop")
-            prices[s] = closes[s][i]
-            if i == last_bar[s] and positions[s] is not None:
-                book.close(s, raw_price=closes[s][i], time=t, reason="end")
-        equity_out[i] = book.equity(prices)
-        exposure_out[i] = (
-            book.gross_notional(prices) / equity_out[i] if equity_out[i] > 0 else np.nan
+    slip: np.ndarray,
+    fixed_quantity: float | None = None,
+) -> BacktestResult:
+    """Run the kernel on already aligned arrays (the Monte-Carlo controls reuse the grid)."""
+    n_bars = len(grid.timestamps)
+    ptr_open, ptr_inside, rates_open, rates_inside, opens, inside, times = _settlement_pointers(
+        schedule, n_bars
+    )
+    # the kernel indexes one rate table: settlements at opens first, then inside ones
+    rates = np.ascontiguousarray(np.vstack([rates_open, rates_inside]))
+    ptr_inside = ptr_inside + len(opens)
+    iparams, fparams = kernel_params(costs, risk, min_hold_bars, fixed_quantity)
+    exp_ret = aligned.get("expected_return")
+    if exp_ret is None:
+        exp_ret = np.full(grid.open.shape, np.nan)
+    max_trades = int(np.count_nonzero(aligned["signal"])) + len(grid.symbols) + 1
+    equity, exposure, trades, n_tr, totals, error = K.run_kernel(
+        grid.open,
+        grid.high,
+        grid.low,
+        grid.close,
+        grid.has_bar,
+        grid.last_bar.astype(np.int64),
+        aligned["signal"],
+        aligned["confidence"],
+        aligned["volatility"],
+        aligned["atr_pct"],
+        exp_ret,
+        np.ascontiguousarray(slip, dtype=np.float64),
+        ptr_open.astype(np.int64),
+        ptr_inside.astype(np.int64),
+        rates,
+        iparams,
+        fparams,
+        max_trades,
+    )
+    if error[0] == K.MISSING_FUNDING:
+        k = int(error[2])
+        when = times[opens[k]] if k < len(opens) else times[inside[k - len(opens)]]
+        raise MissingFundingError(
+            f"no funding rate for {grid.symbols[int(error[1])]} at {when.isoformat()} "
+            "while a position was held"
         )
-    return equity_out, exposure_out
+    index = pd.DatetimeIndex(grid.timestamps, name="timestamp")
+    return BacktestResult(
+        equity=pd.Series(equity, index=index, name="equity"),
+        trades=trades_frame(trades[:n_tr], grid),
+        fees_paid=float(totals[0]),
+        funding_paid=float(totals[1]),
+        initial_equity=float(costs.initial_equity),
+        exposure=pd.Series(exposure, index=index, name="exposure"),
+        traded_notional=float(totals[2]),
+        bars_in_market=int(totals[3]),
+    )
+
+
+def _labels(names: tuple[str, ...] | list[str], codes: np.ndarray) -> pd.Series:
+    """``names[codes]`` as a ``str`` column, taken from the few names (no per-row Python)."""
+    return pd.Series(list(names), dtype=str).take(codes).reset_index(drop=True)
+
+
+def trades_frame(records: np.ndarray, grid: MarketGrid) -> pd.DataFrame:
+    """Kernel trade records -> the trades frame (``book.TRADE_COLUMNS`` + ``gross_pnl``)."""
+    direction = records[:, K.T_DIR]
+    grid_ns = grid.timestamps.asi8
+    qty, entry_price = records[:, K.T_QTY], records[:, K.T_ENTRY_PRICE]
+    columns = {
+        "symbol": _labels(grid.symbols, records[:, K.T_SYM].astype(np.int64)),
+        "side": _labels(["short", "long"], (direction > 0).astype(np.int64)),
+        "entry_time": ns_index(grid_ns[records[:, K.T_ENTRY_BAR].astype(np.int64)]),
+        "entry_price": entry_price,
+        "exit_time": ns_index(grid_ns[records[:, K.T_EXIT_BAR].astype(np.int64)]),
+        "exit_price": records[:, K.T_EXIT_PRICE],
+        "quantity": qty,
+        "notional": qty * entry_price,
+        "risk_amount": records[:, K.T_RISK],
+        "pnl": records[:, K.T_PNL],
+        "fees": records[:, K.T_FEES],
+        "funding": records[:, K.T_FUNDING],
+        "exit_reason": _labels(EXIT_REASONS, records[:, K.T_REASON].astype(np.int64)),
+        "gross_pnl": records[:, K.T_GROSS],
+    }
+    return pd.DataFrame({name: columns[name] for name in (*TRADE_COLUMNS, "gross_pnl")})

@@ -13,8 +13,11 @@ from cryptoml_pipeline.trading.decisions import (
     make_decisions,
     require_columns,
 )
+from cryptoml_pipeline.trading.signals import expected_move
 
 logger = logging.getLogger(__name__)
+
+PROB_COLUMNS = ["p_m2", "p_m1", "p_0", "p_p1", "p_p2"]
 
 
 def _utc_ns(series: pd.Series) -> pd.Series:
@@ -28,9 +31,13 @@ def decisions_from_predictions(
     timeframe: str,
     vol_col: str = "rv_168",
     atr_col: str = "atr_pct_14",
+    returns_by_class: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Join OOS predictions (timestamp, symbol, signal, confidence) with the feature row of the
     same (timestamp, symbol): volatility = ``vol_col`` annualised, atr_pct = ``atr_col``.
+
+    With ``returns_by_class`` (see :func:`signals.class_returns`) and the five probability
+    columns present, each decision also carries ``expected_return`` (the simulator's cost filter).
 
     A prediction without a feature row gets NaN volatility/atr (the simulator never enters on it).
     Raises :class:`InputError` on missing columns or duplicate (timestamp, symbol) rows.
@@ -38,6 +45,10 @@ def decisions_from_predictions(
     require_columns(predictions, ["timestamp", "symbol", "signal", "confidence"], "predictions")
     require_columns(features, ["timestamp", "symbol", vol_col, atr_col], "features")
     preds = predictions.loc[:, ["timestamp", "symbol", "signal", "confidence"]].copy()
+    expected = None
+    if returns_by_class is not None and all(c in predictions.columns for c in PROB_COLUMNS):
+        expected = expected_move(predictions[PROB_COLUMNS].to_numpy(np.float64), returns_by_class)
+    preds["expected_return"] = np.nan if expected is None else expected
     feats = features.loc[:, ["timestamp", "symbol", vol_col, atr_col]].copy()
     for frame, what in ((preds, "predictions"), (feats, "features")):
         frame["timestamp"] = _utc_ns(frame["timestamp"])
@@ -59,4 +70,5 @@ def decisions_from_predictions(
         merged["confidence"].to_numpy(np.float64),
         annualise_volatility(merged[vol_col], timeframe),
         merged[atr_col].to_numpy(np.float64),
+        merged["expected_return"].to_numpy(np.float64) if expected is not None else None,
     )

@@ -15,7 +15,19 @@ import pandas as pd
 
 from cryptoml_pipeline.errors import DataValidationError, InputError
 from cryptoml_pipeline.timing import timeframe_to_timedelta
-from cryptoml_pipeline.trading.decisions import require_columns
+from cryptoml_pipeline.trading.decisions import (
+    bar_positions,
+    decision_arrays,
+    first_duplicate,
+    ns_index,
+    require_columns,
+    runs_of,
+    scatter,
+    sort_keys,
+    stamp,
+    symbol_codes,
+    utc_ns,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -43,50 +55,70 @@ class FundingSchedule:
     rates: np.ndarray  # [n_symbols, n_settlements], NaN where the funding frame has no rate
 
 
-def _utc_ns(values: pd.Series) -> pd.Series:
-    return pd.to_datetime(values, utc=True).astype("datetime64[ns, UTC]")
-
-
 def build_grid(candles: pd.DataFrame, timeframe: str) -> MarketGrid:
     """Validate long candles and pivot them onto the union bar grid."""
     require_columns(candles, ["timestamp", "symbol", *OHLC], "candles")
     if candles.empty:
         raise InputError("candles are empty: nothing to simulate")
-    frame = candles.loc[:, ["timestamp", "symbol", *OHLC]].copy()
-    frame["timestamp"] = _utc_ns(frame["timestamp"])
-    frame["symbol"] = frame["symbol"].astype(str)
-    dup = frame.duplicated(["symbol", "timestamp"])
-    if dup.any():
-        row = frame.loc[dup].iloc[0]
-        raise DataValidationError(f"duplicate candle for {row['symbol']} at {row['timestamp']}")
-    values = frame[list(OHLC)].to_numpy(np.float64)
-    bad = ~np.isfinite(values).all(axis=1) | (values <= 0).any(axis=1)
-    if bad.any():
-        row = frame.loc[bad].iloc[0]
+    ts = utc_ns(candles["timestamp"])
+    sym, symbols = symbol_codes(candles["symbol"])
+    order = sort_keys(sym, ts)
+    if order is not None:
+        ts, sym = ts[order], sym[order]
+    k = first_duplicate(sym, ts)
+    if k is not None:
+        raise DataValidationError(f"duplicate candle for {symbols[sym[k]]} at {stamp(ts[k])}")
+    values = [candles[name].to_numpy(np.float64) for name in OHLC]
+    if order is not None:
+        values = [v[order] for v in values]
+    if not all(v.min() > 0 and v.max() < np.inf for v in values):  # NaN fails both
+        bad = np.zeros(len(ts), dtype=bool)
+        for v in values:
+            bad |= ~np.isfinite(v) | (v <= 0)
+        k = int(np.argmax(bad))
         raise DataValidationError(
-            f"non-finite or non-positive price: {row['symbol']} at {row['timestamp']}"
+            f"non-finite or non-positive price: {symbols[sym[k]]} at {stamp(ts[k])}"
         )
     bar = timeframe_to_timedelta(timeframe)
-    frame = frame.sort_values(["symbol", "timestamp"], kind="stable")
-    step = frame.groupby("symbol", sort=False)["timestamp"].diff()
-    off_grid = step.notna() & ((step % bar) != pd.Timedelta(0))
+    bar_ns = int(bar.value)
+    same = sym[1:] == sym[:-1]
+    off_grid = same & ((np.diff(ts) % bar_ns) != 0)
     if off_grid.any():
-        row = frame.loc[off_grid[off_grid].index[0]]
+        k = int(np.argmax(off_grid)) + 1
         raise InputError(
-            f"candles of {row['symbol']} are not {timeframe} bars (step ending {row['timestamp']})"
+            f"candles of {symbols[sym[k]]} are not {timeframe} bars (step ending {stamp(ts[k])})"
         )
-    timestamps = pd.DatetimeIndex(frame["timestamp"].drop_duplicates().sort_values())
-    symbols = tuple(sorted(frame["symbol"].unique()))
-    shape = (len(symbols), len(timestamps))
-    arrays = {name: np.full(shape, np.nan) for name in OHLC}
-    sym_pos = pd.Index(symbols).get_indexer(frame["symbol"])
-    bar_pos = timestamps.get_indexer(frame["timestamp"])
-    for name in OHLC:
-        arrays[name][sym_pos, bar_pos] = frame[name].to_numpy(np.float64)
-    has_bar = np.isfinite(arrays["open"])
-    last_bar = np.array([np.flatnonzero(row)[-1] for row in has_bar], dtype=np.int64)
+    starts = np.flatnonzero(np.concatenate([[True], ~same]))
+    ends = np.append(starts[1:], len(ts))
+    first = ts[starts[0] : ends[0]]
+    if all(
+        e - s == len(first) and np.array_equal(ts[s:e], first)
+        for s, e in zip(starts[1:], ends[1:], strict=True)
+    ):
+        # every symbol has the same bars (the usual case): the sorted rows ARE the grid
+        grid_ns = first
+        shape = (len(symbols), len(grid_ns))
+        arrays = {
+            name: np.ascontiguousarray(v).reshape(shape)
+            for name, v in zip(OHLC, values, strict=True)
+        }
+        has_bar = np.ones(shape, dtype=bool)
+        last_bar = np.full(len(symbols), len(grid_ns) - 1, dtype=np.int64)
+    else:
+        grid_ns = np.unique(ts)
+        bar_pos = np.searchsorted(grid_ns, ts)
+        shape = (len(symbols), len(grid_ns))
+        flat = sym * len(grid_ns) + bar_pos
+        arrays = {}
+        for name, v in zip(OHLC, values, strict=True):
+            arr = np.full(shape, np.nan)
+            arr.ravel()[flat] = v
+            arrays[name] = arr
+        has_bar = np.zeros(shape, dtype=bool)
+        has_bar.ravel()[flat] = True
+        last_bar = bar_pos[ends - 1].astype(np.int64)
     return MarketGrid(
-        timestamps=timestamps,
+        timestamps=ns_index(grid_ns),
         symbols=symbols,
         has_bar=has_bar,
         last_bar=last_bar,
@@ -96,31 +128,41 @@ def build_grid(candles: pd.DataFrame, timeframe: str) -> MarketGrid:
 
 
 def align_decisions(decisions: pd.DataFrame, grid: MarketGrid) -> dict[str, np.ndarray]:
-    """Decision columns placed at the grid bar where they FILL: the open of ``t + one bar``.
+    """Validate decisions and place them at the grid bar where they FILL: the open of ``t + bar``.
 
-    A decision whose next bar does not exist for its symbol (end of data, gap) is dropped.
-    Returns signal/confidence/volatility/atr_pct arrays ``[n_symbols, n_bars]`` (signal 0, the
-    others NaN where no decision fills).
+    Validation is :func:`decisions.validate_decisions`'s (same errors). A decision whose next bar
+    does not exist for its symbol (end of data, gap) is dropped. Returns signal/confidence/
+    volatility/atr_pct/expected_return arrays ``[n_symbols, n_bars]`` (signal 0, the others NaN
+    where no decision fills).
     """
-    unknown = sorted(set(decisions["symbol"]) - set(grid.symbols))
+    cols = decision_arrays(decisions)
+    unknown = sorted(set(cols.symbols) - set(grid.symbols))
     if unknown:
         raise InputError(f"decisions name symbol(s) without candles: {unknown}")
     shape = (len(grid.symbols), len(grid.timestamps))
-    out = {
-        "signal": np.zeros(shape),
-        "confidence": np.full(shape, np.nan),
-        "volatility": np.full(shape, np.nan),
-        "atr_pct": np.full(shape, np.nan),
-    }
-    fill_time = pd.DatetimeIndex(decisions["timestamp"] + grid.bar)
-    bar_pos = grid.timestamps.get_indexer(fill_time)
-    sym_pos = pd.Index(grid.symbols).get_indexer(decisions["symbol"])
+    grid_ns = grid.timestamps.asi8
+    bar_ns = int(grid.bar.value)
+    bar_pos = bar_positions(grid_ns, cols.ts + bar_ns, bar_ns)
+    sym_pos = pd.Index(grid.symbols).get_indexer(list(cols.symbols))[cols.sym]
+    flat = sym_pos * len(grid_ns) + bar_pos
     ok = bar_pos >= 0
-    ok[ok] = grid.has_bar[sym_pos[ok], bar_pos[ok]]
-    if (~ok).any():
-        logger.info("%d decisions have no next bar to fill at and are dropped", int((~ok).sum()))
-    for name in out:
-        out[name][sym_pos[ok], bar_pos[ok]] = decisions[name].to_numpy(np.float64)[ok]
+    if not grid.has_bar.all():
+        ok[ok] = grid.has_bar.ravel()[flat[ok]]
+    n_dropped = len(ok) - int(np.count_nonzero(ok))
+    if n_dropped:
+        logger.info("%d decisions have no next bar to fill at and are dropped", n_dropped)
+    runs = runs_of(flat, ok)
+    out = {}
+    for name, fill in (
+        ("signal", 0.0),
+        ("confidence", np.nan),
+        ("volatility", np.nan),
+        ("atr_pct", np.nan),
+        ("expected_return", np.nan),
+    ):
+        arr = np.full(shape, fill)
+        scatter(arr, flat, cols.values[name], ok, runs)
+        out[name] = arr
     return out
 
 
@@ -141,25 +183,29 @@ def funding_schedule(
     bar_index = np.where(inside, prev, grid.timestamps.searchsorted(times, side="left"))
     at_open = np.asarray(grid.timestamps[bar_index] == times, dtype=bool) | ~inside
     rates = np.full((len(grid.symbols), len(times)), np.nan)
-    frame = funding.loc[:, ["timestamp", "symbol", "funding_rate"]].copy()
-    frame["timestamp"] = _utc_ns(frame["timestamp"])
-    frame["symbol"] = frame["symbol"].astype(str)
-    dup = frame.duplicated(["symbol", "timestamp"])
-    if dup.any():
-        row = frame.loc[dup].iloc[0]
-        raise DataValidationError(
-            f"duplicate funding rate for {row['symbol']} at {row['timestamp']}"
-        )
-    in_span = (frame["timestamp"] >= grid.timestamps[0]) & (frame["timestamp"] < end)
-    off = in_span & ~frame["timestamp"].isin(times)
-    if off.any():
-        row = frame.loc[off].iloc[0]
-        raise DataValidationError(
-            f"funding for {row['symbol']} at {row['timestamp']} is off the {interval_hours}h "
-            "settlement schedule; set data.funding_interval_hours to the exchange's interval"
-        )
-    for s, symbol in enumerate(grid.symbols):
-        sub = frame.loc[frame["symbol"] == symbol]
-        series = pd.Series(sub["funding_rate"].to_numpy(np.float64), index=sub["timestamp"])
-        rates[s] = series.reindex(times).to_numpy(np.float64)
+    if len(funding):
+        ts = utc_ns(funding["timestamp"])
+        sym, names = symbol_codes(funding["symbol"])
+        order = sort_keys(sym, ts)
+        rate = funding["funding_rate"].to_numpy(np.float64)
+        if order is not None:
+            ts, sym, rate = ts[order], sym[order], rate[order]
+        k = first_duplicate(sym, ts)
+        if k is not None:
+            raise DataValidationError(
+                f"duplicate funding rate for {names[sym[k]]} at {stamp(ts[k])}"
+            )
+        pos = bar_positions(times.asi8, ts, int(interval.value))
+        on_schedule = pos >= 0
+        in_span = (ts >= grid.timestamps.asi8[0]) & (ts < end.value)
+        off = in_span & ~on_schedule
+        if off.any():
+            k = int(np.argmax(off))
+            raise DataValidationError(
+                f"funding for {names[sym[k]]} at {stamp(ts[k])} is off the {interval_hours}h "
+                "settlement schedule; set data.funding_interval_hours to the exchange's interval"
+            )
+        row = pd.Index(grid.symbols).get_indexer(list(names))[sym]
+        use = on_schedule & (row >= 0)
+        rates[row[use], pos[use]] = rate[use]
     return FundingSchedule(times=times, bar_index=bar_index, at_open=at_open, rates=rates)

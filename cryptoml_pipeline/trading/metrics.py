@@ -11,6 +11,7 @@ with the initial equity as the first peak.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,13 @@ import pandas as pd
 from cryptoml_pipeline.errors import InputError
 from cryptoml_pipeline.settings import TargetsConfig
 from cryptoml_pipeline.trading.backtest import BacktestResult
+from cryptoml_pipeline.trading.statistics import (
+    bootstrap_intervals,
+    deflated_sharpe,
+    probabilistic_sharpe,
+)
+
+STABILITY_DAYS = 30
 
 DAYS_PER_YEAR = 365
 
@@ -34,6 +42,18 @@ KPI_KEYS: tuple[str, ...] = (
     "fees_paid",
     "funding_paid",
     "avg_exposure",
+    "precision",
+    "recall",
+    "avg_return_per_trade",
+    "calmar",
+    "turnover",
+    "turnover_annual",
+    "time_in_market",
+    "model_stability",
+    "psr",
+    "dsr",
+    "sharpe_ci",
+    "avg_daily_return_ci",
 )
 
 TARGET_KPIS: tuple[str, ...] = (
@@ -42,6 +62,7 @@ TARGET_KPIS: tuple[str, ...] = (
     "max_drawdown",
     "win_rate",
     "avg_daily_return",
+    "model_stability",
 )
 
 
@@ -114,9 +135,76 @@ def _prediction_kpis(predictions: pd.DataFrame | None) -> tuple[float | None, fl
     return accuracy, directional
 
 
+def precision_recall(predictions: pd.DataFrame | None) -> tuple[float | None, float | None]:
+    """Macro precision and recall of the 5-class prediction over the classes it predicts/sees."""
+    if predictions is None or predictions.empty or "label" not in predictions.columns:
+        return None, None
+    label = predictions["label"].to_numpy(np.float64)
+    known = np.isfinite(label)
+    if not known.any():
+        return None, None
+    truth = label[known].astype(np.int64) + 2
+    if "pred_class" in predictions.columns:
+        pred = predictions["pred_class"].to_numpy(np.int64)[known]
+    else:
+        pred = predictions["signal"].to_numpy(np.int64)[known] + 2
+    precisions = [float(np.mean(truth[pred == k] == k)) for k in range(5) if (pred == k).any()]
+    recalls = [float(np.mean(pred[truth == k] == k)) for k in range(5) if (truth == k).any()]
+    return (
+        float(np.mean(precisions)) if precisions else None,
+        float(np.mean(recalls)) if recalls else None,
+    )
+
+
+def model_stability(predictions: pd.DataFrame | None, days: int = STABILITY_DAYS) -> float | None:
+    """Relative accuracy degradation of the last ``days`` vs the ``days`` before them:
+    ``(acc_prev - acc_last) / acc_prev`` (positive = worse; spec target < 10 %). None when the
+    predictions do not span two full windows or have no labels.
+    """
+    if predictions is None or predictions.empty or "timestamp" not in predictions.columns:
+        return None
+    if "label" not in predictions.columns:
+        return None
+    ts = pd.to_datetime(predictions["timestamp"], utc=True)
+    label = predictions["label"].to_numpy(np.float64)
+    pred = (
+        predictions["pred_class"].to_numpy(np.float64)
+        if "pred_class" in predictions.columns
+        else predictions["signal"].to_numpy(np.float64) + 2.0
+    )
+    end = ts.max()
+    window = pd.Timedelta(days=days)
+    if ts.min() > end - 2 * window:
+        return None
+    known = np.isfinite(label)
+    last = ((ts > end - window) & known).to_numpy()
+    prev = ((ts > end - 2 * window) & (ts <= end - window) & known).to_numpy()
+    if not last.any() or not prev.any():
+        return None
+    acc_last = float(np.mean(pred[last] == label[last] + 2.0))
+    acc_prev = float(np.mean(pred[prev] == label[prev] + 2.0))
+    return (acc_prev - acc_last) / acc_prev if acc_prev > 0 else None
+
+
+def calmar_ratio(daily: np.ndarray, drawdown: float) -> float | None:
+    """Annualised compound return / max drawdown (None without days or drawdown)."""
+    if len(daily) == 0 or not drawdown > 0:
+        return None
+    growth = float(np.prod(1.0 + np.asarray(daily, dtype=np.float64)))
+    if growth <= 0:
+        return -1.0 / drawdown
+    return (growth ** (DAYS_PER_YEAR / len(daily)) - 1.0) / drawdown
+
+
 def compute_kpis(
-    result: BacktestResult, predictions: pd.DataFrame | None = None
-) -> dict[str, float | int | None]:
+    result: BacktestResult,
+    predictions: pd.DataFrame | None = None,
+    *,
+    n_trials: int = 1,
+    bootstrap_samples: int = 1000,
+    bootstrap_block_days: int = 5,
+    seed: int = 0,
+) -> dict[str, Any]:
     """KPIs of one backtest (keys :data:`KPI_KEYS`); prediction KPIs None without predictions."""
     initial = float(result.initial_equity)
     equity = result.equity.dropna()
@@ -124,12 +212,26 @@ def compute_kpis(
     daily = daily_returns(equity, initial_equity=initial).to_numpy(np.float64)
     trades = result.trades
     accuracy, directional = _prediction_kpis(predictions)
+    precision, recall = precision_recall(predictions)
+    drawdown = max_drawdown(equity, initial)
+    n_days = max(len(daily), 1)
+    traded = result.traded_notional
+    if traded is None and len(trades) and {"quantity", "entry_price"} <= set(trades.columns):
+        traded = float((trades["quantity"] * (trades["entry_price"] + trades["exit_price"])).sum())
+    turnover = (traded or 0.0) / initial
+    n_bars = len(result.equity)
+    cis = bootstrap_intervals(
+        daily, samples=bootstrap_samples, block=bootstrap_block_days, seed=seed
+    )
+    per_trade = None
+    if len(trades) and "notional" in trades.columns:
+        per_trade = float(np.mean(trades["pnl"].to_numpy() / trades["notional"].to_numpy()))
     return {
         "total_return": final / initial - 1.0,
         "avg_daily_return": float(np.mean(daily)) if len(daily) else None,
         "sharpe": sharpe_ratio(daily),
         "sortino": sortino_ratio(daily),
-        "max_drawdown": max_drawdown(equity, initial),
+        "max_drawdown": drawdown,
         "win_rate": float(np.mean(trades["pnl"].to_numpy() > 0)) if len(trades) else None,
         "n_trades": len(trades),
         "accuracy": accuracy,
@@ -137,6 +239,20 @@ def compute_kpis(
         "fees_paid": float(result.fees_paid) / initial,
         "funding_paid": float(result.funding_paid) / initial,
         "avg_exposure": _mean_exposure(result),
+        "precision": precision,
+        "recall": recall,
+        "avg_return_per_trade": per_trade,
+        "calmar": calmar_ratio(daily, drawdown),
+        "turnover": turnover,
+        "turnover_annual": turnover * DAYS_PER_YEAR / n_days,
+        "time_in_market": (
+            result.bars_in_market / n_bars if result.bars_in_market is not None and n_bars else None
+        ),
+        "model_stability": model_stability(predictions),
+        "psr": probabilistic_sharpe(daily),
+        "dsr": deflated_sharpe(daily, n_trials),
+        "sharpe_ci": cis["sharpe"],
+        "avg_daily_return_ci": cis["avg_daily_return"],
     }
 
 

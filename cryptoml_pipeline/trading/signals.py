@@ -49,3 +49,22 @@ def probs_to_signal(probs: np.ndarray) -> np.ndarray:
     if p.shape[1] != N_CLASSES:
         raise InputError(f"probs_to_signal needs {N_CLASSES} classes, got {p.shape[1]}")
     return (np.argmax(p, axis=1) - 2).astype(np.int64)
+
+
+def class_returns(weak_threshold: float, strong_threshold: float) -> np.ndarray:
+    """Representative forward return of each class (labels -2..2), from the label thresholds.
+
+    Conservative: a strong class counts its boundary ``±strong`` (the least it moved), a weak
+    class the middle of its band ``±(weak + strong) / 2``, the flat class 0.
+    """
+    mid = (weak_threshold + strong_threshold) / 2.0
+    return np.array([-strong_threshold, -mid, 0.0, mid, strong_threshold], dtype=np.float64)
+
+
+def expected_move(probs: np.ndarray, returns_by_class: np.ndarray) -> np.ndarray:
+    """Probability-weighted forward return per row: ``sum_k p_k * r_k``."""
+    p = _as_rows(probs)
+    r = np.asarray(returns_by_class, dtype=np.float64)
+    if p.shape[1] != len(r):
+        raise InputError(f"{p.shape[1]} class probabilities but {len(r)} class returns")
+    return p @ r

@@ -87,3 +87,28 @@ def size_entry(
     if notional * scale <= MIN_NOTIONAL_FRACTION * equity:
         return None
     return EntrySize(amount * scale, notional * scale, stop_distance)
+
+
+@dataclass(frozen=True)
+class MLPositionSizer:
+    """The spec's sizer, verbatim: ``balance * base * |signal|/2 * confidence *
+    min(1, 0.2 / volatility)``, never more than ``cap * balance`` (spec: 2 % base, 5 % cap).
+
+    The simulator reads the result as the RISK amount of a trade (see module docstring) and then
+    caps it at ``RiskConfig.max_risk_per_trade`` (2 %) via the ATR stop.
+    """
+
+    base_position_size: float = 0.02
+    cap: float = 0.05
+    volatility_reference: float = 0.2
+
+    def calculate_position_size(
+        self, signal: float, confidence: float, account_balance: float, volatility: float
+    ) -> float:
+        if not _finite(signal, confidence, account_balance, volatility) or account_balance <= 0:
+            return 0.0
+        base_size = account_balance * self.base_position_size
+        signal_multiplier = abs(signal) / 2.0
+        vol_mult = 1.0 if volatility <= 0 else min(1.0, self.volatility_reference / volatility)
+        size = base_size * signal_multiplier * max(confidence, 0.0) * vol_mult
+        return min(size, account_balance * self.cap)

@@ -7,9 +7,15 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
+from cryptoml_pipeline.defs.assets.importance import (
+    FEATURE_IMPORTANCE_KEY,
+    feature_plan_metadata,
+    load_importance_partitions,
+)
 from cryptoml_pipeline.defs.assets.modeling import plan_folds
 from cryptoml_pipeline.defs.resources import PipelineResource
 from cryptoml_pipeline.evaluation import Evaluation, evaluate_walk_forward
+from cryptoml_pipeline.features.report import features_section
 from cryptoml_pipeline.reporting.html import equity_figure_png, kpi_markdown
 from cryptoml_pipeline.reporting.report import build_report, write_report
 
@@ -89,10 +95,20 @@ def backtest(
     fold_plan: list[dict[str, Any]],
     dataset_info: dict,
     pipeline: PipelineResource,
+    shuffled_label_predictions: dict[str, pd.DataFrame],
 ) -> dict[str, Any]:
-    """Strategy vs buy-and-hold vs rule strategy on the out-of-sample span; costs always on."""
+    """Strategy vs buy-and-hold vs rule strategy vs controls on the out-of-sample span; costs
+    always on."""
     settings = pipeline.settings()
+    order = [f["key"] for f in fold_plan]
+    control_parts = [
+        shuffled_label_predictions[k] for k in order if k in shuffled_label_predictions
+    ]
+    control = pd.concat(control_parts, ignore_index=True) if control_parts else None
+    if control is not None and control.empty:
+        control = None
     ev = evaluate_walk_forward(
+        control_predictions=control,
         candles=ohlcv,
         funding=funding,
         features=feature_table,
@@ -112,24 +128,50 @@ def backtest(
             "n_trades": ev.strategy["n_trades"],
             "buy_and_hold_sharpe": ev.baselines["buy_and_hold"]["sharpe"],
             "rule_based_sharpe": ev.baselines["rule_based"]["sharpe"],
+            "gross_total_return": (ev.costs or {}).get("gross_total_return"),
+            "cost_drag": (ev.costs or {}).get("cost_drag"),
+            "shuffled_label_leak": str((ev.controls or {}).get("shuffled_labels", {}).get("leak")),
         }
     )
     return ev.to_bundle()
 
 
-@dg.asset(group_name=GROUP)
+@dg.asset(
+    group_name=GROUP,
+    # every fold's importance; read by the asset itself so that a missing partition degrades to
+    # a stated reason in the report instead of failing the input load
+    ins={"feature_importance": dg.AssetIn(FEATURE_IMPORTANCE_KEY, dagster_type=dg.Nothing)},
+)
 def backtest_report(
     context: dg.AssetExecutionContext,
     backtest: dict[str, Any],
     deployed_model: dict[str, Any],
     dataset_info: dict,
+    fold_plan: list[dict[str, Any]],
     pipeline: PipelineResource,
 ) -> dict[str, Any]:
-    """``OUTPUT/reports/report.json`` + ``report.html``: KPIs vs baselines vs the spec's targets."""
+    """``OUTPUT/reports/report.json`` + ``report.html``: KPIs vs baselines vs the spec's targets,
+    the per-fold permutation importance aggregated over folds and the feature plan."""
     settings = pipeline.settings()
     ev = _evaluation_from_bundle(backtest)
+    fold_keys = [f["key"] for f in fold_plan]
+    importance, missing = load_importance_partitions(pipeline.output_dir, fold_keys)
+    plan, plan_source = feature_plan_metadata(
+        context.instance, settings, list(dataset_info["symbols"])
+    )
+    features = features_section(
+        fold_keys=fold_keys,
+        importance=importance,
+        missing=missing,
+        plan=plan,
+        plan_source=plan_source,
+    )
     report = build_report(
-        evaluation=ev, data_info=dataset_info, deployment=deployed_model, settings=settings
+        evaluation=ev,
+        data_info=dataset_info,
+        deployment=deployed_model,
+        settings=settings,
+        features=features,
     )
     paths = write_report(report, ev.equity, Path(pipeline.output_dir) / "reports")
     png = base64.b64encode(equity_figure_png(ev.equity)).decode()
@@ -140,6 +182,8 @@ def backtest_report(
             "kpis": dg.MetadataValue.md(kpi_markdown(report)),
             "equity": dg.MetadataValue.md(f"![equity](data:image/png;base64,{png})"),
             "warnings": dg.MetadataValue.json(report["warnings"]),
+            "importance_folds": f"{len(importance)} of {len(fold_keys)}",
+            "importance_note": features["importance"]["reason"] or "all folds",
         }
     )
     return report

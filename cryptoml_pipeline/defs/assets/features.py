@@ -4,14 +4,22 @@ import dagster as dg
 import pandas as pd
 
 from cryptoml_pipeline.defs.resources import PipelineResource
-from cryptoml_pipeline.features import compute_features, feature_columns
-from cryptoml_pipeline.features.causality import find_lookahead
+from cryptoml_pipeline.features import build_features, compute_features, feature_columns
+from cryptoml_pipeline.features.build import warmup_bars, warmup_period
+from cryptoml_pipeline.features.causality import (
+    find_lookahead,
+    find_warmup_sensitivity,
+    sample_cut_times,
+)
 from cryptoml_pipeline.features.schemas import validate_feature_table
 from cryptoml_pipeline.modeling.labels import make_labels
+from cryptoml_pipeline.timing import timeframe_to_timedelta
 
 GROUP = "features"
-CAUSALITY_ROWS_PER_SYMBOL = 1500
-CAUSALITY_CUTS = 3
+CAUSALITY_ROWS_PER_SYMBOL = 2000
+CAUSALITY_CUTS = 4
+WARMUP_START_OFFSETS_BARS = (97, 233)  # two later history starts, off any daily rhythm
+WARMUP_EXTRA_ROWS = 400  # compared rows after the warm-up of the latest start
 
 
 @dg.asset(group_name=GROUP)
@@ -22,16 +30,22 @@ def feature_table(
     dataset_info: dict,
     pipeline: PipelineResource,
 ) -> pd.DataFrame:
-    """Causal features (value at t uses data up to t only), validated by pandera."""
+    """Causal features (value at t uses data up to t only), validated by pandera. The metadata
+    lists the features by family and every unavailable feature with its reason."""
     settings = pipeline.settings()
-    table = compute_features(ohlcv, funding, settings.features, timeframe=dataset_info["timeframe"])
-    table = validate_feature_table(table)
+    built = build_features(ohlcv, funding, settings.features, timeframe=dataset_info["timeframe"])
+    table = validate_feature_table(built.table)
     cols = feature_columns(table)
+    plan = built.plan
     context.add_output_metadata(
         {
             "rows": len(table),
             "n_features": len(cols),
             "features": ", ".join(cols),
+            "features_by_family": dg.MetadataValue.json(plan.metadata()["families"]),
+            "unavailable": dg.MetadataValue.json(plan.unavailable),
+            "disabled_families": ", ".join(plan.disabled) or "-",
+            "warmup_bars": warmup_bars(settings.features),
             "warmup_nan_rows": int(table[cols].isna().any(axis=1).sum()),
         }
     )
@@ -40,6 +54,10 @@ def feature_table(
 
 def _recent_slice(frame: pd.DataFrame, rows: int) -> pd.DataFrame:
     return frame.groupby("symbol", group_keys=False).tail(rows).reset_index(drop=True)
+
+
+def _funding_near(funding: pd.DataFrame, candles: pd.DataFrame, days: int) -> pd.DataFrame:
+    return funding[funding["timestamp"] >= candles["timestamp"].min() - pd.Timedelta(days=days)]
 
 
 @dg.asset_check(
@@ -53,22 +71,69 @@ def feature_causality(
 ) -> dg.AssetCheckResult:
     settings = pipeline.settings()
     candles = _recent_slice(ohlcv, CAUSALITY_ROWS_PER_SYMBOL)
-    stamps = candles["timestamp"].sort_values().unique()
-    cuts = [stamps[int(len(stamps) * q)] for q in (0.5, 0.7, 0.9)][:CAUSALITY_CUTS]
+    cuts = sample_cut_times(candles["timestamp"], CAUSALITY_CUTS)
     tf = dataset_info["timeframe"]
     leaks = find_lookahead(
         lambda c, f: compute_features(c, f, settings.features, timeframe=tf),
         candles,
-        funding[funding["timestamp"] >= candles["timestamp"].min() - pd.Timedelta(days=60)],
-        [pd.Timestamp(c) for c in cuts],
+        _funding_near(funding, candles, 60),
+        cuts,
     )
     first = leaks[0] if leaks else None
     return dg.AssetCheckResult(
         passed=not leaks,
+        description=f"look-ahead: {first.describe()}" if first else "no value changed",
         metadata={
             "cut_times": ", ".join(str(c) for c in cuts),
+            "rows_per_symbol": CAUSALITY_ROWS_PER_SYMBOL,
             "leaks": len(leaks),
-            "first_leak": f"{first.column} at {first.timestamp}" if first else "-",
+            "leaking_columns": ", ".join(sorted({r.column for r in leaks})) or "-",
+            "first_leak": f"{first.column} of {first.symbol} at {first.timestamp}"
+            if first
+            else "-",
+        },
+    )
+
+
+@dg.asset_check(
+    asset=feature_table,
+    blocking=False,
+    description=(
+        "Warm-up sensitivity: values after the declared warm-up must not depend on how much "
+        "history precedes them (recompute with later history starts)"
+    ),
+    additional_ins={k: dg.AssetIn(k) for k in ("ohlcv", "funding", "dataset_info")},
+)
+def feature_warmup_sensitivity(
+    ohlcv: pd.DataFrame, funding: pd.DataFrame, dataset_info: dict, pipeline: PipelineResource
+) -> dg.AssetCheckResult:
+    settings = pipeline.settings()
+    tf = dataset_info["timeframe"]
+    bar = timeframe_to_timedelta(tf)
+    warmup = warmup_period(settings.features, tf, settings.data.funding_interval_hours)
+    rows = int(warmup / bar) + max(WARMUP_START_OFFSETS_BARS) + WARMUP_EXTRA_ROWS
+    candles = _recent_slice(ohlcv, rows)
+    first = candles["timestamp"].min()
+    starts = [first + k * bar for k in WARMUP_START_OFFSETS_BARS]
+    reports = find_warmup_sensitivity(
+        lambda c, f: compute_features(c, f, settings.features, timeframe=tf),
+        candles,
+        _funding_near(funding, candles, 0),
+        starts,
+        warmup,
+    )
+    top = reports[0] if reports else None
+    compared = int((candles["timestamp"] >= max(starts) + warmup).sum())
+    return dg.AssetCheckResult(
+        passed=not reports,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=f"history-dependent: {top.describe()}" if top else "warm-up is sufficient",
+        metadata={
+            "declared_warmup": str(warmup),
+            "history_starts": ", ".join(str(s) for s in starts),
+            "rows_compared_last_start": compared,
+            "differences": len(reports),
+            "columns": ", ".join(sorted({r.column for r in reports})) or "-",
         },
     )
 

@@ -1,4 +1,8 @@
-"""Ingestion: raw candles/funding from the MarketDataResource, then pandera-validated copies."""
+"""Ingestion: raw candles/funding from the MarketDataResource, then repaired, validated copies.
+
+``ohlcv`` applies the explicit repair rules of :mod:`cryptoml_pipeline.market.repair` (every count
+in its metadata); a blocking check re-verifies the hard rules, a WARN check reports gaps,
+zero-volume bars and spikes."""
 
 from typing import Any
 
@@ -6,7 +10,9 @@ import dagster as dg
 import pandas as pd
 
 from cryptoml_pipeline.defs.resources import MarketDataResource, PipelineResource
-from cryptoml_pipeline.market import validate_candles, validate_funding
+from cryptoml_pipeline.market import CANDLE_COLUMNS, validate_funding
+from cryptoml_pipeline.market.repair import hard_rule_violations, repair_candles
+from cryptoml_pipeline.settings import PipelineSettings
 from cryptoml_pipeline.timing import timeframe_to_timedelta, to_utc
 
 GROUP = "ingestion"
@@ -33,10 +39,27 @@ def market_snapshot(
         "timeframe": data.timeframe,
         "start": data.start.isoformat(),
         "end": data.end.isoformat(),
+        "data_quality": _quality(data.candles, data.start, data.timeframe, settings),
     }
     yield dg.Output(data.candles, "ohlcv_raw", metadata={"rows": len(data.candles), **_brief(info)})
     yield dg.Output(data.funding, "funding_raw", metadata={"rows": len(data.funding)})
     yield dg.Output(info, "dataset_info", metadata=_brief(info))
+
+
+def _quality(
+    candles: pd.DataFrame, start: pd.Timestamp, timeframe: str, settings: PipelineSettings
+) -> dict[str, int]:
+    """Repair counts of the window's candles (the report's data-quality section)."""
+    window = candles[candles["timestamp"] >= start]
+    _, report = repair_candles(
+        window,
+        timeframe,
+        source="market data",
+        max_fill_bars=settings.ingest.max_fill_bars,
+        outlier_k=settings.ingest.outlier_k_sigma,
+        outlier_window=settings.ingest.outlier_window,
+    )
+    return report.as_metadata()
 
 
 def _brief(info: dict[str, Any]) -> dict[str, Any]:
@@ -55,11 +78,26 @@ def gap_report(candles: pd.DataFrame, timeframe: str) -> dict[str, int]:
 
 @dg.asset(group_name=GROUP)
 def ohlcv(
-    context: dg.AssetExecutionContext, ohlcv_raw: pd.DataFrame, dataset_info: dict
+    context: dg.AssetExecutionContext,
+    ohlcv_raw: pd.DataFrame,
+    dataset_info: dict,
+    pipeline: PipelineResource,
 ) -> pd.DataFrame:
-    """Validated candles (pandera: positive prices, OHLC consistency, unique sorted UTC stamps)."""
-    candles = validate_candles(ohlcv_raw, source="ohlcv_raw")
+    """Repaired, validated candles: exact duplicates dropped, rows sorted, conflicting duplicates /
+    off-grid / NaN / non-positive prices / OHLC violations rejected, gaps counted (filled only up
+    to ``ingest.max_fill_bars`` bars, marked ``is_filled``), zero-volume bars and spikes counted."""
+    ingest = pipeline.settings().ingest
+    timeframe = dataset_info["timeframe"]
+    candles, report = repair_candles(
+        ohlcv_raw,
+        timeframe,
+        source="ohlcv_raw",
+        max_fill_bars=ingest.max_fill_bars,
+        outlier_k=ingest.outlier_k_sigma,
+        outlier_window=ingest.outlier_window,
+    )
     window = candles[candles["timestamp"] >= to_utc(dataset_info["start"])]
+    real = window[~window["is_filled"]]
     context.add_output_metadata(
         {
             "rows": len(window),
@@ -67,11 +105,60 @@ def ohlcv(
             "rows_per_symbol": dg.MetadataValue.json(
                 window.groupby("symbol").size().astype(int).to_dict()
             ),
-            "missing_bars": dg.MetadataValue.json(gap_report(window, dataset_info["timeframe"])),
-            "zero_volume_bars": int((window["volume"] == 0).sum()),
+            "missing_bars": dg.MetadataValue.json(gap_report(real, timeframe)),
+            "zero_volume_bars": int(window["is_zero_volume"].sum()),
+            "spike_bars": int(window["is_spike"].sum()),
+            "filled_bars": int(window["is_filled"].sum()),
+            "exact_duplicates_dropped": report.exact_duplicates_dropped,
+            "rows_reordered": report.rows_reordered,
+            "repairs_incl_warmup": dg.MetadataValue.json(report.as_metadata()),
         }
     )
-    return candles
+    columns = [*CANDLE_COLUMNS, "is_filled"] if ingest.max_fill_bars else list(CANDLE_COLUMNS)
+    return candles[columns]
+
+
+@dg.asset_check(
+    asset=ohlcv,
+    blocking=True,
+    description="Hard rules: on the timeframe grid, unique sorted stamps, no NaN, prices > 0, "
+    "volume >= 0, low <= min(open, close), high >= max(open, close)",
+    additional_ins={"dataset_info": dg.AssetIn("dataset_info")},
+)
+def ohlcv_hard_rules(ohlcv: pd.DataFrame, dataset_info: dict) -> dg.AssetCheckResult:
+    violations = hard_rule_violations(ohlcv, dataset_info["timeframe"])
+    return dg.AssetCheckResult(passed=not any(violations.values()), metadata=violations)
+
+
+@dg.asset_check(
+    asset=ohlcv,
+    blocking=False,
+    description="WARN (soft): missing bars (gaps), zero-volume bars, spikes that reverse",
+    additional_ins={"dataset_info": dg.AssetIn("dataset_info")},
+)
+def ohlcv_soft_rules(
+    ohlcv: pd.DataFrame, dataset_info: dict, pipeline: PipelineResource
+) -> dg.AssetCheckResult:
+    ingest = pipeline.settings().ingest
+    window = ohlcv[ohlcv["timestamp"] >= to_utc(dataset_info["start"])]
+    _, report = repair_candles(
+        window[list(CANDLE_COLUMNS)],
+        dataset_info["timeframe"],
+        source="ohlcv",
+        outlier_k=ingest.outlier_k_sigma,
+        outlier_window=ingest.outlier_window,
+    )
+    filled = int(window["is_filled"].sum()) if "is_filled" in window.columns else 0
+    return dg.AssetCheckResult(
+        passed=not any(report.warnings.values()),
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            **report.warnings,
+            "gap_events": report.gap_events,
+            "longest_gap_bars": report.longest_gap_bars,
+            "filled_bars": filled,
+        },
+    )
 
 
 @dg.asset(group_name=GROUP)

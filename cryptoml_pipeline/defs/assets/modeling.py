@@ -101,7 +101,17 @@ def fold_model(
     """One CryptoTransformer per fold, trained on the fold's purged training window."""
     settings = pipeline.settings()
     fold = find_fold(fold_plan, context.partition_key)
-    model = train_fold(feature_table, label_table, fold, settings, dataset_info["timeframe"])
+    # a retried or re-launched run resumes from the last finished epoch
+    checkpoint = pipeline.output_path / "checkpoints" / "fold_model" / f"{fold.key}.ckpt"
+    model = train_fold(
+        feature_table,
+        label_table,
+        fold,
+        settings,
+        dataset_info["timeframe"],
+        checkpoint_path=checkpoint,
+    )
+    checkpoint.unlink(missing_ok=True)  # trained: the weights travel with the asset from here
     m = model.manifest
     context.add_output_metadata(
         {
