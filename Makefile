@@ -38,8 +38,13 @@ dashboard: $(STAMP)  ## monitoring dashboard on http://127.0.0.1:8050 (registry,
 paper: $(STAMP)  ## paper-trade the deployed model, e.g. ARGS="--start 2025-09-01 --end 2025-09-08"
 	$(BIN)/cryptoml paper $(ARGS)
 
-bench: $(STAMP)  ## throughput benchmark -> benchmarks/results/throughput.json
+bench: $(STAMP)  ## every benchmark -> benchmarks/results/*.json (needs ../shared/data)
 	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/features.py
+	$(BIN)/python benchmarks/backtest.py
+	$(BIN)/python benchmarks/signal_latency.py
+	$(BIN)/python benchmarks/training_step.py
 
 clean:
 	rm -rf output .dagster .pytest_cache .ruff_cache

@@ -11,7 +11,11 @@ from cryptoml_pipeline.settings import PROFILES
 
 def add_dashboard_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("dashboard", help="serve the monitoring dashboard on 127.0.0.1")
-    p.add_argument("--output-dir", default="output", help="where the registry database lives")
+    p.add_argument(
+        "--output-dir",
+        default="output",
+        help="pipeline output (registry database unless $CRYPTOML_DB_URL, assets)",
+    )
     p.add_argument("--port", type=int, default=8050)
     p.add_argument("--profile", default="demo", choices=PROFILES)
     p.add_argument("--timeframe", default="1h")
@@ -26,7 +30,9 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
     settings = profile_settings(args.profile, timeframe=args.timeframe)
     engine = open_database(Path(args.output_dir))
-    data = DashboardData(engine, settings, args.paper_run or settings.paper.run_name)
+    data = DashboardData(
+        engine, settings, args.paper_run or settings.paper.run_name, output_dir=args.output_dir
+    )
     server = make_server(data, args.port)
     host, port = server.server_address[:2]
     print(

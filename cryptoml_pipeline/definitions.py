@@ -20,6 +20,7 @@ from cryptoml_pipeline.defs.assets import (
     landing,
     modeling,
     tracking,
+    zoo,
 )
 from cryptoml_pipeline.defs.checks import ALL_CHECKS
 from cryptoml_pipeline.defs.io_manager import ArtifactIOManager
@@ -32,7 +33,7 @@ from cryptoml_pipeline.defs.jobs import (
     train_folds_job,
 )
 from cryptoml_pipeline.defs.resources import MarketDataResource, PipelineResource
-from cryptoml_pipeline.defs.schedules import nightly_job_schedule
+from cryptoml_pipeline.defs.schedules import ingest_job_schedule, nightly_job_schedule
 from cryptoml_pipeline.defs.sensors import (
     degradation_sensor,
     model_health_sensor,
@@ -52,6 +53,7 @@ ASSET_MODULES = [
     deployment,
     landing,
     tracking,
+    zoo,
 ]
 
 
@@ -60,7 +62,7 @@ def build_definitions(pipeline: PipelineResource, market: MarketDataResource) ->
         assets=dg.load_assets_from_modules(ASSET_MODULES),
         asset_checks=ALL_CHECKS,
         jobs=[prepare_job, train_folds_job, evaluate_job, retrain_job, nightly_job, ingest_job],
-        schedules=[nightly_job_schedule],
+        schedules=[nightly_job_schedule, ingest_job_schedule],
         sensors=[
             degradation_sensor,
             model_health_sensor,

@@ -140,6 +140,36 @@ def _cost_prefilter(decisions: pd.DataFrame, settings: PipelineSettings) -> pd.D
     return out
 
 
+def simulation_options(
+    settings: PipelineSettings, timeframe: str, *, n_trials: int | None = None
+) -> tuple[dict[str, Any], dict[str, str], np.ndarray, dict[str, Any]]:
+    """The simulator keywords, the feature columns the sizer reads, the expected return per
+    class and the KPI options: one place, so every strategy is backtested the same way."""
+    common = {
+        "costs": settings.costs,
+        "risk": settings.risk,
+        "min_hold_bars": settings.min_hold_bars,
+        "timeframe": timeframe,
+        "funding_interval_hours": settings.data.funding_interval_hours,
+        "slippage": settings.slippage,
+    }
+    columns = {
+        "vol_col": f"rv_{settings.risk.volatility_window}",
+        "atr_col": f"atr_pct_{settings.risk.atr_period}",
+    }
+    returns_by_class = class_returns(
+        settings.labels.weak_threshold, settings.labels.strong_threshold
+    )
+    ctl = settings.controls
+    kpi_opts = {
+        "n_trials": ctl.n_trials if n_trials is None else n_trials,
+        "bootstrap_samples": ctl.bootstrap_samples,
+        "bootstrap_block_days": ctl.bootstrap_block_days,
+        "seed": ctl.seed,
+    }
+    return common, columns, returns_by_class, kpi_opts
+
+
 def evaluate_walk_forward(
     *,
     candles: pd.DataFrame,
@@ -161,28 +191,8 @@ def evaluate_walk_forward(
     oos_funding = _span(funding, span_start, span_end)
     feat_span = _span(features, span_start, span_end)
     interval = settings.data.funding_interval_hours
-    common = {
-        "costs": settings.costs,
-        "risk": settings.risk,
-        "min_hold_bars": settings.min_hold_bars,
-        "timeframe": timeframe,
-        "funding_interval_hours": interval,
-        "slippage": settings.slippage,
-    }
-    columns = {
-        "vol_col": f"rv_{settings.risk.volatility_window}",
-        "atr_col": f"atr_pct_{settings.risk.atr_period}",
-    }
-    returns_by_class = class_returns(
-        settings.labels.weak_threshold, settings.labels.strong_threshold
-    )
+    common, columns, returns_by_class, kpi_opts = simulation_options(settings, timeframe)
     ctl = settings.controls
-    kpi_opts = {
-        "n_trials": ctl.n_trials,
-        "bootstrap_samples": ctl.bootstrap_samples,
-        "bootstrap_block_days": ctl.bootstrap_block_days,
-        "seed": ctl.seed,
-    }
     log.info("backtesting %d OOS predictions over [%s, %s)", len(predictions), span_start, span_end)
     decisions = decisions_from_predictions(
         predictions, features, timeframe=timeframe, returns_by_class=returns_by_class, **columns
@@ -243,7 +253,14 @@ def evaluate_walk_forward(
             returns_by_class=returns_by_class,
             **columns,
         )
-        shuffled = simulate(oos_candles, oos_funding, control_decisions, **common)
+        # over the control's own span (it may cover only the latest folds)
+        control_start = control_predictions["timestamp"].min()
+        shuffled = simulate(
+            _span(oos_candles, control_start, span_end),
+            _span(oos_funding, control_start, span_end),
+            control_decisions,
+            **common,
+        )
         shuffled_kpis = compute_kpis(shuffled, control_predictions, **kpi_opts)
         baselines["shuffled_labels"] = shuffled_kpis
     controls["shuffled_labels"] = shuffled_label_verdict(shuffled_kpis, control_predictions)

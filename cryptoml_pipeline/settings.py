@@ -302,6 +302,9 @@ class ControlsConfig(_Frozen):
     """Controls beside every result (random same-turnover strategy, shuffled-label model)."""
 
     shuffled_label_model: bool = True
+    shuffled_label_folds: int | None = Field(
+        None, ge=1, description="train the control on the most recent N folds only (None = all)"
+    )
     random_paths: int = Field(200, ge=0)
     seed: int = 7
     bootstrap_samples: int = Field(1000, ge=0)
@@ -393,6 +396,46 @@ class GbmConfig(_Frozen):
     num_threads: int = Field(2, ge=1)
 
 
+class LstmCnnConfig(_Frozen):
+    """Spec MultiScaleLSTMCNN: one conv branch per timeframe (read from the data store)."""
+
+    enabled: bool = True
+    timeframes: tuple[str, ...] = ("5m", "15m", "1h")
+    sequence_length: int = Field(32, ge=2, description="closed bars per timeframe per sample")
+    conv_channels: int = 64
+    lstm_hidden: int = 128
+    lstm_layers: int = 2
+    attention_heads: int = 8
+    # the spec's single regression output (forward return -> signal by the label thresholds);
+    # "classification" gives five logits like the transformer
+    head: Literal["classification", "regression"] = "regression"
+    min_train_samples: int = Field(500, ge=1)
+
+
+class PpoConfig(_Frozen):
+    """Reinforcement learning: PPO (Stable-Baselines3) per fold on the TradingEnv."""
+
+    enabled: bool = True
+    total_timesteps: int = Field(20_000, gt=0)
+    n_steps: int = Field(512, gt=0)
+    position_fraction: float = Field(1.0, gt=0, description="notional / equity when in a trade")
+
+
+class EnsembleConfig(_Frozen):
+    """Stacking meta-learner over the base models' walk-forward (out-of-fold) predictions."""
+
+    enabled: bool = True
+    base_models: tuple[str, ...] = ("transformer", "gbm")
+    accuracy_window: int = Field(48, gt=0, description="recent-accuracy meta-feature, in rows")
+    regime_column: str | None = "rv_168"
+
+
+class TuningConfig(_Frozen):
+    """Optuna search for the LightGBM baseline, nested in each fold's training window."""
+
+    n_trials: int = Field(0, ge=0, description="0 = no tuning (use GbmConfig as is)")
+
+
 class PipelineSettings(_Frozen):
     profile: ProfileName = "demo"
     data: DataConfig = DataConfig()
@@ -402,6 +445,10 @@ class PipelineSettings(_Frozen):
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()
     gbm: GbmConfig = GbmConfig()
+    lstm_cnn: LstmCnnConfig = LstmCnnConfig()
+    ppo: PpoConfig = PpoConfig()
+    ensemble: EnsembleConfig = EnsembleConfig()
+    tuning: TuningConfig = TuningConfig()
     costs: CostConfig = CostConfig()
     risk: RiskConfig = RiskConfig()
     rules: RuleStrategyConfig = RuleStrategyConfig()
@@ -462,6 +509,16 @@ def profile_settings(profile: ProfileName, **data_overrides: object) -> Pipeline
                 t0=1,
                 max_batches_per_epoch=20,
             ),
+            gbm=GbmConfig(n_estimators=50, min_child_samples=50),
+            lstm_cnn=LstmCnnConfig(
+                sequence_length=16,
+                conv_channels=8,
+                lstm_hidden=16,
+                attention_heads=2,
+                min_train_samples=100,
+            ),
+            ppo=PpoConfig(total_timesteps=1024, n_steps=256),
+            tuning=TuningConfig(n_trials=2),
         )
     elif profile == "demo":
         base = PipelineSettings(
@@ -476,6 +533,13 @@ def profile_settings(profile: ProfileName, **data_overrides: object) -> Pipeline
                 sequence_length=48,
             ),
             training=TrainingConfig(batch_size=256, epochs=6, early_stopping_patience=2, t0=2),
+            lstm_cnn=LstmCnnConfig(
+                sequence_length=24, conv_channels=32, lstm_hidden=64, attention_heads=4
+            ),
+            ppo=PpoConfig(total_timesteps=10_000),
+            tuning=TuningConfig(n_trials=4),
+            # the shuffled-label control doubles training: on the demo, the two latest folds
+            controls=ControlsConfig(shuffled_label_folds=2),
         )
     elif profile == "full":
         base = PipelineSettings(profile="full", requires_cuda=True)

@@ -76,10 +76,63 @@ def test_every_endpoint_has_data(server) -> None:
     rolling = json.loads(_get(f"{server}/api/rolling"))["latest"]
     assert 0 <= rolling["accuracy"] <= 1
     assert json.loads(_get(f"{server}/api/paper"))["n_orders"] > 0
+    # no feature_importance partitions stored here: the weight-norm proxy, labelled as such
+    importance = json.loads(_get(f"{server}/api/importance"))
+    assert importance["source"] == "weight_norm" and "proxy" in importance["label"]
+    assert importance["rows"] and set(importance["rows"][0]) == {"feature", "share"}
     for plot in ("predictions", "rolling", "confidence", "importance"):
         assert _get(f"{server}/plot/{plot}.png")[:4] == b"\x89PNG"
     with pytest.raises(urllib.error.HTTPError):
         _get(f"{server}/../pyproject.toml")
+
+
+def _importance_table(fold: str, values: dict[str, float]) -> pd.DataFrame:
+    from cryptoml_pipeline.features.importance import IMPORTANCE_COLUMNS
+
+    rows = [
+        {
+            "fold": fold,
+            "feature": name,
+            "family": "technical",
+            "importance_logloss": value,
+            "importance_logloss_std": 0.0,
+            "importance_accuracy": value / 10,
+            "base_logloss": 1.5,
+            "base_accuracy": 0.3,
+            "n_rows": 100,
+        }
+        for name, value in values.items()
+    ]
+    return pd.DataFrame(rows, columns=IMPORTANCE_COLUMNS)
+
+
+def test_importance_panel_prefers_stored_permutation_importance(tmp_path) -> None:
+    from cryptoml_pipeline.defs.io_manager import write_value
+    from cryptoml_pipeline.management.db import open_database
+    from cryptoml_pipeline.settings import profile_settings
+
+    data = DashboardData(
+        open_database(tmp_path), profile_settings("tiny"), "paper", output_dir=tmp_path
+    )
+    # nothing deployed, nothing stored: says so
+    empty = data.payload("importance")
+    assert (empty["source"], empty["rows"]) == ("none", [])
+    assert "no feature importance" in empty["label"]
+    root = tmp_path / "assets" / "feature_importance"
+    # importance disabled stores empty tables: still nothing to show
+    write_value(root / "fold_00", _importance_table("fold_00", {}))
+    assert data.payload("importance")["source"] == "none"
+    write_value(root / "fold_00", _importance_table("fold_00", {"rsi": 0.04, "atr": -0.01}))
+    write_value(root / "fold_01", _importance_table("fold_01", {"rsi": 0.02, "atr": 0.03}))
+    imp = data.payload("importance")
+    assert imp["source"] == "permutation" and imp["folds"] == ["fold_00", "fold_01"]
+    assert "permutation importance" in imp["label"] and "2 fold(s)" in imp["label"]
+    rows = {r["feature"]: r for r in imp["rows"]}
+    assert [r["feature"] for r in imp["rows"]] == ["rsi", "atr"]  # by mean over folds
+    assert rows["rsi"]["mean_delta_logloss"] == pytest.approx(0.03)
+    assert rows["atr"]["mean_delta_logloss"] == pytest.approx(0.01)
+    assert rows["atr"]["positive_share"] == pytest.approx(0.5)
+    assert data.plot("importance")[:4] == b"\x89PNG"
 
 
 def _chromium() -> str | None:

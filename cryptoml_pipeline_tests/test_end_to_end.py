@@ -107,3 +107,47 @@ def test_nightly_job_signals_from_the_deployed_model(real_run) -> None:
     # the latest closed bar: the window's last bar (end is exclusive)
     assert signals["timestamp"].iloc[0] == pd.Timestamp(report["data"]["end"]) - pd.Timedelta("1h")
     assert signals["signal"].between(-2, 2).all() and signals["confidence"].between(0, 1).all()
+
+
+def test_every_model_of_the_zoo_is_compared_on_the_same_folds(real_run) -> None:
+    report, out, _, _ = real_run
+    models = report["models"]
+    assert set(models["models"]) == {"transformer", "gbm", "lstm_cnn", "ppo", "ensemble"}
+    folds = {f["fold"]: f for f in report["folds"]}
+    for name in ("transformer", "gbm", "ppo"):
+        entry = models["models"][name]
+        assert entry["available"], (name, entry)
+        assert set(entry["folds"]) == set(folds)
+        assert entry["strategy"]["n_trades"] is not None
+    # the LightGBM was tuned: configurations tried counts its trials
+    assert models["configurations_tried"] >= 2 + 4
+    for row in models["per_fold"]:
+        assert row["fold"] in folds and 0 <= row["accuracy"] <= 1
+    # zoo predictions stay inside their fold's test window
+    for name in ("gbm_predictions", "ppo_predictions", "lstm_cnn_predictions"):
+        for path in (out / "assets" / name).glob("*.parquet"):
+            preds = pd.read_parquet(path)
+            if preds.empty:
+                continue
+            f = folds[path.stem]
+            assert preds["timestamp"].min() >= pd.Timestamp(f["test_start"])
+            assert preds["timestamp"].max() < pd.Timestamp(f["test_end"])
+    # the ensemble stacks earlier folds' out-of-fold predictions: none for the first fold
+    first = min(folds)
+    ens = pd.read_parquet(out / "assets" / "ensemble_predictions.parquet")
+    assert not (ens["fold"] == first).any()
+    # every trained model has a card whose checksum matches its artifact
+    from cryptoml_pipeline.modeling.persistence import file_sha256
+
+    cards = list((out / "models").glob("*/*/card.json"))
+    assert {c.parent.parent.name for c in cards} >= {"gbm", "ppo"}
+    for card_path in cards:
+        card = json.loads(card_path.read_text())
+        if card["status"] != "trained":
+            continue
+        artifact = Path(card["artifact"])
+        weights = next(p for p in artifact.iterdir() if p.suffix in (".txt", ".pt"))
+        assert file_sha256(weights) == card["artifact_sha256"]
+        assert card["train_seconds"] > 0 and card["device"]
+    html = (out / "reports" / "report.html").read_text()
+    assert "Model comparison" in html

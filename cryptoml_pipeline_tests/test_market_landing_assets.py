@@ -65,7 +65,12 @@ def test_landing_partition_is_idempotent_with_checks_and_metadata(tmp_path: Path
     assert meta["repair_exact_duplicates_dropped"].value == 0
     assert meta["repair_missing_bars"].value == 0
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
-    assert checks == {"stored_day_valid": True, "day_quality": True, "stored_funding_valid": True}
+    assert checks == {
+        "stored_day_valid": True,
+        "day_quality": True,
+        "stored_funding_valid": True,
+        "stored_open_interest_valid": True,
+    }
 
 
 def test_bad_exchange_data_fails_without_retry_and_keeps_the_store(tmp_path: Path) -> None:

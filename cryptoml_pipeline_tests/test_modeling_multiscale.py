@@ -157,3 +157,61 @@ def test_trains_with_the_shared_trainer(scales):
     )
     assert result.history[-1].val_accuracy is not None
     assert max(h.val_accuracy for h in result.history) > 0.7  # chance: ~0.5
+
+
+def test_regression_classes_use_the_label_cut_points():
+    from cryptoml_pipeline.modeling.training import RegressionTarget
+
+    target = RegressionTarget(0.005, 0.015)
+    r = np.array([-0.03, -0.015, -0.01, -0.005, 0.0, 0.005, 0.0051, 0.015, 0.02])
+    got = target.classes(torch.tensor(r / 0.015)).numpy()
+    expected = classify_returns(r, weak_threshold=0.005, strong_threshold=0.015) + 2
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_regression_head_learns_a_planted_return(scales):
+    from cryptoml_pipeline.modeling.training import RegressionTarget
+
+    decisions = _decisions(scales)
+    scalers = fit_scale_scalers(scales, TIMEFRAMES, START + pd.Timedelta(days=3))
+    probe = build_multiscale_dataset(
+        decisions, np.ones(len(decisions), bool), None, "1h", scales, TIMEFRAMES, scalers, L
+    )
+    body = scales["15m"]["body"].to_numpy()[probe.ends[:, 1]]
+    returns = np.full(len(decisions), np.nan)
+    returns[probe.rows] = np.where(body > 0, 2.0, -2.0)  # +-2 strong thresholds
+    labels = np.where(np.isfinite(returns), np.sign(returns) * 2, np.nan)
+    split = probe.rows[len(probe) * 3 // 4]
+    fit = np.zeros(len(decisions), bool)
+    fit[probe.rows[probe.rows < split]] = True
+    val = np.zeros(len(decisions), bool)
+    val[probe.rows[probe.rows >= split]] = True
+    args = ("1h", scales, TIMEFRAMES, scalers, L)
+    train_ds = build_multiscale_dataset(decisions, fit, labels, *args, returns=returns)
+    val_ds = build_multiscale_dataset(decisions, val, labels, *args, returns=returns)
+    assert train_ds[0][1].dtype == torch.float32
+    result = train_model(
+        train_ds,
+        val_ds,
+        input_dim=len(SCALE_FEATURES),
+        model_config=ModelConfig(sequence_length=L),
+        training_config=TrainingConfig(
+            batch_size=16,
+            epochs=12,
+            early_stopping_patience=12,
+            t0=4,
+            device="cpu",
+            num_threads=1,
+            learning_rate=1e-2,
+        ),
+        model_factory=lambda dim, k: MultiScaleLSTMCNN(
+            dim,
+            len(TIMEFRAMES),
+            conv_channels=8,
+            lstm_hidden=16,
+            attention_heads=2,
+            head="regression",
+        ),
+        regression=RegressionTarget(0.005, 0.015),
+    )
+    assert max(h.val_accuracy for h in result.history) > 0.7  # chance ~0.5

@@ -61,6 +61,25 @@ def test_nightly_schedule_runs_nightly_job_at_0015_utc() -> None:
     assert data.run_requests and len(data.run_requests) == 1
 
 
+def test_ingest_schedule_requests_yesterdays_landing_partition() -> None:
+    from cryptoml_pipeline.definitions import build_definitions
+    from cryptoml_pipeline.defs.resources import MarketDataResource, PipelineResource
+
+    defs = build_definitions(PipelineResource(profile="tiny"), MarketDataResource(kind="synthetic"))
+    schedule = defs.resolve_schedule_def("ingest_job_schedule")  # registered in definitions.py
+    assert schedule.job_name == "ingest_job"
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    assert (schedule.cron_schedule, schedule.execution_timezone) == ("5 0 * * *", "UTC")
+    for tick, day in [
+        (dt.datetime(2025, 10, 2, 0, 5, tzinfo=dt.UTC), "2025-10-01"),
+        (dt.datetime(2025, 3, 1, 0, 5, tzinfo=dt.UTC), "2025-02-28"),  # across a month end
+    ]:
+        ctx = dg.build_schedule_context(scheduled_execution_time=tick)
+        requests = schedule.evaluate_tick(ctx).run_requests
+        assert [r.partition_key for r in requests] == [day]
+        assert requests[0].job_name == "ingest_job" and requests[0].run_key == day
+
+
 # --- the retrain chain ----------------------------------------------------------------------
 def _finished_run(instance, job: str, run_id: str, tags: dict | None = None) -> dg.DagsterRun:
     run = dg.DagsterRun(

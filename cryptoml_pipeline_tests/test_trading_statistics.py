@@ -59,3 +59,17 @@ def test_shuffled_label_verdict_flags_an_edge() -> None:
     fine = shuffled_label_verdict({"psr": 0.5, "directional_accuracy": 0.51}, preds)
     assert fine["leak"] is False
     assert shuffled_label_verdict(None, None)["available"] is False
+
+
+def test_shuffled_label_verdict_judges_class_accuracy_against_the_majority_class() -> None:
+    rng = np.random.default_rng(3)
+    label = rng.choice([-1.0, 0.0, 1.0], size=600, p=[0.3, 0.4, 0.3])
+    # a model that learnt only the prior: always the majority class (0) -> no edge
+    prior = pd.DataFrame({"signal": 0, "pred_class": 2, "label": label})
+    fine = shuffled_label_verdict({"psr": None, "directional_accuracy": None}, prior)
+    assert fine["leak"] is False and "majority" in fine["reason"]
+    # a "shuffled" model that still hits 90 % of the classes has seen the labels somehow
+    hit = np.where(rng.random(600) < 0.9, label + 2, 2).astype(int)
+    leaky = pd.DataFrame({"signal": hit - 2, "pred_class": hit, "label": label})
+    verdict = shuffled_label_verdict({"psr": 0.5, "directional_accuracy": None}, leaky)
+    assert verdict["leak"] is True and "majority class rate" in verdict["reason"]

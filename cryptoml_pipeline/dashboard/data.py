@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine
+from sqlalchemy import Engine, make_url
 
 from cryptoml_pipeline.dashboard import plots
+from cryptoml_pipeline.features.importance import summarise_importance
 from cryptoml_pipeline.management.paper import orders_frame, run_state
 from cryptoml_pipeline.management.registry import ModelRegistry
 from cryptoml_pipeline.management.tracker import ModelPerformanceTracker, rolling_metrics
@@ -24,15 +27,64 @@ PANELS = (
     "signals",
     "paper",
 )
+TOP_FEATURES = 20
+IMPORTANCE_LABELS = {
+    "permutation": "permutation importance (Δ log-loss when the feature is shuffled on the fold's "
+    "test window), mean over {n} fold(s)",
+    "weight_norm": "proxy: L2 norm of the deployed model's input weights (no per-fold "
+    "permutation importance stored)",
+    "none": "no feature importance available",
+}
+
+
+def default_output_dir(engine: Engine) -> Path | None:
+    """Where the pipeline's assets live: ``$CRYPTOML_OUTPUT_DIR``, else the folder of the SQLite
+    database (``OUTPUT/cryptoml.db``, see ``management.db.database_url``), else unknown."""
+    if os.environ.get("CRYPTOML_OUTPUT_DIR"):
+        return Path(os.environ["CRYPTOML_OUTPUT_DIR"])
+    url = make_url(str(engine.url))
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        return Path(url.database).parent
+    return None
+
+
+def permutation_importance_summary(output_dir: Path | str | None) -> tuple[pd.DataFrame, list[str]]:
+    """Mean / std / positive share over folds of the stored ``feature_importance`` partitions
+    (``output_dir/assets/feature_importance/<fold>.parquet``) and the folds used; empty when none
+    are stored (or importance was disabled, which stores empty tables)."""
+    if output_dir is None:
+        return summarise_importance(pd.DataFrame()), []
+    from cryptoml_pipeline.defs.assets.importance import (  # dagster: imported only when needed
+        FEATURE_IMPORTANCE_KEY,
+        load_importance_partitions,
+    )
+
+    root = Path(output_dir, "assets", *FEATURE_IMPORTANCE_KEY.path)
+    keys = sorted(p.stem for p in root.glob("*.parquet")) if root.is_dir() else []
+    found, _missing = load_importance_partitions(output_dir, keys)
+    tables = [t for t in found.values() if len(t)]
+    if not tables:
+        return summarise_importance(pd.DataFrame()), []
+    folds = sorted(k for k, t in found.items() if len(t))
+    return summarise_importance(pd.concat(tables, ignore_index=True)), folds
 
 
 class DashboardData:
-    def __init__(self, engine: Engine, settings: PipelineSettings, paper_run: str) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        settings: PipelineSettings,
+        paper_run: str,
+        output_dir: Path | str | None = None,
+    ) -> None:
+        """``output_dir``: where the pipeline's assets are (per-fold permutation importance);
+        default :func:`default_output_dir`."""
         self.registry = ModelRegistry(engine)
         self.tracker = ModelPerformanceTracker(engine)
         self.engine = engine
         self.settings = settings
         self.paper_run = paper_run
+        self.output_dir = Path(output_dir) if output_dir is not None else default_output_dir(engine)
 
     def _version(self) -> str | None:
         deployed = self.registry.deployed()
@@ -81,11 +133,30 @@ class DashboardData:
         return {"latest": latest, "acc_recent": recent, "acc_prior": prior, "n": len(m)}
 
     def _json_importance(self) -> dict:
+        """Per-fold permutation importance averaged over the stored folds when there is any;
+        otherwise the deployed model's input-weight-norm proxy. ``source`` / ``label`` say which."""
+        summary, folds = permutation_importance_summary(self.output_dir)
+        if len(summary):
+            top = summary.head(TOP_FEATURES)
+            rows = [
+                {
+                    "feature": r.feature,
+                    "family": r.family,
+                    "mean_delta_logloss": float(r.mean_importance),
+                    "std_delta_logloss": None if pd.isna(r.std_importance) else r.std_importance,
+                    "positive_share": float(r.positive_share),
+                }
+                for r in top.itertuples()
+            ]
+            label = IMPORTANCE_LABELS["permutation"].format(n=len(folds))
+            return {"source": "permutation", "label": label, "folds": folds, "rows": rows}
         version = self._version()
         imp = (
             self.registry.require(version).metrics.get("feature_importance", {}) if version else {}
         )
-        return {"rows": [{"feature": k, "share": v} for k, v in imp.items()]}
+        source = "weight_norm" if imp else "none"
+        rows = [{"feature": k, "share": v} for k, v in imp.items()]
+        return {"source": source, "label": IMPORTANCE_LABELS[source], "folds": [], "rows": rows}
 
     def _json_confidence(self) -> dict:
         conf = self._frame()["confidence"].to_numpy(dtype=float)
@@ -135,7 +206,11 @@ class DashboardData:
         if name == "confidence":
             return plots.confidence_histogram_png(self._frame())
         if name == "importance":
-            return plots.feature_importance_png(
-                {r["feature"]: r["share"] for r in self._json_importance()["rows"]}
-            )
+            imp = self._json_importance()
+            key = "mean_delta_logloss" if imp["source"] == "permutation" else "share"
+            title = {
+                "permutation": "permutation importance (mean Δ log-loss over folds)",
+                "weight_norm": "feature importance proxy (input weight norms)",
+            }.get(imp["source"], "feature importance (none available)")
+            return plots.feature_importance_png({r["feature"]: r[key] for r in imp["rows"]}, title)
         raise KeyError(name)

@@ -52,11 +52,13 @@ def confidence_histogram_png(frame: pd.DataFrame) -> bytes:
     return _png(fig)
 
 
-def feature_importance_png(importance: dict[str, float]) -> bytes:
+def feature_importance_png(
+    importance: dict[str, float], title: str = "feature importance (input weights)"
+) -> bytes:
     fig, ax = plt.subplots(figsize=(4, 3.2))
     items = sorted(importance.items(), key=lambda kv: kv[1])[-12:]
     if items:
         ax.barh([k for k, _ in items], [v for _, v in items])
         ax.tick_params(axis="y", labelsize=6)
-    ax.set_title("feature importance (input weights)", fontsize=9)
+    ax.set_title(title, fontsize=8)
     return _png(fig)

@@ -17,17 +17,31 @@ prepare_job = dg.define_asset_job(
 train_folds_job = dg.define_asset_job(
     "train_folds_job",
     selection=dg.AssetSelection.assets(
-        "fold_model", "fold_predictions", "feature_importance", "shuffled_label_predictions"
+        "fold_model",
+        "fold_predictions",
+        "feature_importance",
+        "shuffled_label_predictions",
+        "gbm_predictions",
+        "lstm_cnn_predictions",
+        "ppo_predictions",
     ),
-    description="Train one fold's model and predict its test window (fold partition)",
+    description="Train one fold's models (transformer, shuffled-label control, LightGBM, "
+    "multi-scale LSTM-CNN, PPO) and predict its test window (fold partition)",
     tags={"cryptoml/fold_training": "true"},  # concurrency limit in deploy/dagster.postgres.yaml
 )
 evaluate_job = dg.define_asset_job(
     "evaluate_job",
     selection=dg.AssetSelection.assets(
-        "oos_predictions", "backtest", "candidate_model", "deployed_model", "backtest_report"
+        "oos_predictions",
+        "backtest",
+        "ensemble_predictions",
+        "model_comparison",
+        "candidate_model",
+        "deployed_model",
+        "backtest_report",
     ),
-    description="Backtest OOS predictions with baselines, gate and deploy, write the report",
+    description="Backtest OOS predictions with baselines, stack the ensemble, compare every "
+    "model, gate and deploy, write the report",
 )
 retrain_job = dg.define_asset_job(
     "retrain_job",

@@ -86,6 +86,28 @@ class MarketDataResource(dg.ConfigurableResource):
             funding_interval_hours=data.funding_interval_hours,
         )
 
+    def candles_by_timeframe(
+        self,
+        symbols: list[str],
+        timeframes: list[str],
+        start: pd.Timestamp,
+        end: pd.Timestamp,
+    ) -> dict[str, pd.DataFrame]:
+        """Stored candles per timeframe for ``[start, end)`` (the multi-scale model's inputs);
+        a timeframe missing for any symbol is left out. Synthetic markets have none."""
+        if self.kind == "synthetic" or not self.data_dir:
+            return {}
+        store = self._store()
+        out = {}
+        for tf in timeframes:
+            if not all(store.has_candles(s, tf) for s in symbols):
+                continue
+            parts = [store.read_candles(s, tf, start, end) for s in symbols]
+            frame = pd.concat(parts, ignore_index=True)
+            if not frame.empty:
+                out[tf] = frame
+        return out
+
     def load(self, settings: PipelineSettings) -> MarketData:
         data = settings.data
         if self.kind == "synthetic":

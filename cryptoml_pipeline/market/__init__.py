@@ -24,8 +24,11 @@ from cryptoml_pipeline.market.schemas import (
     CANDLES_SCHEMA,
     FUNDING_COLUMNS,
     FUNDING_SCHEMA,
+    OPEN_INTEREST_COLUMNS,
+    OPEN_INTEREST_SCHEMA,
     validate_candles,
     validate_funding,
+    validate_open_interest,
 )
 from cryptoml_pipeline.market.source import (
     MarketData,
@@ -41,6 +44,8 @@ __all__ = [
     "CANDLE_COLUMNS",
     "FUNDING_COLUMNS",
     "FUNDING_SCHEMA",
+    "OPEN_INTEREST_COLUMNS",
+    "OPEN_INTEREST_SCHEMA",
     "MarketData",
     "ParquetStore",
     "RepairReport",
@@ -62,4 +67,5 @@ __all__ = [
     "synthetic_market",
     "validate_candles",
     "validate_funding",
+    "validate_open_interest",
 ]

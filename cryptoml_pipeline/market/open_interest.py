@@ -16,19 +16,13 @@ import pandas as pd
 from cryptoml_pipeline.errors import DataValidationError
 from cryptoml_pipeline.market.ccxt_source import _from_ms, _ms, _request
 from cryptoml_pipeline.market.retry import Backoff
+from cryptoml_pipeline.market.schemas import OPEN_INTEREST_COLUMNS, validate_open_interest
 from cryptoml_pipeline.timing import timeframe_to_timedelta
 
 if TYPE_CHECKING:
     from ccxt.base.exchange import Exchange
 
 log = logging.getLogger(__name__)
-
-OPEN_INTEREST_COLUMNS: tuple[str, ...] = (
-    "timestamp",
-    "symbol",
-    "open_interest",
-    "open_interest_value",
-)
 
 
 @dataclass(frozen=True)
@@ -113,4 +107,8 @@ def fetch_open_interest_history(
             "open_interest_value": pd.Series([rows[t][1] for t in stamps], dtype="float64"),
         }
     )
-    return OpenInterest("ok", frame[list(OPEN_INTEREST_COLUMNS)])
+    # a corrupted reply (negative / non-finite values) fails here, before anything is stored
+    source = f"{exchange.id} {perp_symbol} open interest"
+    return OpenInterest(
+        "ok", validate_open_interest(frame[list(OPEN_INTEREST_COLUMNS)], source=source)
+    )

@@ -1,9 +1,10 @@
-"""pandera schemas of the long candles and funding frames, and their one-line validators.
+"""pandera schemas of the long candles, funding and open-interest frames, and their one-line
+validators.
 
-``validate_candles`` / ``validate_funding`` normalise the timestamp column to
-``datetime64[ns, UTC]`` (naive timestamps are an error, never silently localised), run the schema
-lazily and turn any failure into a :class:`DataValidationError` whose one-line message names the
-source, the failing check and the first offending timestamp.
+``validate_candles`` / ``validate_funding`` / ``validate_open_interest`` normalise the timestamp
+column to ``datetime64[ns, UTC]`` (naive timestamps are an error, never silently localised), run
+the schema lazily and turn any failure into a :class:`DataValidationError` whose one-line message
+names the source, the failing check and the first offending timestamp.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ TS_DTYPE = pd.DatetimeTZDtype("ns", "UTC")
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
 CANDLE_COLUMNS: tuple[str, ...] = ("timestamp", "symbol", *PRICE_COLUMNS, "volume")
 FUNDING_COLUMNS: tuple[str, ...] = ("timestamp", "symbol", "funding_rate")
+OPEN_INTEREST_VALUES: tuple[str, ...] = ("open_interest", "open_interest_value")
+OPEN_INTEREST_COLUMNS: tuple[str, ...] = ("timestamp", "symbol", *OPEN_INTEREST_VALUES)
 
 
 def _finite(s: pd.Series) -> pd.Series:
@@ -98,6 +101,35 @@ FUNDING_SCHEMA = pa.DataFrameSchema(
 )
 
 
+def _open_interest_value(name: str) -> pa.Column:
+    # nullable: an exchange may report only the base amount or only the quote value (at least one
+    # of the two is required per row, see _OI_PRESENT); a value that is there is finite and >= 0
+    return pa.Column(
+        "float64",
+        checks=[pa.Check.ge(0, error=f"{name} >= 0"), _finite_check(name)],
+        nullable=True,
+    )
+
+
+_OI_PRESENT = pa.Check(
+    lambda df: df["open_interest"].notna() | df["open_interest_value"].notna(),
+    name="open_interest_present",
+    error="open_interest or open_interest_value present",
+)
+
+OPEN_INTEREST_SCHEMA = pa.DataFrameSchema(
+    {
+        "timestamp": _TIMESTAMP,
+        "symbol": _SYMBOL,
+        **{name: _open_interest_value(name) for name in OPEN_INTEREST_VALUES},
+    },
+    checks=[_OI_PRESENT, _SORTED],
+    unique=["symbol", "timestamp"],
+    strict=False,
+    name="open_interest",
+)
+
+
 def validate_candles(df: pd.DataFrame, *, source: str) -> pd.DataFrame:
     """Validated copy of a long candles frame (timestamps normalised to ns UTC)."""
     return _validate(df, CANDLES_SCHEMA, CANDLE_COLUMNS, "candles", source)
@@ -106,6 +138,12 @@ def validate_candles(df: pd.DataFrame, *, source: str) -> pd.DataFrame:
 def validate_funding(df: pd.DataFrame, *, source: str) -> pd.DataFrame:
     """Validated copy of a long funding frame (timestamps normalised to ns UTC)."""
     return _validate(df, FUNDING_SCHEMA, FUNDING_COLUMNS, "funding", source)
+
+
+def validate_open_interest(df: pd.DataFrame, *, source: str) -> pd.DataFrame:
+    """Validated copy of a long open-interest frame (timestamps normalised to ns UTC): unique and
+    strictly increasing per symbol, values finite and >= 0 (one of the two may be missing)."""
+    return _validate(df, OPEN_INTEREST_SCHEMA, OPEN_INTEREST_COLUMNS, "open interest", source)
 
 
 def off_grid(timestamps: pd.Series, timeframe: str) -> pd.Series:

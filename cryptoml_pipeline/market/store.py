@@ -32,10 +32,13 @@ from cryptoml_pipeline.market.layout import (
 from cryptoml_pipeline.market.schemas import (
     CANDLE_COLUMNS,
     FUNDING_COLUMNS,
+    OPEN_INTEREST_COLUMNS,
+    OPEN_INTEREST_VALUES,
     PRICE_COLUMNS,
     normalise_timestamps,
     validate_candles,
     validate_funding,
+    validate_open_interest,
 )
 from cryptoml_pipeline.timing import to_utc
 
@@ -192,9 +195,9 @@ class ParquetStore:
         """Replace the stored open interest stamped in ``[start, end)`` by ``df``, atomically."""
         perp = perpetual_symbol(perp_symbol)
         path = self.open_interest_path(perp, period)
-        values = ("open_interest", "open_interest_value")
-        new = _prepare(df, values, perp, source=f"new {perp} open interest")
-        merged = _replace(path, new, ["timestamp", "symbol", *values], start, end)
+        new = _prepare(df, OPEN_INTEREST_VALUES, perp, source=f"new {perp} open interest")
+        validate_open_interest(new, source=f"new {perp} open interest")
+        merged = _replace(path, new, list(OPEN_INTEREST_COLUMNS), start, end)
         _atomic_write(merged, path)
         return path
 
@@ -205,9 +208,11 @@ class ParquetStore:
         start: pd.Timestamp | None = None,
         end: pd.Timestamp | None = None,
     ) -> pd.DataFrame:
+        """Validated long open interest of the perpetual stamped in ``[start, end)``."""
         path = self.open_interest_path(perp_symbol, period)
-        columns = ["timestamp", "symbol", "open_interest", "open_interest_value"]
-        return _read_window(path, columns, start, end, what=f"{perp_symbol} open interest")
+        columns = list(OPEN_INTEREST_COLUMNS)
+        df = _read_window(path, columns, start, end, what=f"{perp_symbol} open interest")
+        return validate_open_interest(df, source=str(path))
 
     def read_timestamps(self, path: Path, start: pd.Timestamp, end: pd.Timestamp) -> pd.Series:
         """The stored timestamps in ``[start, end)`` (ns UTC) of any file of the store."""

@@ -87,9 +87,11 @@ def _class_distribution(counts: np.ndarray) -> dict[str, int]:
     return {str(label): int(c) for label, c in zip(LABEL_VALUES, counts, strict=True)}
 
 
-def _masks(
+def fold_masks(
     features: pd.DataFrame, fold: Fold, settings: PipelineSettings, timeframe: str
 ) -> FoldMasks:
+    """The fold's purged fit / validation / test row masks with the settings' horizon and
+    embargo (every model of the zoo uses exactly these)."""
     return fold_row_masks(
         features["timestamp"],
         fold,
@@ -113,7 +115,7 @@ def train_fold(
     With ``checkpoint_path`` an interrupted training resumes from its last finished epoch (a
     checkpoint of another run — new data or settings — is replaced, never resumed).
     """
-    masks = _masks(features, fold, settings, timeframe)
+    masks = fold_masks(features, fold, settings, timeframe)
     feature_cols = feature_columns(features)
     if not feature_cols:
         raise InputError("the feature table has no feature columns")
@@ -224,7 +226,7 @@ def predict_fold(
             f"fold {fold.key}: test window starts {fold.test_start}, before the end of the "
             f"training window of model {fold_model.fold.key} ({fold_model.fold.test_start})"
         )
-    masks = _masks(features, fold, settings, timeframe)
+    masks = fold_masks(features, fold, settings, timeframe)
     out = predict_rows(fold_model, features, labels, masks.test, settings, timeframe, tag=fold.key)
     logger.info(
         "fold %s: %d predictions in [%s, %s) (%d test rows)",

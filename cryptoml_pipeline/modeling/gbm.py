@@ -34,9 +34,10 @@ from cryptoml_pipeline.modeling.fold_training import (
     PREDICTION_COLUMNS,
     PROB_COLUMNS,
     fold_from_dict,
+    fold_masks,
     fold_to_dict,
 )
-from cryptoml_pipeline.modeling.folds import Fold, fold_row_masks
+from cryptoml_pipeline.modeling.folds import Fold
 from cryptoml_pipeline.modeling.labels import label_to_class
 from cryptoml_pipeline.modeling.persistence import (
     ModelChecksumError,
@@ -108,16 +109,6 @@ def _params(cfg: GbmConfig, seed: int) -> dict:
     }
 
 
-def _masks(features: pd.DataFrame, fold: Fold, settings: PipelineSettings, timeframe: str):
-    return fold_row_masks(
-        features["timestamp"],
-        fold,
-        horizon=settings.labels.prediction_horizon,
-        timeframe=timeframe,
-        embargo_bars=settings.walk_forward.embargo_bars,
-    )
-
-
 def train_gbm_fold(
     features: pd.DataFrame,
     labels: pd.DataFrame,
@@ -133,7 +124,7 @@ def train_gbm_fold(
     X, names = design_matrix(features, feature_cols, cfg.lags, timeframe)
     label = labels["label"].to_numpy(dtype=np.float64)
     usable = np.isfinite(label) & np.isfinite(X[:, : len(feature_cols)]).all(axis=1)
-    masks = _masks(features, fold, settings, timeframe)
+    masks = fold_masks(features, fold, settings, timeframe)
     fit, val = masks.fit & usable, masks.val & usable
     if fit.sum() < 2 * cfg.min_child_samples:
         raise InputError(
@@ -220,7 +211,7 @@ def predict_gbm_fold(
         raise InputError(f"fold {fold.key}: feature table lacks the gbm model's features {missing}")
     lags = tuple(model.manifest["gbm_config"]["lags"])
     X, _ = design_matrix(features, model.feature_cols, lags, timeframe)
-    masks = _masks(features, fold, settings, timeframe)
+    masks = fold_masks(features, fold, settings, timeframe)
     rows = np.flatnonzero(masks.test & np.isfinite(X[:, : len(model.feature_cols)]).all(axis=1))
     probs = (
         model.booster.predict(X[rows], num_iteration=int(model.manifest["best_iteration"]))

@@ -91,13 +91,19 @@ class MultiScaleDataset(Dataset):
         rows: np.ndarray,
         classes: np.ndarray,
         sequence_length: int,
+        targets: np.ndarray | None = None,
     ) -> None:
         self.sequence_length = int(sequence_length)
         self._mats = [torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32)) for m in matrices]
         self.ends = np.asarray(ends, dtype=np.int64).reshape(len(rows), len(matrices))
         self.rows = np.asarray(rows, dtype=np.int64)
         self.classes = np.asarray(classes, dtype=np.int64)
-        self._targets = torch.from_numpy(self.classes)
+        # regression: float targets (forward returns in threshold units); else the class index
+        self._targets = (
+            torch.from_numpy(np.asarray(targets, dtype=np.float32))
+            if targets is not None
+            else torch.from_numpy(self.classes)
+        )
 
     @property
     def labeled(self) -> bool:
@@ -127,10 +133,12 @@ def build_multiscale_dataset(
     timeframes: dict[str, str],
     scalers: dict[str, Scaler],
     sequence_length: int,
+    returns: np.ndarray | None = None,
 ) -> MultiScaleDataset:
     """Samples for the decision rows selected by ``row_mask`` where every scale has a valid,
     causal window (see the module docstring). ``labels`` (label values -2..2, NaN = unusable) is
-    aligned with ``decisions``; ``None`` for inference."""
+    aligned with ``decisions``; ``None`` for inference. ``returns`` (aligned, e.g. forward returns
+    divided by the strong threshold) makes the targets float, for the regression head."""
     names = list(scale_features)
     if not names:
         raise InputError("the multi-scale model needs at least one timeframe")
@@ -144,6 +152,8 @@ def build_multiscale_dataset(
     ok = mask.copy()
     if labels is not None:
         ok &= np.isfinite(np.asarray(labels, dtype=np.float64))
+    if returns is not None:
+        ok &= np.isfinite(np.asarray(returns, dtype=np.float64))
     ends = np.full((n, len(names)), -1, dtype=np.int64)
     matrices = []
     for s, name in enumerate(names):
@@ -178,4 +188,5 @@ def build_multiscale_dataset(
         classes = np.full(rows.shape, -1, dtype=np.int64)
     else:
         classes = (np.asarray(labels, dtype=np.float64)[rows] + 2).astype(np.int64)
-    return MultiScaleDataset(matrices, ends[rows], rows, classes, L)
+    targets = None if returns is None else np.asarray(returns, dtype=np.float64)[rows]
+    return MultiScaleDataset(matrices, ends[rows], rows, classes, L, targets=targets)

@@ -152,11 +152,13 @@ def train_ppo(
     seed: int,
     max_leverage: float,
     n_steps: int = 256,
+    env: gym.Env | None = None,
 ) -> tuple[object, PPOResult]:
-    """Train a PPO agent (MLP policy, CPU, seeded) on the training episode."""
+    """Train a PPO agent (MLP policy, CPU, seeded) on the training episode (or on ``env``, e.g.
+    one that cycles through several symbols' episodes with the same observation space)."""
     from stable_baselines3 import PPO
 
-    env = TradingEnv(episode, costs, max_leverage=max_leverage)
+    env = env or TradingEnv(episode, costs, max_leverage=max_leverage)
     start = time.perf_counter()
     model = PPO(
         "MlpPolicy",

@@ -138,8 +138,11 @@ def _evaluate(
     weight: torch.Tensor,
     device: torch.device,
     use_autocast: bool,
+    regression: RegressionTarget | None = None,
 ) -> tuple[float, float]:
-    """Class-weighted mean cross-entropy and plain accuracy over a labeled loader."""
+    """Classification: class-weighted mean cross-entropy and plain accuracy. Regression: mean Huber
+    loss and the accuracy of the predicted return's class (label thresholds) against the true
+    return's class."""
     model.eval()
     loss_sum, weight_sum, correct, count = 0.0, 0.0, 0, 0
     with torch.inference_mode():
@@ -147,15 +150,36 @@ def _evaluate(
             x = x.to(device, non_blocking=True)
             y = y.to(device, non_blocking=True)
             with _autocast(device, use_autocast):
-                logits = model(x)
-            logits = logits.float()
-            nll = nn.functional.cross_entropy(logits, y, reduction="none")
-            w = weight[y]
-            loss_sum += float((nll * w).sum())
-            weight_sum += float(w.sum())
-            correct += int((logits.argmax(dim=1) == y).sum())
+                out = model(x)
+            out = out.float()
+            if regression is not None:
+                loss_sum += float(nn.functional.huber_loss(out, y.float(), reduction="sum"))
+                weight_sum += float(y.numel())
+                correct += int((regression.classes(out) == regression.classes(y)).sum())
+            else:
+                nll = nn.functional.cross_entropy(out, y, reduction="none")
+                w = weight[y]
+                loss_sum += float((nll * w).sum())
+                weight_sum += float(w.sum())
+                correct += int((out.argmax(dim=1) == y).sum())
             count += int(y.numel())
     return loss_sum / max(weight_sum, 1e-12), correct / max(count, 1)
+
+
+@dataclass(frozen=True)
+class RegressionTarget:
+    """Targets are forward returns in units of ``strong_threshold``; a predicted value maps to a
+    class with the label thresholds (``regression_to_signal``)."""
+
+    weak_threshold: float
+    strong_threshold: float
+
+    def classes(self, scaled: torch.Tensor) -> torch.Tensor:
+        r = scaled.detach().float() * self.strong_threshold
+        w, s = self.weak_threshold, self.strong_threshold
+        return (
+            (r > -s).long() + (r > -w).long() + (r > w).long() + (r > s).long()
+        )  # 0..4 = label + 2, exactly classify_returns' cut points
 
 
 def train_model(
@@ -170,6 +194,7 @@ def train_model(
     checkpoint_path: Path | str | None = None,
     on_epoch_end: Callable[[EpochLog], None] | None = None,
     restart_on_mismatch: bool = False,
+    regression: RegressionTarget | None = None,
 ) -> TrainResult:
     """Train a network and return it with the best epoch's weights restored.
 
@@ -179,6 +204,9 @@ def train_model(
     ``restart_on_mismatch`` — is logged and replaced by a fresh start. ``on_epoch_end`` is called
     after each epoch's checkpoint is on disk.
     ``force_autocast`` runs the bf16 autocast path even on CPU (used by tests to cover it).
+    With ``regression`` the datasets yield float targets (forward returns in units of the strong
+    threshold), the network has one output, the loss is Huber and the reported accuracy is that of
+    the predicted return's class; class weights are not used.
     """
     cfg = training_config
     if len(train_ds) == 0:
@@ -202,14 +230,23 @@ def train_model(
     start = time.perf_counter()
     factory = model_factory or (lambda dim, k: CryptoTransformer(dim, model_config, n_classes=k))
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
-    fingerprint = _fingerprint(input_dim, model_config, cfg, train_ds, val_ds, weights)
+    fingerprint = _fingerprint(
+        input_dim,
+        model_config,
+        cfg,
+        train_ds,
+        val_ds,
+        weights if regression is None else [regression.weak_threshold, regression.strong_threshold],
+    )
     with _reproducible(device, cfg.seed, cfg.num_threads):
         model = factory(input_dim, N_CLASSES).to(device)
         step_model: nn.Module = model
         if cfg.compile and device.type == "cuda":
             step_model = torch.compile(model)  # type: ignore[assignment]
         weight_t = torch.tensor(weights, dtype=torch.float32, device=device)
-        criterion = nn.CrossEntropyLoss(weight=weight_t)
+        criterion: nn.Module = (
+            nn.HuberLoss() if regression is not None else nn.CrossEntropyLoss(weight=weight_t)
+        )
         optimizer = torch.optim.AdamW(
             model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
         )
@@ -270,7 +307,7 @@ def train_model(
                 y = y.to(device, non_blocking=True)
                 with _autocast(device, use_autocast):
                     logits = step_model(x)
-                loss = criterion(logits.float(), y)
+                loss = criterion(logits.float(), y.float() if regression is not None else y)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -283,7 +320,9 @@ def train_model(
             elapsed = time.perf_counter() - t0
             train_loss = float(np.mean(losses))
             if len(val_ds):
-                val_loss, val_acc = _evaluate(model, val_loader, weight_t, device, use_autocast)
+                val_loss, val_acc = _evaluate(
+                    model, val_loader, weight_t, device, use_autocast, regression
+                )
                 monitored: float = val_loss
             else:
                 val_loss, val_acc, monitored = None, None, train_loss

@@ -18,7 +18,8 @@ import optuna
 import pandas as pd
 
 from cryptoml_pipeline.errors import InputError
-from cryptoml_pipeline.modeling.folds import Fold, fold_row_masks
+from cryptoml_pipeline.modeling.fold_training import fold_masks
+from cryptoml_pipeline.modeling.folds import Fold
 from cryptoml_pipeline.modeling.gbm import design_matrix, train_gbm_fold
 from cryptoml_pipeline.settings import PipelineSettings
 
@@ -46,13 +47,7 @@ def _suggest(trial: optuna.Trial, max_child: int) -> dict[str, float | int]:
 def _val_logloss(model, features, labels, fold, settings, timeframe) -> float:
     """Multi-logloss of the model on the fold's purged validation rows (labels end before the
     test window)."""
-    masks = fold_row_masks(
-        features["timestamp"],
-        fold,
-        horizon=settings.labels.prediction_horizon,
-        timeframe=timeframe,
-        embargo_bars=settings.walk_forward.embargo_bars,
-    )
+    masks = fold_masks(features, fold, settings, timeframe)
     lags = tuple(model.manifest["gbm_config"]["lags"])
     X, _ = design_matrix(features, model.feature_cols, lags, timeframe)
     label = labels["label"].to_numpy(dtype=np.float64)
@@ -84,13 +79,9 @@ def tune_gbm_fold(
     keep = (features["timestamp"] < fold.test_start).to_numpy()
     feats = features[keep].reset_index(drop=True)
     labs = labels[keep].reset_index(drop=True)
-    fit_rows = fold_row_masks(
-        feats["timestamp"],
-        fold,
-        horizon=settings.labels.prediction_horizon,
-        timeframe=timeframe,
-        embargo_bars=settings.walk_forward.embargo_bars,
-    ).fit & np.isfinite(labs["label"].to_numpy(dtype=np.float64))
+    fit_rows = fold_masks(feats, fold, settings, timeframe).fit & np.isfinite(
+        labs["label"].to_numpy(dtype=np.float64)
+    )
     # LightGBM needs >= 2 * min_child_samples fit rows: keep every suggestion trainable
     max_child = int(max(5, min(400, fit_rows.sum() // 4)))
 

@@ -20,6 +20,7 @@ from cryptoml_pipeline.reporting.charts import (
     monthly_heatmap_png,
     rolling_sharpe_png,
 )
+from cryptoml_pipeline.reporting.models_section import models_html
 
 KPI_ROWS = [
     ("total_return", "Total return", "pct"),
@@ -124,6 +125,41 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
         "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+# report.json -> data.quality: the RepairReport counts of the run's candles (market.repair)
+QUALITY_ROWS = [
+    ("rows_in", "rows in"),
+    ("rows_out", "rows out"),
+    ("exact_duplicates_dropped", "exact duplicates dropped"),
+    ("rows_reordered", "rows reordered"),
+    ("missing_bars", "missing bars"),
+    ("gap_events", "gaps (count)"),
+    ("longest_gap_bars", "longest gap (bars)"),
+    ("filled_bars", "filled bars"),
+    ("zero_volume_bars", "zero-volume bars"),
+    ("spike_bars", "spike bars"),
+]
+
+
+def quality_html(quality: dict[str, Any] | None) -> str:
+    """The data-quality repair counts as a table: one row per count, one column for all symbols
+    and, when ``quality["per_symbol"]`` is there, one column per symbol."""
+    head = "<h2>Data quality (repairs and flags)</h2>"
+    quality = dict(quality or {})
+    per_symbol = quality.pop("per_symbol", None) or {}
+    columns = ({"all symbols": quality} if quality else {}) | dict(per_symbol)
+    if not columns:
+        return head + "<p>no data-quality counts in this report</p>"
+    known = [key for key, _ in QUALITY_ROWS]
+    extra = sorted({k for counts in columns.values() for k in counts} - set(known))
+    labels = dict(QUALITY_ROWS) | {k: k.replace("_", " ") for k in extra}
+    rows = [
+        [labels[key], *(fmt(counts.get(key), "int") for counts in columns.values())]
+        for key in [*known, *extra]
+        if any(key in counts for counts in columns.values())
+    ]
+    return head + _table(rows, ["count", *columns])
 
 
 def _img(png: bytes | None, alt: str) -> str:
@@ -274,6 +310,7 @@ always on; fills at the next bar's open.</p>
 <h2>KPIs vs baselines vs the spec's targets</h2>
 {_table(kpi_rows(report), KPI_HEADER)}
 <h2>Warnings</h2><ul>{warn}</ul>
+{quality_html(data.get("quality"))}
 {trading_sections(report, equity, exposure)}
 <h2>Walk-forward folds</h2>
 {
@@ -291,6 +328,7 @@ always on; fills at the next bar's open.</p>
         )
     }
 {features_html(report.get("features"))}
+{models_html(report.get("models"))}
 <h2>Deployment</h2><p>deployed: <b>{dep["deployed"]}</b>
 · version {html.escape(str(dep["version"]))}
 · {html.escape(dep["reason"])}</p>

@@ -133,6 +133,7 @@ def build_report(
     deployment: dict[str, Any],
     settings: PipelineSettings,
     features: dict[str, Any] | None = None,
+    models: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``features``: the optional features section (``features.report.features_section``)."""
     synthetic = bool(data_info["synthetic"])
@@ -195,6 +196,8 @@ def build_report(
     }
     if features is not None:
         report["features"] = features
+    if models is not None:
+        report["models"] = models
     report = _clean(report)
     validate_report(report)
     return report

@@ -327,23 +327,24 @@ def _labels(names: tuple[str, ...] | list[str], codes: np.ndarray) -> pd.Series:
 
 def trades_frame(records: np.ndarray, grid: MarketGrid) -> pd.DataFrame:
     """Kernel trade records -> the trades frame (``book.TRADE_COLUMNS`` + ``gross_pnl``)."""
-    direction = records[:, K.T_DIR]
+    rec = records.T  # one field per row (contiguous: the kernel stores records field-major)
+    direction = rec[K.T_DIR]
     grid_ns = grid.timestamps.asi8
-    qty, entry_price = records[:, K.T_QTY], records[:, K.T_ENTRY_PRICE]
+    qty, entry_price = rec[K.T_QTY], rec[K.T_ENTRY_PRICE]
     columns = {
-        "symbol": _labels(grid.symbols, records[:, K.T_SYM].astype(np.int64)),
+        "symbol": _labels(grid.symbols, rec[K.T_SYM].astype(np.int64)),
         "side": _labels(["short", "long"], (direction > 0).astype(np.int64)),
-        "entry_time": ns_index(grid_ns[records[:, K.T_ENTRY_BAR].astype(np.int64)]),
+        "entry_time": ns_index(grid_ns[rec[K.T_ENTRY_BAR].astype(np.int64)]),
         "entry_price": entry_price,
-        "exit_time": ns_index(grid_ns[records[:, K.T_EXIT_BAR].astype(np.int64)]),
-        "exit_price": records[:, K.T_EXIT_PRICE],
+        "exit_time": ns_index(grid_ns[rec[K.T_EXIT_BAR].astype(np.int64)]),
+        "exit_price": rec[K.T_EXIT_PRICE],
         "quantity": qty,
         "notional": qty * entry_price,
-        "risk_amount": records[:, K.T_RISK],
-        "pnl": records[:, K.T_PNL],
-        "fees": records[:, K.T_FEES],
-        "funding": records[:, K.T_FUNDING],
-        "exit_reason": _labels(EXIT_REASONS, records[:, K.T_REASON].astype(np.int64)),
-        "gross_pnl": records[:, K.T_GROSS],
+        "risk_amount": rec[K.T_RISK],
+        "pnl": rec[K.T_PNL],
+        "fees": rec[K.T_FEES],
+        "funding": rec[K.T_FUNDING],
+        "exit_reason": _labels(EXIT_REASONS, rec[K.T_REASON].astype(np.int64)),
+        "gross_pnl": rec[K.T_GROSS],
     }
     return pd.DataFrame({name: columns[name] for name in (*TRADE_COLUMNS, "gross_pnl")})

@@ -119,7 +119,10 @@ def shuffled_label_verdict(
     """Does the shuffled-label model show an edge? ``leak`` True means: investigate a leak.
 
     Edge = its daily-return PSR (P[Sharpe > 0]) > 0.95, or its directional accuracy is more than
-    3 binomial standard errors above 50 %. ``available`` False when the control was not run.
+    3 binomial standard errors above 50 %, or its 5-class accuracy is more than 3 standard errors
+    above the test window's majority-class rate (the best a model that learnt only the class prior
+    can do). ``available`` False when the control was not run. A control that neither traded nor
+    called a direction is judged on the class-accuracy test alone, and says so.
     """
     if kpis is None or predictions is None or predictions.empty:
         return {"available": False, "leak": None, "reason": "shuffled-label control not run"}
@@ -131,12 +134,38 @@ def shuffled_label_verdict(
     z = None
     if directional is not None and n > 0:
         z = (directional - 0.5) / np.sqrt(0.25 / n)
-    leak = bool((psr is not None and psr > LEAK_PSR) or (z is not None and z > LEAK_Z))
+    known = np.isfinite(label)
+    accuracy = majority = z_acc = None
+    if known.any() and "pred_class" in predictions.columns:
+        classes = label[known] + 2
+        accuracy = float(np.mean(predictions["pred_class"].to_numpy(np.float64)[known] == classes))
+        majority = float(np.max(np.unique(classes, return_counts=True)[1]) / known.sum())
+        se = np.sqrt(max(majority * (1 - majority), 1e-12) / known.sum())
+        z_acc = (accuracy - majority) / se
+    leak = bool(
+        (psr is not None and psr > LEAK_PSR)
+        or (z is not None and z > LEAK_Z)
+        or (z_acc is not None and z_acc > LEAK_Z)
+    )
     reasons = []
     if psr is not None and psr > LEAK_PSR:
         reasons.append(f"P(Sharpe > 0) = {psr:.3f} > {LEAK_PSR}")
     if z is not None and z > LEAK_Z:
         reasons.append(f"directional accuracy {directional:.3f} is {z:.1f} s.e. above 50 %")
+    if z_acc is not None and z_acc > LEAK_Z:
+        reasons.append(
+            f"5-class accuracy {accuracy:.3f} is {z_acc:.1f} s.e. above the majority class "
+            f"rate {majority:.3f}"
+        )
+    if not reasons:
+        basis = (
+            "class accuracy vs the majority class only: it made no directional calls"
+            if n == 0
+            else "trading, direction and class accuracy"
+        )
+        reasons_text = f"no edge (as expected; judged on {basis})"
+    else:
+        reasons_text = "; ".join(reasons)
     return {
         "available": True,
         "leak": leak,
@@ -144,7 +173,10 @@ def shuffled_label_verdict(
         "directional_accuracy": directional,
         "directional_z": None if z is None else float(z),
         "n_directional": n,
-        "reason": "; ".join(reasons) if reasons else "no edge (as expected)",
+        "accuracy": accuracy,
+        "majority_class_rate": majority,
+        "accuracy_z": None if z_acc is None else float(z_acc),
+        "reason": reasons_text,
     }
 
 

@@ -140,31 +140,47 @@ def runs_of(flat: np.ndarray, ok: np.ndarray, max_runs: int = 64) -> list[tuple[
     return list(zip(starts.tolist(), stops.tolist(), strict=True))
 
 
-def scatter(
-    target: np.ndarray,
+def scatter_into(
+    shape: tuple[int, int],
+    fill: float,
     flat: np.ndarray,
-    values: np.ndarray,
+    values: np.ndarray | None,
     ok: np.ndarray,
     runs: list[tuple[int, int]] | None,
-) -> None:
-    """``target.ravel()[flat[ok]] = values[ok]``, copying ``runs`` (:func:`runs_of`) as slices."""
-    out = target.reshape(-1)
+) -> np.ndarray:
+    """A ``shape`` array of ``fill`` with ``ravel()[flat[ok]] = values[ok]`` (``values`` None:
+    all ``fill``). With ``runs`` (:func:`runs_of`) every cell is written once, runs as slices."""
+    if values is None:
+        return np.full(shape, fill)
     if runs is None:
-        out[flat[ok]] = values[ok]
-        return
-    for lo, hi in runs:
+        out = np.full(shape, fill)
+        out.reshape(-1)[flat[ok]] = values[ok]
+        return out
+    out = np.empty(shape)
+    cells = out.reshape(-1)
+    done = 0
+    for lo, hi in sorted(runs, key=lambda run: int(flat[run[0]])):
         start = int(flat[lo])
-        out[start : start + hi - lo] = values[lo:hi]
+        cells[done:start] = fill
+        cells[start : start + hi - lo] = values[lo:hi]
+        done = start + hi - lo
+    cells[done:] = fill
+    return out
 
 
-def sort_keys(sym: np.ndarray, ts: np.ndarray) -> np.ndarray | None:
-    """Permutation sorting rows by (symbol, time); ``None`` when they are already sorted."""
+def sort_keys(sym: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray | None, bool]:
+    """Permutation sorting rows by (symbol, time), ``None`` when they are already sorted; and
+    whether a repeated (symbol, time) is possible (False: strictly increasing, no duplicate)."""
     if len(sym) < 2:
-        return None
-    dsym = np.diff(sym)
-    if ((dsym > 0) | ((dsym == 0) & (np.diff(ts) >= 0))).all():
-        return None
-    return np.lexsort((ts, sym))
+        return None, False
+    dsym, dts = np.diff(sym), np.diff(ts)
+    later_symbol = dsym > 0
+    same_symbol = dsym == 0
+    if (later_symbol | (same_symbol & (dts > 0))).all():
+        return None, False
+    if (later_symbol | (same_symbol & (dts >= 0))).all():
+        return None, True
+    return np.lexsort((ts, sym)), True
 
 
 def first_duplicate(sym: np.ndarray, ts: np.ndarray) -> int | None:
@@ -201,10 +217,8 @@ def decision_arrays(decisions: pd.DataFrame) -> DecisionArrays:
     ts = utc_ns(decisions["timestamp"])
     sym, symbols = symbol_codes(decisions["symbol"])
     values = {name: _float_column(decisions, name) for name in DECISION_COLUMNS[2:]}
-    values[OPTIONAL_COLUMN] = (
-        _float_column(decisions, OPTIONAL_COLUMN)
-        if OPTIONAL_COLUMN in decisions.columns
-        else np.full(len(ts), np.nan)
+    values[OPTIONAL_COLUMN] = (  # None: absent (all NaN)
+        _float_column(decisions, OPTIONAL_COLUMN) if OPTIONAL_COLUMN in decisions.columns else None
     )
     signal = np.where(np.isnan(values["signal"]), 0.0, values["signal"])
     bad = (np.abs(signal) > 2) | (signal != np.round(signal))
@@ -214,8 +228,10 @@ def decision_arrays(decisions: pd.DataFrame) -> DecisionArrays:
             f"decision signal must be an integer in -2..2: {symbols[sym[k]]} at {stamp(ts[k])}"
         )
     values["signal"] = signal
-    order = sort_keys(sym, ts)
-    k = first_duplicate(sym, ts) if order is None else first_duplicate(sym[order], ts[order])
+    order, maybe_dup = sort_keys(sym, ts)
+    k = None
+    if maybe_dup:
+        k = first_duplicate(sym, ts) if order is None else first_duplicate(sym[order], ts[order])
     if k is not None:
         if order is not None:
             k = int(order[k])

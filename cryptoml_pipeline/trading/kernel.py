@@ -150,7 +150,9 @@ def run_kernel(
     ordinal = np.zeros(n_sym, dtype=np.int64)
     equity_out = np.empty(n_bars)
     exposure_out = np.empty(n_bars)
-    trades = np.empty((max_trades, N_TRADE_COLS))
+    # field-major storage (trades[n] is a strided row): each field of the records is one
+    # contiguous run for the caller
+    trades = np.empty((N_TRADE_COLS, max_trades)).T
     totals = np.zeros(4)  # fees, funding, traded notional, bars in market
     error = np.zeros(3, dtype=np.int64)
     n_tr = 0

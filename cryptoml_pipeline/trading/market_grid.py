@@ -22,7 +22,7 @@ from cryptoml_pipeline.trading.decisions import (
     ns_index,
     require_columns,
     runs_of,
-    scatter,
+    scatter_into,
     sort_keys,
     stamp,
     symbol_codes,
@@ -62,10 +62,10 @@ def build_grid(candles: pd.DataFrame, timeframe: str) -> MarketGrid:
         raise InputError("candles are empty: nothing to simulate")
     ts = utc_ns(candles["timestamp"])
     sym, symbols = symbol_codes(candles["symbol"])
-    order = sort_keys(sym, ts)
+    order, maybe_dup = sort_keys(sym, ts)
     if order is not None:
         ts, sym = ts[order], sym[order]
-    k = first_duplicate(sym, ts)
+    k = first_duplicate(sym, ts) if maybe_dup else None
     if k is not None:
         raise DataValidationError(f"duplicate candle for {symbols[sym[k]]} at {stamp(ts[k])}")
     values = [candles[name].to_numpy(np.float64) for name in OHLC]
@@ -82,7 +82,10 @@ def build_grid(candles: pd.DataFrame, timeframe: str) -> MarketGrid:
     bar = timeframe_to_timedelta(timeframe)
     bar_ns = int(bar.value)
     same = sym[1:] == sym[:-1]
-    off_grid = same & ((np.diff(ts) % bar_ns) != 0)
+    steps = np.diff(ts)
+    off_grid = same & (steps != bar_ns)  # a step of exactly one bar (the usual case) is on grid
+    if off_grid.any():
+        off_grid &= (steps % bar_ns) != 0
     if off_grid.any():
         k = int(np.argmax(off_grid)) + 1
         raise InputError(
@@ -160,9 +163,7 @@ def align_decisions(decisions: pd.DataFrame, grid: MarketGrid) -> dict[str, np.n
         ("atr_pct", np.nan),
         ("expected_return", np.nan),
     ):
-        arr = np.full(shape, fill)
-        scatter(arr, flat, cols.values[name], ok, runs)
-        out[name] = arr
+        out[name] = scatter_into(shape, fill, flat, cols.values[name], ok, runs)
     return out
 
 
@@ -186,11 +187,11 @@ def funding_schedule(
     if len(funding):
         ts = utc_ns(funding["timestamp"])
         sym, names = symbol_codes(funding["symbol"])
-        order = sort_keys(sym, ts)
+        order, maybe_dup = sort_keys(sym, ts)
         rate = funding["funding_rate"].to_numpy(np.float64)
         if order is not None:
             ts, sym, rate = ts[order], sym[order], rate[order]
-        k = first_duplicate(sym, ts)
+        k = first_duplicate(sym, ts) if maybe_dup else None
         if k is not None:
             raise DataValidationError(
                 f"duplicate funding rate for {names[sym[k]]} at {stamp(ts[k])}"

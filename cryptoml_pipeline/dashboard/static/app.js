@@ -52,6 +52,7 @@ async function loadPanel(panel) {
     const rows = rowsOf(panel, data);
     table(section.querySelector("table"), rows);
     if (panel === "registry") document.getElementById("deployed").textContent = "deployed model: " + fmt(data.deployed);
+    if (panel === "importance") section.querySelector(".source").textContent = "shown: " + data.label;
     if (panel === "paper" && data.state) {
       section.querySelector(".state").textContent =
         "run " + data.state.name + ", last bar " + data.state.last_bar + ", cash " + fmt(data.state.cash) + ", orders " + data.n_orders;

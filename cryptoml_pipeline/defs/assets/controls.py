@@ -30,6 +30,13 @@ def shuffled_label_predictions(
         context.add_output_metadata({"status": "disabled in settings"})
         return pd.DataFrame({c: pd.Series(dtype=object) for c in PREDICTION_COLUMNS})
     fold = find_fold(fold_plan, context.partition_key)
+    recent = settings.controls.shuffled_label_folds
+    latest = [f["key"] for f in fold_plan][-recent:] if recent else None
+    if latest is not None and fold.key not in latest:
+        context.add_output_metadata(
+            {"status": f"skipped: controls.shuffled_label_folds={recent} (latest folds only)"}
+        )
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in PREDICTION_COLUMNS})
     timeframe = dataset_info["timeframe"]
     shuffled = shuffle_training_labels(
         label_table, fold.train_start, fold.test_start, seed=settings.controls.seed + fold.index

@@ -102,7 +102,9 @@ def backtest(
     settings = pipeline.settings()
     order = [f["key"] for f in fold_plan]
     control_parts = [
-        shuffled_label_predictions[k] for k in order if k in shuffled_label_predictions
+        shuffled_label_predictions[k]
+        for k in order
+        if k in shuffled_label_predictions and len(shuffled_label_predictions[k])
     ]
     control = pd.concat(control_parts, ignore_index=True) if control_parts else None
     if control is not None and control.empty:
@@ -149,9 +151,11 @@ def backtest_report(
     dataset_info: dict,
     fold_plan: list[dict[str, Any]],
     pipeline: PipelineResource,
+    model_comparison: dict[str, Any],
 ) -> dict[str, Any]:
     """``OUTPUT/reports/report.json`` + ``report.html``: KPIs vs baselines vs the spec's targets,
-    the per-fold permutation importance aggregated over folds and the feature plan."""
+    the per-fold permutation importance aggregated over folds, the feature plan and the model
+    comparison (every model of the zoo on the same folds)."""
     settings = pipeline.settings()
     ev = _evaluation_from_bundle(backtest)
     fold_keys = [f["key"] for f in fold_plan]
@@ -172,6 +176,7 @@ def backtest_report(
         deployment=deployed_model,
         settings=settings,
         features=features,
+        models=model_comparison,
     )
     paths = write_report(report, ev.equity, Path(pipeline.output_dir) / "reports")
     png = base64.b64encode(equity_figure_png(ev.equity)).decode()

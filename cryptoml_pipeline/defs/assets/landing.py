@@ -211,21 +211,57 @@ def raw_funding_daily(
     )
 
 
-@dg.asset(group_name=GROUP, partitions_def=landing_partitions, retry_policy=LANDING_RETRY)
+def _stored_open_interest_check(problems: dict[str, str], checked: int) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name="stored_open_interest_valid",
+        passed=not problems,
+        metadata={"series_checked": checked, "problems": dg.MetadataValue.json(problems)},
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    partitions_def=landing_partitions,
+    retry_policy=LANDING_RETRY,
+    check_specs=[
+        dg.AssetCheckSpec(
+            "stored_open_interest_valid",
+            asset="raw_open_interest_daily",
+            blocking=True,
+            description="Stored day re-read: tz-aware UTC, unique and sorted per symbol, values "
+            "finite and >= 0",
+        )
+    ],
+)
 def raw_open_interest_daily(
     context: dg.AssetExecutionContext, pipeline: PipelineResource, landing: LandingResource
-) -> dg.MaterializeResult:
+):
     """Open interest of every configured perpetual for one UTC day, where the exchange offers it
     (metadata ``unavailable`` says where and why it does not)."""
     config = landing.ingest_config(pipeline.settings())
     if not config.open_interest:
-        return dg.MaterializeResult(metadata={"status": "disabled in settings"})
+        yield dg.MaterializeResult(
+            metadata={"status": "disabled in settings"},
+            check_results=[_stored_open_interest_check({}, 0)],
+        )
+        return
     exchange, store = landing.client(), landing.store()
     backoff = backoff_from(config)
-    results = _land(
-        lambda: land_open_interest_day(
-            store, exchange, context.partition_key, config, backoff=backoff
-        )
-    )
+    day = context.partition_key
+    results = _land(lambda: land_open_interest_day(store, exchange, day, config, backoff=backoff))
+    start, end = day_window(day)
+    problems, checked = {}, 0
+    for result in results:
+        if result.status != "written":
+            continue
+        symbol = result.series.split(" open interest", 1)[0]  # "BTC/USDT:USDT open interest 1h"
+        checked += 1
+        try:  # the re-read validates the stored day against OPEN_INTEREST_SCHEMA
+            store.read_open_interest(symbol, config.open_interest_period, start, end)
+        except CryptoMLError as exc:
+            problems[result.series] = str(exc)
     status = "unavailable" if all(r.status == "unavailable" for r in results) else "ok"
-    return dg.MaterializeResult(metadata={"status": status, **_metadata(results)})
+    yield dg.MaterializeResult(
+        metadata={"status": status, **_metadata(results)},
+        check_results=[_stored_open_interest_check(problems, checked)],
+    )

@@ -1,0 +1,251 @@
+"""The model zoo beside the transformer: one asset per model, partitioned by walk-forward fold.
+
+``gbm_predictions[fold]``, ``lstm_cnn_predictions[fold]`` and ``ppo_predictions[fold]`` each train
+their model on the fold's purged training window, save it under ``output/models/<model>/<fold>``
+(tensors / LightGBM text, never pickles) with a model card, and return the test-window predictions.
+So any one model, or any one fold of it, can be retrained alone from the UI: select the asset and
+the fold partition. ``ensemble_predictions`` stacks the base models over all folds and
+``model_comparison`` scores every model per fold and as a strategy.
+"""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from cryptoml_pipeline.defs.assets.modeling import find_fold, plan_folds
+from cryptoml_pipeline.defs.partitions import fold_partitions
+from cryptoml_pipeline.defs.resources import MarketDataResource, PipelineResource
+from cryptoml_pipeline.model_comparison import compare_models, comparison_markdown
+from cryptoml_pipeline.modeling.persistence import to_jsonable
+from cryptoml_pipeline.modeling.zoo import (
+    ZooResult,
+    run_ensemble,
+    run_gbm,
+    run_lstm_cnn,
+    run_ppo,
+    unavailable,
+)
+from cryptoml_pipeline.timing import timeframe_to_timedelta
+
+GROUP = "models"
+
+
+def _model_dir(pipeline: PipelineResource, model: str, fold_key: str) -> Path:
+    path = pipeline.output_path / "models" / model / fold_key
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _publish(context: dg.AssetExecutionContext, result: ZooResult, out_dir: Path | None) -> None:
+    card = to_jsonable(result.card)
+    if out_dir is not None:
+        (out_dir / "card.json").write_text(json.dumps(card, indent=2, sort_keys=True))
+    metrics = card.get("test_metrics") or {}
+    meta: dict[str, Any] = {
+        "status": card.get("status"),
+        "rows": len(result.predictions),
+        "model_card": dg.MetadataValue.json(card),
+    }
+    if card.get("reason"):
+        meta["reason"] = card["reason"]
+    for key in ("accuracy", "macro_f1", "log_loss"):
+        if metrics.get(key) is not None:
+            meta[key] = float(metrics[key])
+    for key in ("train_seconds", "device", "n_train_samples"):
+        if card.get(key) is not None:
+            meta[key] = card[key]
+    context.add_output_metadata(meta)
+
+
+@dg.asset(group_name=GROUP, partitions_def=fold_partitions)
+def gbm_predictions(
+    context: dg.AssetExecutionContext,
+    feature_table: pd.DataFrame,
+    label_table: pd.DataFrame,
+    fold_plan: list[dict[str, Any]],
+    dataset_info: dict,
+    pipeline: PipelineResource,
+) -> pd.DataFrame:
+    """LightGBM baseline (Optuna-tuned inside the training window when ``tuning.n_trials`` > 0)."""
+    settings = pipeline.settings()
+    fold = find_fold(fold_plan, context.partition_key)
+    if not settings.gbm.enabled:
+        result, out = unavailable("gbm", fold, "disabled in settings (gbm.enabled)"), None
+    else:
+        out = _model_dir(pipeline, "gbm", fold.key)
+        result = run_gbm(feature_table, label_table, fold, settings, dataset_info["timeframe"], out)
+    _publish(context, result, out)
+    return result.predictions
+
+
+@dg.asset(group_name=GROUP, partitions_def=fold_partitions)
+def lstm_cnn_predictions(
+    context: dg.AssetExecutionContext,
+    feature_table: pd.DataFrame,
+    label_table: pd.DataFrame,
+    fold_plan: list[dict[str, Any]],
+    dataset_info: dict,
+    pipeline: PipelineResource,
+    market: MarketDataResource,
+) -> pd.DataFrame:
+    """The spec's multi-timeframe LSTM-CNN; only where all its timeframes exist in the store."""
+    settings = pipeline.settings()
+    fold = find_fold(fold_plan, context.partition_key)
+    cfg = settings.lstm_cnn
+    if not cfg.enabled:
+        result, out = unavailable("lstm_cnn", fold, "disabled in settings (lstm_cnn.enabled)"), None
+    else:
+        longest = max(timeframe_to_timedelta(tf) for tf in cfg.timeframes)
+        scales = market.candles_by_timeframe(
+            list(dataset_info["symbols"]),
+            list(cfg.timeframes),
+            fold.train_start - (cfg.sequence_length + 2) * longest,
+            fold.test_end + longest,
+        )
+        out = _model_dir(pipeline, "lstm_cnn", fold.key)
+        result = run_lstm_cnn(
+            feature_table, label_table, fold, settings, dataset_info["timeframe"], scales, out
+        )
+    _publish(context, result, out)
+    return result.predictions
+
+
+@dg.asset(group_name=GROUP, partitions_def=fold_partitions)
+def ppo_predictions(
+    context: dg.AssetExecutionContext,
+    feature_table: pd.DataFrame,
+    label_table: pd.DataFrame,
+    ohlcv: pd.DataFrame,
+    funding: pd.DataFrame,
+    fold_plan: list[dict[str, Any]],
+    dataset_info: dict,
+    pipeline: PipelineResource,
+) -> pd.DataFrame:
+    """PPO agent (Stable-Baselines3) in the Gymnasium trading environment with the backtester's
+    costs and funding; its positions on the test window are the predictions' signals."""
+    settings = pipeline.settings()
+    fold = find_fold(fold_plan, context.partition_key)
+    if not settings.ppo.enabled:
+        result, out = unavailable("ppo", fold, "disabled in settings (ppo.enabled)"), None
+    else:
+        out = _model_dir(pipeline, "ppo", fold.key)
+        result = run_ppo(
+            feature_table,
+            label_table,
+            ohlcv,
+            funding,
+            fold,
+            settings,
+            dataset_info["timeframe"],
+            out,
+        )
+    _publish(context, result, out)
+    return result.predictions
+
+
+def _all_folds(value: Any) -> pd.DataFrame:
+    """A partitioned upstream arrives as ``{fold: frame}``: concatenate the non-empty ones."""
+    frames = [f for f in (value.values() if isinstance(value, dict) else [value]) if len(f)]
+    if not frames:
+        return pd.DataFrame()
+    out = pd.concat(frames, ignore_index=True)
+    out["timestamp"] = out["timestamp"].astype("datetime64[ns, UTC]")
+    return out
+
+
+@dg.asset(group_name=GROUP)
+def ensemble_predictions(
+    context: dg.AssetExecutionContext,
+    fold_predictions: dict,
+    gbm_predictions: dict,
+    feature_table: pd.DataFrame,
+    fold_plan: list[dict[str, Any]],
+    dataset_info: dict,
+    pipeline: PipelineResource,
+) -> pd.DataFrame:
+    """The stacking meta-learner, fold by fold, on earlier folds' out-of-fold predictions."""
+    settings = pipeline.settings()
+    base = {"transformer": _all_folds(fold_predictions), "gbm": _all_folds(gbm_predictions)}
+    base = {k: v for k, v in base.items() if k in settings.ensemble.base_models and len(v)}
+    folds = plan_folds(fold_plan)
+    if not settings.ensemble.enabled or len(base) < len(settings.ensemble.base_models):
+        reason = (
+            "disabled in settings"
+            if not settings.ensemble.enabled
+            else f"base models without predictions: "
+            f"{sorted(set(settings.ensemble.base_models) - set(base))}"
+        )
+        context.add_output_metadata({"status": "unavailable", "reason": reason})
+        return unavailable("ensemble", folds[0], reason).predictions
+    preds, cards = run_ensemble(base, feature_table, folds, settings, dataset_info["timeframe"])
+    out_dir = pipeline.output_path / "models" / "ensemble"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "cards.json").write_text(json.dumps(to_jsonable(cards), indent=2))
+    context.add_output_metadata(
+        {
+            "rows": len(preds),
+            "folds_trained": sum(c.get("status") == "trained" for c in cards),
+            "model_cards": dg.MetadataValue.json(to_jsonable(cards)),
+        }
+    )
+    return preds
+
+
+@dg.asset(group_name=GROUP)
+def model_comparison(
+    context: dg.AssetExecutionContext,
+    oos_predictions: pd.DataFrame,
+    gbm_predictions: dict,
+    lstm_cnn_predictions: dict,
+    ppo_predictions: dict,
+    ensemble_predictions: pd.DataFrame,
+    ohlcv: pd.DataFrame,
+    funding: pd.DataFrame,
+    feature_table: pd.DataFrame,
+    fold_plan: list[dict[str, Any]],
+    dataset_info: dict,
+    pipeline: PipelineResource,
+) -> dict[str, Any]:
+    """Accuracy, macro-F1, log-loss per model and fold; each model's strategy through the same
+    engine and simulator; the ensemble's lift over its best base model."""
+    settings = pipeline.settings()
+    preds = {
+        "transformer": oos_predictions,
+        "gbm": _all_folds(gbm_predictions),
+        "lstm_cnn": _all_folds(lstm_cnn_predictions),
+        "ppo": _all_folds(ppo_predictions),
+        "ensemble": ensemble_predictions,
+    }
+    for frame in preds.values():
+        if len(frame):
+            frame["timestamp"] = frame["timestamp"].astype("datetime64[ns, UTC]")
+    cards = {name: read_cards(pipeline.output_path, name) for name in preds}
+    cards["transformer"] = [{"status": "trained", "n_trials": 1}]
+    comparison = compare_models(
+        preds,
+        cards,
+        candles=ohlcv,
+        funding=funding,
+        features=feature_table,
+        folds=plan_folds(fold_plan),
+        settings=settings,
+        timeframe=dataset_info["timeframe"],
+    )
+    context.add_output_metadata(
+        {
+            "comparison": dg.MetadataValue.md(comparison_markdown(comparison)),
+            "configurations_tried": comparison["configurations_tried"],
+        }
+    )
+    return to_jsonable(comparison)
+
+
+def read_cards(output: Path, model: str) -> list[dict[str, Any]]:
+    """Model cards of one zoo model (``card.json`` per fold; the ensemble's ``cards.json``)."""
+    root = output / "models" / model
+    if (root / "cards.json").is_file():
+        return json.loads((root / "cards.json").read_text())
+    return [json.loads(p.read_text()) for p in sorted(root.glob("*/card.json"))]
