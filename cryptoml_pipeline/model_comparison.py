@@ -86,6 +86,9 @@ def compare_models(
 ) -> dict[str, Any]:
     """Per model: metrics per fold, overall metrics, strategy KPIs over the folds it predicted;
     the ensemble's lift; the number of configurations tried."""
+    engine, engine_info = engine_predictions(predictions, candles, settings, timeframe)
+    predictions = {**predictions, "engine": engine}
+    cards = {**cards, "engine": [{"status": "trained", "n_trials": 1}]}
     n_trials = configurations_tried(cards)
     per_fold: list[dict[str, Any]] = []
     models: dict[str, Any] = {}
@@ -123,8 +126,11 @@ def compare_models(
         timeframe=timeframe,
         n_trials=n_trials,
     )
+    if not engine_info["available"]:
+        models["engine"] = {"available": False, "reasons": [engine_info["reason"]]}
     return {
         "configurations_tried": n_trials,
+        "prediction_engine": engine_info,
         "models": models,
         "per_fold": per_fold,
         "ensemble_lift": lift,
@@ -209,3 +215,154 @@ def comparison_markdown(comparison: dict[str, Any]) -> str:
             f"{f(st['dsr'])} |"
         )
     return "\n".join(lines)
+
+
+ENGINE_MEMBERS = {"transformer": "net", "gbm": "proba", "lstm_cnn": "net"}
+
+
+def _windowed_accuracy(
+    preds: pd.DataFrame, *, horizon: int, recent: int, prior: int, timeframe: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row (``preds`` sorted by symbol, then time): the hit rate of the last ``recent`` and of
+    the ``prior`` before them among the predictions whose labels had matured by the row (label
+    horizon passed). NaN until ``recent + prior`` such outcomes exist (unknown: model stays on)."""
+    n = len(preds)
+    acc_recent, acc_prior = np.full(n, np.nan), np.full(n, np.nan)
+    bar = pd.Timedelta(timeframe).value
+    ts = pd.DatetimeIndex(preds["timestamp"].astype("datetime64[ns, UTC]")).asi8
+    label = preds["label"].to_numpy(dtype=np.float64)
+    known = np.isfinite(label)
+    hit = np.where(known, preds["signal"].to_numpy(dtype=np.float64) == label, 0.0)
+    sym = preds["symbol"].astype(str).to_numpy()
+    for symbol in np.unique(sym):
+        idx = np.flatnonzero(sym == symbol)
+        t = ts[idx]
+        k = np.concatenate([[0], np.cumsum(known[idx])])
+        h = np.concatenate([[0.0], np.cumsum(hit[idx])])
+        matured = np.searchsorted(t + horizon * bar, t, side="right")
+        cnt = k[matured]
+        full = cnt >= recent + prior
+        lo_r = np.searchsorted(k, np.maximum(cnt - recent, 0), side="left")
+        lo_p = np.searchsorted(k, np.maximum(cnt - recent - prior, 0), side="left")
+        acc_recent[idx] = np.where(full, (h[matured] - h[lo_r]) / recent, np.nan)
+        acc_prior[idx] = np.where(full, (h[lo_r] - h[lo_p]) / prior, np.nan)
+    return acc_recent, acc_prior
+
+
+def engine_predictions(
+    predictions: dict[str, pd.DataFrame],
+    candles: pd.DataFrame,
+    settings: PipelineSettings,
+    timeframe: str,
+    *,
+    regime_window: int = 168,
+    regime_accuracy_window: int = 100,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The spec's MLPredictionEngine over the zoo's probability models, row by row, with the risk
+    layer's rules: a member whose tracked accuracy degraded (recent 50 < 0.9 x prior 150, matured
+    outcomes only) is switched off; each member is weighted by its recent accuracy in the row's
+    market regime (``detect_regime``, causal; its overall recent accuracy where it has no history
+    in that regime yet); confidence-weighted probabilities are combined and
+    the confidence is scaled by the ensemble's agreement (disagreement reduces size)."""
+    from cryptoml_pipeline.modeling.ensemble import recent_accuracy
+    from cryptoml_pipeline.modeling.fold_training import PREDICTION_COLUMNS, PROB_COLUMNS
+    from cryptoml_pipeline.trading.prediction_engine import combine
+    from cryptoml_pipeline.trading.risk import detect_regime, disagreement_multiplier
+
+    members = {
+        m: kind
+        for m, kind in ENGINE_MEMBERS.items()
+        if m in predictions
+        and len(predictions[m])
+        and np.isfinite(predictions[m][PROB_COLUMNS].to_numpy(dtype=np.float64)).all()
+    }
+    if len(members) < 2:
+        return pd.DataFrame(columns=PREDICTION_COLUMNS), {
+            "available": False,
+            "reason": f"fewer than two probability models: {sorted(members)}",
+        }
+    keys = None
+    for m in members:
+        k = predictions[m][["timestamp", "symbol"]]
+        keys = k if keys is None else keys.merge(k, on=["timestamp", "symbol"])
+    assert keys is not None
+    keys = keys.sort_values(["symbol", "timestamp"], kind="stable").reset_index(drop=True)
+    frames = {
+        m: keys.merge(predictions[m], on=["timestamp", "symbol"], how="left") for m in members
+    }
+    # causal regime of each row from its symbol's closes
+    regimes = []
+    for symbol, grp in candles.sort_values(["symbol", "timestamp"]).groupby("symbol"):
+        close = grp.set_index("timestamp")["close"]
+        reg = detect_regime(close, window=regime_window)
+        regimes.append(
+            pd.DataFrame(
+                {
+                    "timestamp": close.index.astype("datetime64[ns, UTC]"),
+                    "symbol": str(symbol),
+                    "regime": np.asarray(reg, dtype=object),
+                }
+            )
+        )
+    regime = keys.merge(pd.concat(regimes), on=["timestamp", "symbol"], how="left")["regime"]
+    regime = regime.fillna("range").astype(str).to_numpy()
+    horizon = settings.labels.prediction_horizon
+    rt = settings.retrain
+    weights, switched_off = {}, {}
+    for m, frame in frames.items():
+        recent, prior = _windowed_accuracy(
+            frame,
+            horizon=horizon,
+            recent=rt.recent_window,
+            prior=rt.prior_window,
+            timeframe=timeframe,
+        )
+        with np.errstate(invalid="ignore"):
+            off = recent < settings.risk.degraded_accuracy_ratio * prior
+        keyed = frame.assign(symbol=frame["symbol"].astype(str) + "|" + regime)
+        order = np.lexsort((keyed["timestamp"].to_numpy(), keyed["symbol"].to_numpy()))
+        acc = np.full(len(frame), np.nan)
+        acc[order] = recent_accuracy(
+            keyed.iloc[order].reset_index(drop=True),
+            horizon=horizon,
+            window=regime_accuracy_window,
+            timeframe=timeframe,
+        )
+        # a regime the member has too little history in falls back to its overall recent accuracy
+        overall = recent_accuracy(
+            frame, horizon=horizon, window=regime_accuracy_window, timeframe=timeframe
+        )
+        acc = np.where(np.isnan(acc), overall, acc)
+        weights[m] = np.where(off, 0.0, np.nan_to_num(acc, nan=1.0))
+        switched_off[m] = float(np.mean(off))
+    out = combine(
+        {m: f[PROB_COLUMNS].to_numpy(dtype=np.float64) for m, f in frames.items()},
+        members,
+        weights,
+    )
+    base = frames[next(iter(frames))]
+    preds = keys.copy()
+    preds["fold"] = base["fold"].to_numpy()
+    for j, col in enumerate(PROB_COLUMNS):
+        preds[col] = out.probabilities[:, j]
+    # every member switched off on a row: hold (no trade), whatever the probabilities say
+    all_off = np.all(np.stack([weights[m] for m in frames]) == 0, axis=0)
+    signal = np.where(all_off, 0, out.signal)
+    preds["pred_class"] = (signal + 2).astype(np.int64)
+    preds["signal"] = signal
+    preds["confidence"] = np.where(
+        all_off,
+        0.0,
+        out.confidence * disagreement_multiplier(out.agreement, settings.risk.disagreement_floor),
+    )
+    preds["label"] = base["label"].to_numpy()
+    preds = preds.sort_values(["timestamp", "symbol"], kind="stable").reset_index(drop=True)
+    info = {
+        "available": True,
+        "members": members,
+        "share_of_rows_switched_off": switched_off,
+        "mean_agreement": float(np.mean(out.agreement)),
+        "share_of_rows_all_off": float(np.mean(all_off)),
+        "regime_share": {r: float(np.mean(regime == r)) for r in np.unique(regime)},
+    }
+    return preds[PREDICTION_COLUMNS], info

@@ -245,6 +245,10 @@ class TrainingConfig(_Frozen):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     bf16_autocast: bool = True
     compile: bool = Field(False, description="torch.compile the network (CUDA only)")
+    auto_batch_size: bool = Field(
+        False, description="on CUDA, time the candidates and train with the fastest batch size"
+    )
+    auto_batch_candidates: tuple[int, ...] = (256, 512, 1024, 2048)
     max_batches_per_epoch: int | None = None
     num_threads: int | None = None
 
@@ -542,7 +546,12 @@ def profile_settings(profile: ProfileName, **data_overrides: object) -> Pipeline
             controls=ControlsConfig(shuffled_label_folds=2),
         )
     elif profile == "full":
-        base = PipelineSettings(profile="full", requires_cuda=True)
+        # the GPU profile: the spec's model; batch size chosen for throughput on the card
+        base = PipelineSettings(
+            profile="full",
+            requires_cuda=True,
+            training=TrainingConfig(auto_batch_size=True),
+        )
     else:  # pragma: no cover - guarded by Literal
         raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES}")
     if data_overrides:

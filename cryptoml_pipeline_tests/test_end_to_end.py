@@ -112,9 +112,10 @@ def test_nightly_job_signals_from_the_deployed_model(real_run) -> None:
 def test_every_model_of_the_zoo_is_compared_on_the_same_folds(real_run) -> None:
     report, out, _, _ = real_run
     models = report["models"]
-    assert set(models["models"]) == {"transformer", "gbm", "lstm_cnn", "ppo", "ensemble"}
+    assert set(models["models"]) == {"transformer", "gbm", "lstm_cnn", "ppo", "ensemble", "engine"}
+    assert models["prediction_engine"]["available"]
     folds = {f["fold"]: f for f in report["folds"]}
-    for name in ("transformer", "gbm", "ppo"):
+    for name in ("transformer", "gbm", "ppo", "engine"):
         entry = models["models"][name]
         assert entry["available"], (name, entry)
         assert set(entry["folds"]) == set(folds)

@@ -116,3 +116,32 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path):
     ckpt.write_bytes(ckpt.read_bytes()[:100])
     with pytest.raises(InputError, match="unreadable"):
         _train(ckpt)
+
+
+def test_pick_batch_size_times_candidates_skips_oom_and_restores_weights():
+    from torch import nn
+
+    from cryptoml_pipeline.modeling.nets.transformer import CryptoTransformer
+    from cryptoml_pipeline.modeling.training import pick_batch_size
+
+    class OomAbove(nn.Module):
+        """The transformer, but 'out of memory' for batches above 32 (as a GPU would be)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = CryptoTransformer(F, MODEL)
+
+        def forward(self, x):
+            if x.shape[0] > 32:
+                raise torch.OutOfMemoryError("simulated")
+            return self.net(x)
+
+    torch.manual_seed(0)
+    model = OomAbove()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ds = _ds(96, 1)
+    best = pick_batch_size(model, ds, torch.device("cpu"), (16, 32, 64), False)
+    assert best in (16, 32)  # 64 ran "out of memory"
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    with pytest.raises(InputError, match="out of memory"):
+        pick_batch_size(model, ds, torch.device("cpu"), (64, 128), False)

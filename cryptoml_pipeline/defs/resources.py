@@ -17,6 +17,7 @@ from cryptoml_pipeline.market import (
     resolve_window,
     synthetic_market,
 )
+from cryptoml_pipeline.market.layout import perpetual_symbol
 from cryptoml_pipeline.settings import DEFAULT_SYMBOLS, PipelineSettings, profile_settings
 from cryptoml_pipeline.timing import to_utc
 
@@ -107,6 +108,27 @@ class MarketDataResource(dg.ConfigurableResource):
             if not frame.empty:
                 out[tf] = frame
         return out
+
+    def open_interest(
+        self, symbols: list[str], period: str, start: pd.Timestamp, end: pd.Timestamp
+    ) -> pd.DataFrame | None:
+        """Stored open interest of each symbol's perpetual in ``[start, end)`` as ``timestamp,
+        symbol, open_interest`` (user symbols), or None when the store holds none (the
+        open-interest features are then absent, with the reason in the feature plan)."""
+        if self.kind == "synthetic" or not self.data_dir:
+            return None
+        store = self._store()
+        parts = []
+        for symbol in symbols:
+            perp = perpetual_symbol(symbol)
+            if not store.open_interest_path(perp, period).is_file():
+                continue
+            oi = store.read_open_interest(perp, period, start, end)
+            if len(oi) and "open_interest" in oi.columns:
+                parts.append(oi[["timestamp", "open_interest"]].assign(symbol=symbol.split(":")[0]))
+        if not parts:
+            return None
+        return pd.concat(parts, ignore_index=True)[["timestamp", "symbol", "open_interest"]]
 
     def load(self, settings: PipelineSettings) -> MarketData:
         data = settings.data

@@ -182,6 +182,7 @@ def train_fold(
         },
         "class_weights": result.class_weights,
         "device": result.device,
+        "batch_size": result.batch_size,
         "train_seconds": result.train_seconds,
         "torch_version": torch.__version__,
     }

@@ -69,6 +69,7 @@ class TrainResult:
     class_weights: list[float]
     monitor: str = "val_loss"  # or "train_loss" when the validation set is empty
     best_loss: float = field(default=math.nan)
+    batch_size: int = 0  # the batch size trained with (auto-picked on CUDA when configured)
 
 
 def resolve_device(pref: str) -> torch.device:
@@ -166,6 +167,68 @@ def _evaluate(
     return loss_sum / max(weight_sum, 1e-12), correct / max(count, 1)
 
 
+def pick_batch_size(
+    model: nn.Module,
+    ds: SequenceDataset,
+    device: torch.device,
+    candidates: tuple[int, ...],
+    use_autocast: bool,
+    regression: RegressionTarget | None = None,
+    steps: int = 3,
+) -> int:
+    """The candidate batch size with the most training samples/s on ``device`` (GPU profile).
+
+    Each candidate runs ``steps`` timed optimizer steps after one warm-up step on the dataset's
+    first samples; a candidate that runs out of memory is skipped. The model's weights are
+    restored afterwards, so the choice does not change what training then computes.
+    """
+    if len(ds) == 0 or not candidates:
+        raise InputError("pick_batch_size needs samples and at least one candidate")
+    initial = _snapshot(model)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    best, best_rate = None, -1.0
+    model.train()
+    for size in sorted(set(candidates)):
+        n = min(size, len(ds))
+        xs, ys = zip(*(ds[i] for i in range(n)), strict=True)
+        x = torch.stack(xs).to(device)
+        y = torch.stack(ys).to(device)
+        try:
+            for k in range(steps + 1):
+                if k == 1:
+                    if device.type == "cuda":
+                        torch.cuda.synchronize(device)
+                    t0 = time.perf_counter()
+                with _autocast(device, use_autocast):
+                    out = model(x).float()
+                loss = (
+                    nn.functional.huber_loss(out, y.float())
+                    if regression is not None
+                    else nn.functional.cross_entropy(out, y)
+                )
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+        except torch.OutOfMemoryError:
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            logger.info("batch size %d: out of memory, skipped", size)
+            continue
+        rate = n * steps / max(time.perf_counter() - t0, 1e-9)
+        logger.info("batch size %d: %.0f samples/s", size, rate)
+        if rate > best_rate:
+            best, best_rate = size, rate
+        if n < size:  # the dataset is smaller than the larger candidates
+            break
+    model.load_state_dict(initial)
+    if best is None:
+        raise InputError(f"every candidate batch size {candidates} ran out of memory")
+    logger.info("auto batch size: %d (%.0f samples/s)", best, best_rate)
+    return best
+
+
 @dataclass(frozen=True)
 class RegressionTarget:
     """Targets are forward returns in units of ``strong_threshold``; a predicted value maps to a
@@ -254,8 +317,13 @@ def train_model(
             optimizer, T_0=cfg.t0, T_mult=2
         )
         generator = torch.Generator().manual_seed(cfg.seed)
-        train_loader = _loader(train_ds, cfg.batch_size, device, generator)
-        val_loader = _loader(val_ds, cfg.batch_size, device, None)
+        batch_size = cfg.batch_size
+        if cfg.auto_batch_size and device.type == "cuda":
+            batch_size = pick_batch_size(
+                model, train_ds, device, cfg.auto_batch_candidates, use_autocast, regression
+            )
+        train_loader = _loader(train_ds, batch_size, device, generator)
+        val_loader = _loader(val_ds, batch_size, device, None)
         n_batches = len(train_loader)
         if cfg.max_batches_per_epoch is not None:
             n_batches = min(n_batches, cfg.max_batches_per_epoch)
@@ -385,6 +453,7 @@ def train_model(
         class_weights=weights,
         monitor=monitor,
         best_loss=best_loss,
+        batch_size=batch_size,
     )
 
 

@@ -53,9 +53,12 @@ def member_confidence(probs: np.ndarray, kind: ModelKind) -> np.ndarray:
 def combine(
     outputs: Mapping[str, np.ndarray],
     kinds: Mapping[str, ModelKind],
-    weights: Mapping[str, float],
+    weights: Mapping[str, float | np.ndarray],
 ) -> EnsembleSignal:
-    """Combine member probabilities (all ``[n, 5]``) into an :class:`EnsembleSignal`."""
+    """Combine member probabilities (all ``[n, 5]``) into an :class:`EnsembleSignal`.
+
+    A weight is a number, or an ``[n]`` array of per-row weights (e.g. 0 where the risk layer
+    switched the model off, or its accuracy in the row's regime)."""
     if not outputs:
         raise InputError("the prediction engine has no model to combine")
     names = list(outputs)
@@ -63,7 +66,16 @@ def combine(
     if probs.ndim != 3 or probs.shape[2] != N_CLASSES:
         raise InputError(f"every model must return [n, {N_CLASSES}] probabilities")
     conf = np.stack([member_confidence(probs[j], kinds[m]) for j, m in enumerate(names)])
-    w = np.array([max(float(weights.get(m, 1.0)), 0.0) for m in names])[:, None] * conf  # [M, n]
+    n = probs.shape[1]
+    base = np.stack(
+        [
+            np.clip(
+                np.broadcast_to(np.asarray(weights.get(m, 1.0), dtype=np.float64), (n,)), 0, None
+            )
+            for m in names
+        ]
+    )
+    w = base * conf  # [M, n]
     total = w.sum(axis=0)
     safe = np.where(total > 0, total, 1.0)
     ens = np.einsum("mn,mnk->nk", w, probs) / safe[:, None]

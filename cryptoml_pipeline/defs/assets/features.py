@@ -3,7 +3,7 @@
 import dagster as dg
 import pandas as pd
 
-from cryptoml_pipeline.defs.resources import PipelineResource
+from cryptoml_pipeline.defs.resources import MarketDataResource, PipelineResource
 from cryptoml_pipeline.features import build_features, compute_features, feature_columns
 from cryptoml_pipeline.features.build import warmup_bars, warmup_period
 from cryptoml_pipeline.features.causality import (
@@ -29,11 +29,20 @@ def feature_table(
     funding: pd.DataFrame,
     dataset_info: dict,
     pipeline: PipelineResource,
+    market: MarketDataResource,
 ) -> pd.DataFrame:
     """Causal features (value at t uses data up to t only), validated by pandera. The metadata
-    lists the features by family and every unavailable feature with its reason."""
+    lists the features by family and every unavailable feature with its reason. Open interest
+    landed in the store (``ingest_job``) feeds the open-interest features when present."""
     settings = pipeline.settings()
-    built = build_features(ohlcv, funding, settings.features, timeframe=dataset_info["timeframe"])
+    oi = _open_interest(market, settings, ohlcv)
+    built = build_features(
+        ohlcv,
+        funding,
+        settings.features,
+        timeframe=dataset_info["timeframe"],
+        open_interest=oi,
+    )
     table = validate_feature_table(built.table)
     cols = feature_columns(table)
     plan = built.plan
@@ -52,6 +61,19 @@ def feature_table(
     return table
 
 
+def _open_interest(
+    market: MarketDataResource, settings, candles: pd.DataFrame
+) -> pd.DataFrame | None:
+    if not settings.features.sentiment_flow.enabled or candles.empty:
+        return None
+    return market.open_interest(
+        sorted(candles["symbol"].astype(str).unique()),
+        settings.ingest.open_interest_period,
+        candles["timestamp"].min() - pd.Timedelta(days=7),
+        candles["timestamp"].max() + pd.Timedelta(days=1),
+    )
+
+
 def _recent_slice(frame: pd.DataFrame, rows: int) -> pd.DataFrame:
     return frame.groupby("symbol", group_keys=False).tail(rows).reset_index(drop=True)
 
@@ -67,14 +89,19 @@ def _funding_near(funding: pd.DataFrame, candles: pd.DataFrame, days: int) -> pd
     additional_ins={k: dg.AssetIn(k) for k in ("ohlcv", "funding", "dataset_info")},
 )
 def feature_causality(
-    ohlcv: pd.DataFrame, funding: pd.DataFrame, dataset_info: dict, pipeline: PipelineResource
+    ohlcv: pd.DataFrame,
+    funding: pd.DataFrame,
+    dataset_info: dict,
+    pipeline: PipelineResource,
+    market: MarketDataResource,
 ) -> dg.AssetCheckResult:
     settings = pipeline.settings()
     candles = _recent_slice(ohlcv, CAUSALITY_ROWS_PER_SYMBOL)
     cuts = sample_cut_times(candles["timestamp"], CAUSALITY_CUTS)
     tf = dataset_info["timeframe"]
+    oi = _open_interest(market, settings, candles)
     leaks = find_lookahead(
-        lambda c, f: compute_features(c, f, settings.features, timeframe=tf),
+        lambda c, f: compute_features(c, f, settings.features, timeframe=tf, open_interest=oi),
         candles,
         _funding_near(funding, candles, 60),
         cuts,
@@ -105,7 +132,11 @@ def feature_causality(
     additional_ins={k: dg.AssetIn(k) for k in ("ohlcv", "funding", "dataset_info")},
 )
 def feature_warmup_sensitivity(
-    ohlcv: pd.DataFrame, funding: pd.DataFrame, dataset_info: dict, pipeline: PipelineResource
+    ohlcv: pd.DataFrame,
+    funding: pd.DataFrame,
+    dataset_info: dict,
+    pipeline: PipelineResource,
+    market: MarketDataResource,
 ) -> dg.AssetCheckResult:
     settings = pipeline.settings()
     tf = dataset_info["timeframe"]
@@ -115,8 +146,9 @@ def feature_warmup_sensitivity(
     candles = _recent_slice(ohlcv, rows)
     first = candles["timestamp"].min()
     starts = [first + k * bar for k in WARMUP_START_OFFSETS_BARS]
+    oi = _open_interest(market, settings, candles)
     reports = find_warmup_sensitivity(
-        lambda c, f: compute_features(c, f, settings.features, timeframe=tf),
+        lambda c, f: compute_features(c, f, settings.features, timeframe=tf, open_interest=oi),
         candles,
         _funding_near(funding, candles, 0),
         starts,
