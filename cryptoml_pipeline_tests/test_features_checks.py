@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from cryptoml_pipeline.defs.assets import features as feature_assets
-from cryptoml_pipeline.defs.resources import PipelineResource
+from cryptoml_pipeline.defs.resources import MarketDataResource, PipelineResource
 from cryptoml_pipeline.features import compute_features, find_lookahead, warmup_period
 from cryptoml_pipeline.features.causality import find_warmup_sensitivity, sample_cut_times
 from cryptoml_pipeline.settings import FeatureConfig
@@ -94,7 +94,10 @@ def _materialize_check(monkeypatch, compute, candles, funding) -> dg.AssetCheckE
             feature_assets.feature_table,
             feature_assets.feature_causality,
         ],
-        resources={"pipeline": PipelineResource(profile="demo")},
+        resources={
+            "pipeline": PipelineResource(profile="demo"),
+            "market": MarketDataResource(kind="synthetic"),  # no stored open interest
+        },
         raise_on_error=False,
     )
     (evaluation,) = checks.get_asset_check_evaluations()
@@ -105,7 +108,7 @@ def test_blocking_dagster_check_names_the_leaking_column(monkeypatch, market) ->
     candles, funding = market
     small = candles.groupby("symbol", group_keys=False).head(400).reset_index(drop=True)
 
-    def leaky(c, f, config=None, timeframe="1h"):
+    def leaky(c, f, config=None, timeframe="1h", **_):
         return _centred_leak(c, f)
 
     evaluation = _materialize_check(monkeypatch, leaky, small, funding)
@@ -116,7 +119,7 @@ def test_blocking_dagster_check_names_the_leaking_column(monkeypatch, market) ->
     spec = next(iter(feature_assets.feature_causality.check_specs))
     assert spec.blocking
     clean = _materialize_check(
-        monkeypatch, lambda c, f, config=None, timeframe="1h": _compute(c, f), small, funding
+        monkeypatch, lambda c, f, config=None, timeframe="1h", **_: _compute(c, f), small, funding
     )
     assert clean.passed
     assert np.isfinite(clean.metadata["leaks"].value)
