@@ -23,6 +23,7 @@ from cryptoml_pipeline.market import (
     load_via_ccxt,
     make_exchange,
 )
+from cryptoml_pipeline_tests.fixtures.market.wire import market
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 pytestmark = pytest.mark.skipif(not (DATA / "market").is_dir(), reason="no ../shared/data")
@@ -98,35 +99,6 @@ class FakeBinance:
         return [q for p, q in self.requests if p == path]
 
 
-def _market(symbol: str, kind: str) -> dict:
-    base, quote = symbol.split(":")[0].split("/")
-    swap = kind == "swap"
-    return {
-        "id": f"{base}{quote}",
-        "symbol": symbol,
-        "base": base,
-        "quote": quote,
-        "settle": quote if swap else None,
-        "baseId": base,
-        "quoteId": quote,
-        "settleId": quote if swap else None,
-        "type": kind,
-        "spot": not swap,
-        "margin": False,
-        "swap": swap,
-        "future": False,
-        "option": False,
-        "contract": swap,
-        "linear": True if swap else None,
-        "inverse": False if swap else None,
-        "contractSize": 1.0 if swap else None,
-        "active": True,
-        "precision": {"amount": 0.001, "price": 0.01},
-        "limits": {"amount": {"min": 0.001, "max": None}, "cost": {"min": 5.0, "max": None}},
-        "info": {},
-    }
-
-
 @pytest.fixture(scope="module")
 def real() -> ParquetStore:
     return ParquetStore(DATA)
@@ -145,7 +117,7 @@ def _exchange(
     source_rows: dict[str, pd.DataFrame], perp: pd.DataFrame | None = None
 ) -> tuple[ccxt.binance, FakeBinance]:
     exchange = ccxt.binance()
-    exchange.set_markets([_market("BTC/USDT", "spot"), _market("BTC/USDT:USDT", "swap")])
+    exchange.set_markets([market("BTC/USDT", "spot"), market("BTC/USDT:USDT", "swap")])
     perp = source_rows[PERP] if perp is None else perp
     server = FakeBinance(
         {SPOT: raw_klines(source_rows[SPOT]), PERP: raw_klines(perp)},

@@ -9,6 +9,7 @@ the fold partition. ``ensemble_predictions`` stacks the base models over all fol
 """
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from cryptoml_pipeline.defs.assets.modeling import find_fold, plan_folds
 from cryptoml_pipeline.defs.partitions import fold_partitions
 from cryptoml_pipeline.defs.resources import MarketDataResource, PipelineResource
 from cryptoml_pipeline.model_comparison import compare_models, comparison_markdown
+from cryptoml_pipeline.modeling.folds import Fold
 from cryptoml_pipeline.modeling.persistence import to_jsonable
 from cryptoml_pipeline.modeling.zoo import (
     ZooResult,
@@ -28,6 +30,7 @@ from cryptoml_pipeline.modeling.zoo import (
     run_ppo,
     unavailable,
 )
+from cryptoml_pipeline.settings import PipelineSettings
 from cryptoml_pipeline.timing import timeframe_to_timedelta
 
 GROUP = "models"
@@ -60,6 +63,26 @@ def _publish(context: dg.AssetExecutionContext, result: ZooResult, out_dir: Path
     context.add_output_metadata(meta)
 
 
+def _train_fold_model(
+    context: dg.AssetExecutionContext,
+    pipeline: PipelineResource,
+    fold_plan: list[dict[str, Any]],
+    model: str,
+    enabled: bool,
+    run: Callable[[Fold, PipelineSettings, Path], ZooResult],
+) -> pd.DataFrame:
+    """The shared shape of a zoo fold asset: find the fold, skip when disabled (with the reason),
+    else train into ``output/models/<model>/<fold>``; publish the model card either way."""
+    fold = find_fold(fold_plan, context.partition_key)
+    if not enabled:
+        result, out = unavailable(model, fold, f"disabled in settings ({model}.enabled)"), None
+    else:
+        out = _model_dir(pipeline, model, fold.key)
+        result = run(fold, pipeline.settings(), out)
+    _publish(context, result, out)
+    return result.predictions
+
+
 @dg.asset(group_name=GROUP, partitions_def=fold_partitions)
 def gbm_predictions(
     context: dg.AssetExecutionContext,
@@ -70,15 +93,15 @@ def gbm_predictions(
     pipeline: PipelineResource,
 ) -> pd.DataFrame:
     """LightGBM baseline (Optuna-tuned inside the training window when ``tuning.n_trials`` > 0)."""
-    settings = pipeline.settings()
-    fold = find_fold(fold_plan, context.partition_key)
-    if not settings.gbm.enabled:
-        result, out = unavailable("gbm", fold, "disabled in settings (gbm.enabled)"), None
-    else:
-        out = _model_dir(pipeline, "gbm", fold.key)
-        result = run_gbm(feature_table, label_table, fold, settings, dataset_info["timeframe"], out)
-    _publish(context, result, out)
-    return result.predictions
+    tf = dataset_info["timeframe"]
+    return _train_fold_model(
+        context,
+        pipeline,
+        fold_plan,
+        "gbm",
+        pipeline.settings().gbm.enabled,
+        lambda fold, settings, out: run_gbm(feature_table, label_table, fold, settings, tf, out),
+    )
 
 
 @dg.asset(group_name=GROUP, partitions_def=fold_partitions)
@@ -92,12 +115,9 @@ def lstm_cnn_predictions(
     market: MarketDataResource,
 ) -> pd.DataFrame:
     """The spec's multi-timeframe LSTM-CNN; only where all its timeframes exist in the store."""
-    settings = pipeline.settings()
-    fold = find_fold(fold_plan, context.partition_key)
-    cfg = settings.lstm_cnn
-    if not cfg.enabled:
-        result, out = unavailable("lstm_cnn", fold, "disabled in settings (lstm_cnn.enabled)"), None
-    else:
+
+    def run(fold: Fold, settings: PipelineSettings, out: Path) -> ZooResult:
+        cfg = settings.lstm_cnn
         longest = max(timeframe_to_timedelta(tf) for tf in cfg.timeframes)
         scales = market.candles_by_timeframe(
             list(dataset_info["symbols"]),
@@ -105,12 +125,13 @@ def lstm_cnn_predictions(
             fold.train_start - (cfg.sequence_length + 2) * longest,
             fold.test_end + longest,
         )
-        out = _model_dir(pipeline, "lstm_cnn", fold.key)
-        result = run_lstm_cnn(
+        return run_lstm_cnn(
             feature_table, label_table, fold, settings, dataset_info["timeframe"], scales, out
         )
-    _publish(context, result, out)
-    return result.predictions
+
+    return _train_fold_model(
+        context, pipeline, fold_plan, "lstm_cnn", pipeline.settings().lstm_cnn.enabled, run
+    )
 
 
 @dg.asset(group_name=GROUP, partitions_def=fold_partitions)
@@ -126,24 +147,17 @@ def ppo_predictions(
 ) -> pd.DataFrame:
     """PPO agent (Stable-Baselines3) in the Gymnasium trading environment with the backtester's
     costs and funding; its positions on the test window are the predictions' signals."""
-    settings = pipeline.settings()
-    fold = find_fold(fold_plan, context.partition_key)
-    if not settings.ppo.enabled:
-        result, out = unavailable("ppo", fold, "disabled in settings (ppo.enabled)"), None
-    else:
-        out = _model_dir(pipeline, "ppo", fold.key)
-        result = run_ppo(
-            feature_table,
-            label_table,
-            ohlcv,
-            funding,
-            fold,
-            settings,
-            dataset_info["timeframe"],
-            out,
-        )
-    _publish(context, result, out)
-    return result.predictions
+    tf = dataset_info["timeframe"]
+    return _train_fold_model(
+        context,
+        pipeline,
+        fold_plan,
+        "ppo",
+        pipeline.settings().ppo.enabled,
+        lambda fold, settings, out: run_ppo(
+            feature_table, label_table, ohlcv, funding, fold, settings, tf, out
+        ),
+    )
 
 
 def _all_folds(value: Any) -> pd.DataFrame:
