@@ -34,8 +34,16 @@ NO_HISTORY = pd.Timedelta(0)
 
 @dataclass(frozen=True)
 class MarketData:
-    candles: pd.DataFrame  # long candles of the traded instrument (perp when present, else spot)
-    funding: pd.DataFrame  # long funding
+    """Candles of every universe member (a traded symbol's rows are its USDT-M perpetual's
+    candles, another member's its spot candles; ``symbol`` is always the user spelling
+    ``BTC/USDT``) and the funding of the traded symbols.
+
+    ``traded`` are the instruments the strategy trades; ``universe`` the symbols the models train
+    on, pooled, and over which cross-asset features are computed (``traded`` is a subset). Empty
+    tuples (old callers) mean "every symbol in ``candles``"."""
+
+    candles: pd.DataFrame  # long candles of the universe (perp for traded symbols, else spot)
+    funding: pd.DataFrame  # long funding of the traded symbols
     source: Literal["parquet", "ccxt", "synthetic"]
     synthetic: bool
     price_source: str  # "perpetual" | "spot_proxy" | "mixed"
@@ -43,6 +51,18 @@ class MarketData:
     timeframe: str
     start: pd.Timestamp  # window [start, end)
     end: pd.Timestamp
+    traded: tuple[str, ...] = ()
+    universe: tuple[str, ...] = ()
+
+    @property
+    def traded_symbols(self) -> tuple[str, ...]:
+        if self.traded:
+            return self.traded
+        return tuple(sorted(self.candles["symbol"].astype(str).unique()))
+
+    @property
+    def universe_symbols(self) -> tuple[str, ...]:
+        return self.universe or self.traded_symbols
 
 
 @dataclass(frozen=True)
