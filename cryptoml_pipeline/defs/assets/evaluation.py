@@ -1,6 +1,5 @@
 """Out-of-sample predictions, the cost-aware backtest with baselines, and the report."""
 
-import base64
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +15,13 @@ from cryptoml_pipeline.defs.assets.modeling import plan_folds
 from cryptoml_pipeline.defs.resources import PipelineResource
 from cryptoml_pipeline.evaluation import Evaluation, evaluate_walk_forward
 from cryptoml_pipeline.features.report import features_section
-from cryptoml_pipeline.reporting.html import equity_figure_png, kpi_markdown
 from cryptoml_pipeline.reporting.report import build_report, write_report
+from cryptoml_pipeline.reporting.ui_metadata import (
+    UiTables,
+    backtest_tables,
+    model_markdown,
+    report_tables,
+)
 
 GROUP = "evaluation"
 
@@ -81,6 +85,35 @@ def predictions_inside_test_windows(
     return dg.AssetCheckResult(passed=bad.empty, metadata={"rows_outside": len(bad)})
 
 
+def table_metadata(rows: list[dict[str, Any]]) -> dg.TableMetadataValue:
+    """Scalar row dicts (``reporting.ui_metadata``) as a Dagster table; column types from the
+    values (numbers, booleans, else strings)."""
+    columns = list(dict.fromkeys(c for row in rows for c in row))
+
+    def kind(col: str) -> str:
+        values = [r.get(col) for r in rows if r.get(col) is not None]
+        if values and all(isinstance(v, bool) for v in values):
+            return "bool"
+        if values and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            return "float"
+        return "string"
+
+    schema = dg.TableSchema(columns=[dg.TableColumn(c, kind(c)) for c in columns])
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord({c: row.get(c) for c in columns}) for row in rows], schema=schema
+    )
+
+
+def ui_metadata(tables: UiTables) -> dict[str, dg.MetadataValue]:
+    """Equity curve, KPI table and per-fold table (markdown and table) for the Dagster UI."""
+    return {
+        "equity_curve": dg.MetadataValue.md(tables.equity_markdown),
+        "kpi_table": dg.MetadataValue.md(tables.kpi_markdown),
+        "fold_table": dg.MetadataValue.md(tables.fold_markdown),
+        "folds": table_metadata(tables.fold_rows),
+    }
+
+
 def _evaluation_from_bundle(bundle: dict[str, Any]) -> Evaluation:
     return Evaluation(**{k: bundle[k] for k in Evaluation.__dataclass_fields__})
 
@@ -133,6 +166,7 @@ def backtest(
             "gross_total_return": (ev.costs or {}).get("gross_total_return"),
             "cost_drag": (ev.costs or {}).get("cost_drag"),
             "shuffled_label_leak": str((ev.controls or {}).get("shuffled_labels", {}).get("leak")),
+            **ui_metadata(backtest_tables(ev.to_bundle())),
         }
     )
     return ev.to_bundle()
@@ -179,13 +213,12 @@ def backtest_report(
         models=model_comparison,
     )
     paths = write_report(report, ev.equity, Path(pipeline.output_dir) / "reports")
-    png = base64.b64encode(equity_figure_png(ev.equity)).decode()
     context.add_output_metadata(
         {
             "report_json": dg.MetadataValue.path(str(paths["json"].resolve())),
             "report_html": dg.MetadataValue.path(str(paths["html"].resolve())),
-            "kpis": dg.MetadataValue.md(kpi_markdown(report)),
-            "equity": dg.MetadataValue.md(f"![equity](data:image/png;base64,{png})"),
+            **ui_metadata(report_tables(report, ev.equity)),
+            "model_table": dg.MetadataValue.md(model_markdown(model_comparison)),
             "warnings": dg.MetadataValue.json(report["warnings"]),
             "importance_folds": f"{len(importance)} of {len(fold_keys)}",
             "importance_note": features["importance"]["reason"] or "all folds",

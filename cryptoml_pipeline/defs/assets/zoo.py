@@ -16,6 +16,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
+from cryptoml_pipeline.defs.assets.evaluation import table_metadata
 from cryptoml_pipeline.defs.assets.modeling import find_fold, plan_folds
 from cryptoml_pipeline.defs.partitions import fold_partitions
 from cryptoml_pipeline.defs.resources import MarketDataResource, PipelineResource
@@ -30,6 +31,7 @@ from cryptoml_pipeline.modeling.zoo import (
     run_ppo,
     unavailable,
 )
+from cryptoml_pipeline.reporting.ui_metadata import model_fold_markdown, model_rows
 from cryptoml_pipeline.settings import PipelineSettings
 from cryptoml_pipeline.timing import timeframe_to_timedelta
 
@@ -251,6 +253,8 @@ def model_comparison(
     context.add_output_metadata(
         {
             "comparison": dg.MetadataValue.md(comparison_markdown(comparison)),
+            "models": table_metadata(model_rows(comparison)),
+            "per_fold_table": dg.MetadataValue.md(model_fold_markdown(comparison)),
             "configurations_tried": comparison["configurations_tried"],
         }
     )
