@@ -240,10 +240,11 @@ def daily_equity_returns(equity: pd.Series) -> pd.Series:
     the first day has no return and is dropped.
     """
     eq = equity.dropna()
+    if eq.empty:
+        index = pd.DatetimeIndex([], tz="UTC")
+        return pd.Series(dtype=np.float64, index=index, name="daily_return")
     if not isinstance(eq.index, pd.DatetimeIndex) or eq.index.tz is None:
         raise InputError("equity must be indexed by tz-aware timestamps")
-    if eq.empty:
-        return pd.Series(dtype=np.float64, name="daily_return")
     daily = eq.tz_convert("UTC").sort_index().resample("1D").last().ffill()
     return daily.pct_change().iloc[1:].rename("daily_return")
 
