@@ -306,7 +306,7 @@ def engine_predictions(
         )
     regime = keys.merge(pd.concat(regimes), on=["timestamp", "symbol"], how="left")["regime"]
     regime = regime.fillna("range").astype(str).to_numpy()
-    horizon = settings.labels.prediction_horizon
+    horizon = settings.target.reach
     rt = settings.retrain
     weights, switched_off = {}, {}
     for m, frame in frames.items():

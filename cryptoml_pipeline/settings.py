@@ -168,14 +168,49 @@ class FeatureConfig(_Frozen):
     )
 
 
+TargetKind = Literal["classes", "vol_scaled_return", "triple_barrier"]
+TARGET_KINDS: tuple[TargetKind, ...] = ("classes", "vol_scaled_return", "triple_barrier")
+
+
+class TargetConfig(_Frozen):
+    """What the models learn (``modeling/labels.py`` builds it; the only forward-looking code).
+
+    * ``classes``: the spec's 5 classes on ``close[t+h] / close[t] - 1`` (thresholds in
+      :class:`LabelConfig`); looks ``h`` bars ahead.
+    * ``vol_scaled_return``: ``log(open[t+1+h] / open[t+1])`` — from the next bar's open, where
+      the fill happens, to the open ``h`` bars later — divided by ``sigma_t * sqrt(h)``, with
+      ``sigma_t`` the trailing std of 1-bar log returns over ``vol_window`` bars up to ``t``;
+      looks ``h + 1`` bars ahead.
+    * ``triple_barrier``: +1 / -1 when the path from ``open[t+1]`` touches the upper / lower
+      barrier ``± barrier_multiple * sigma_t * sqrt(h)`` first (bar highs/lows), else 0 at the
+      vertical barrier ``h`` bars later; rows weighted by their average uniqueness.
+
+    The walk-forward purge and embargo follow :attr:`reach` automatically.
+    """
+
+    kind: TargetKind = "vol_scaled_return"
+    horizon: int = Field(8, ge=1, le=168, description="bars ahead")
+    vol_window: int = Field(168, ge=2, description="bars of the trailing volatility")
+    barrier_multiple: float = Field(1.0, gt=0)
+
+    @property
+    def reach(self) -> int:
+        """Bars a label looks ahead of its row (what purging must cover)."""
+        return self.horizon if self.kind == "classes" else self.horizon + 1
+
+    @property
+    def is_regression(self) -> bool:
+        return self.kind == "vol_scaled_return"
+
+
 class LabelConfig(_Frozen):
-    """Spec's 5 classes on the forward return ``close[t+h] / close[t] - 1``.
+    """Spec's 5 classes on the forward return ``close[t+h] / close[t] - 1`` (``h`` =
+    ``target.horizon``). Also used to bucket realised returns for the class metrics.
 
     label  2: r > strong; 1: weak < r <= strong; 0: -weak < r <= weak; -1: -strong < r <= -weak;
     -2: r <= -strong. Models use 5 logits with ``class index = label + 2``.
     """
 
-    prediction_horizon: int = Field(5, gt=0)
     weak_threshold: float = Field(0.005, gt=0)
     strong_threshold: float = Field(0.015, gt=0)
 
@@ -294,7 +329,7 @@ class RiskConfig(_Frozen):
     min_hold_bars: int | None = None  # None -> label horizon
     hold_confidence_threshold: float | None = None  # hysteresis; None -> confidence_threshold
     edge_cost_multiple: float | None = Field(
-        1.0, description="enter only if |expected move| >= this x round-trip cost (None = off)"
+        2.0, description="enter only if |expected move| >= this x round-trip cost (None = off)"
     )
     take_profit_atr_multiple: float | None = None  # None -> no take-profit order
     maintenance_margin: float = Field(0.005, ge=0, description="cross-margin liquidation level")
@@ -444,6 +479,7 @@ class PipelineSettings(_Frozen):
     profile: ProfileName = "demo"
     data: DataConfig = DataConfig()
     features: FeatureConfig = FeatureConfig()
+    target: TargetConfig = TargetConfig()
     labels: LabelConfig = LabelConfig()
     walk_forward: WalkForwardConfig = WalkForwardConfig()
     model: ModelConfig = ModelConfig()
@@ -482,7 +518,11 @@ class PipelineSettings(_Frozen):
 
     @property
     def min_hold_bars(self) -> int:
-        return self.risk.min_hold_bars or self.labels.prediction_horizon
+        return self.risk.min_hold_bars or self.target.horizon
+
+    @property
+    def horizon(self) -> int:
+        return self.target.horizon
 
 
 def profile_settings(profile: ProfileName, **data_overrides: object) -> PipelineSettings:

@@ -98,7 +98,7 @@ class DashboardData:
             self._frame(),
             window=self.settings.retrain.rolling_window,
             timeframe=self.settings.data.timeframe,
-            horizon=self.settings.labels.prediction_horizon,
+            horizon=self.settings.target.reach,
         )
 
     # --- JSON --------------------------------------------------------------------------

@@ -79,7 +79,7 @@ def permutation_importance(
     masks = fold_row_masks(
         sub["timestamp"],
         fold,
-        horizon=settings.labels.prediction_horizon,
+        horizon=settings.target.reach,
         timeframe=timeframe,
         embargo_bars=settings.walk_forward.embargo_bars,
     )

@@ -74,7 +74,7 @@ def validation_mask(
     return fold_row_masks(
         features["timestamp"],
         model.fold,
-        horizon=settings.labels.prediction_horizon,
+        horizon=settings.target.reach,
         timeframe=timeframe,
         embargo_bars=settings.walk_forward.embargo_bars,
     ).val

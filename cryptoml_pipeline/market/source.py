@@ -1,8 +1,18 @@
 """Market data of a run: the window rule and the loaders (parquet store, ccxt download).
 
-The traded instrument of a user symbol ``BTC/USDT`` is its USDT-M perpetual ``BTC/USDT:USDT``
-whenever the store holds perpetual candles covering the window start; otherwise the spot candles
-serve as a proxy. Every frame carries the user symbol in its ``symbol`` column. A timeframe the
+Two universes (:func:`resolve_symbols`):
+
+* **traded** symbols (``--symbols``): each traded as its USDT-M perpetual ``BTC/USDT:USDT``; its
+  perpetual candles AND funding must cover the window (else a one-line :class:`InputError`).
+  Default: every perpetual in the store with candles of the timeframe and a funding file.
+* **universe** (``--universe``): the symbols the models train on, pooled, and over which the
+  cross-asset features are computed; the traded symbols are always in it (as their perpetual's
+  candles), the other members come as spot candles. Default: every spot series of the timeframe
+  with data inside the window. Universe members never move the window; a member with a shorter
+  history joins where it has data; nothing is filled across gaps.
+
+The window is resolved from the traded symbols only (:func:`resolve_window`). Every frame carries
+the user symbol (``BTC/USDT``) in its ``symbol`` column. A timeframe the
 store has no file for (e.g. ``4h``) is resampled from a finer stored one (:mod:`.derived`).
 """
 
@@ -101,17 +111,13 @@ def _symbol_data(
     funding_interval: pd.Timedelta = FUNDING_INTERVAL,
 ) -> _SymbolData:
     perp = perpetual_symbol(symbol)
-    spot = spot_symbol(symbol)
-    traded = derived.candle_coverage(store, perp, timeframe) or derived.candle_coverage(
-        store, spot, timeframe
-    )
+    traded = derived.candle_coverage(store, perp, timeframe)
     if traded is None:
-        looked = sorted(
-            {store.candles_path(spot, timeframe).name, store.candles_path(perp, timeframe).name}
-        )
+        spot = derived.has_candles(store, spot_symbol(symbol), timeframe)
+        hint = " (only spot candles: it can be a --universe member, not traded)" if spot else ""
         raise InputError(
-            f"unknown symbol {symbol!r}: no {timeframe} candle file ({' or '.join(looked)}) "
-            f"in {store.root / 'market'}"
+            f"traded symbol {symbol!r} has no {timeframe} perpetual candles "
+            f"({store.candles_path(perp, timeframe).name}) in {store.root / 'market'}{hint}"
         )
     funding = store.funding_coverage(perp)
     if funding is None:
@@ -122,6 +128,96 @@ def _symbol_data(
     return _SymbolData(
         symbol=symbol, traded=traded, funding=funding, bar=bar, funding_interval=funding_interval
     )
+
+
+def _stems(directory, suffix: str) -> list[str]:
+    if not directory.is_dir():
+        return []
+    return sorted(p.name[: -len(suffix)] for p in directory.glob(f"*{suffix}"))
+
+
+def _stem_symbol(stem: str) -> str | None:
+    """``BTC_USDT`` -> ``BTC/USDT``; ``BTC_USDT_USDT`` -> ``BTC/USDT:USDT`` (None otherwise)."""
+    parts = stem.split("_")
+    if len(parts) == 2:
+        return f"{parts[0]}/{parts[1]}"
+    if len(parts) == 3:
+        return f"{parts[0]}/{parts[1]}:{parts[2]}"
+    return None
+
+
+def available_perpetuals(store: ParquetStore, timeframe: str) -> list[str]:
+    """User symbols (``BTC/USDT``) whose perpetual has candles of ``timeframe`` and funding."""
+    out = []
+    for stem in _stems(store.root / "market", f"-{timeframe}.parquet"):
+        sym = _stem_symbol(stem)
+        if sym and ":" in sym and store.funding_path(sym).is_file():
+            out.append(spot_symbol(sym))
+    return sorted(out)
+
+
+def available_spot(store: ParquetStore, timeframe: str) -> list[str]:
+    """Spot symbols with a candle file of ``timeframe``."""
+    out = []
+    for stem in _stems(store.root / "market", f"-{timeframe}.parquet"):
+        sym = _stem_symbol(stem)
+        if sym and ":" not in sym:
+            out.append(sym)
+    return sorted(out)
+
+
+def resolve_symbols(
+    store: ParquetStore,
+    symbols: Sequence[str] | None,
+    universe: Sequence[str] | None,
+    timeframe: str,
+) -> tuple[tuple[str, ...], tuple[str, ...] | None]:
+    """``(traded, universe or None)`` with the defaults applied; ``universe=None`` means
+    "every spot series with data in the window" (resolved by :func:`universe_in_window`)."""
+    traded = (
+        [spot_symbol(s) for s in symbols] if symbols else available_perpetuals(store, timeframe)
+    )
+    if not traded:
+        raise InputError(
+            f"no perpetual with {timeframe} candles and funding in {store.root}: pass --symbols"
+        )
+    if len(set(traded)) != len(traded):
+        raise InputError(f"duplicate traded symbols in {traded}")
+    if universe is None:
+        return tuple(traded), None
+    members = sorted({spot_symbol(s) for s in universe} | set(traded))
+    return tuple(traded), tuple(members)
+
+
+def universe_in_window(
+    store: ParquetStore,
+    traded: Sequence[str],
+    universe: Sequence[str] | None,
+    timeframe: str,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+) -> tuple[str, ...]:
+    """The universe over ``[start, end)``: the traded symbols plus every (given, or every
+    stored) spot series with data inside the window; members without data there are skipped
+    with a log line (a named member without any candle file is an error)."""
+    candidates = list(universe) if universe is not None else available_spot(store, timeframe)
+    members = set(traded)
+    for sym in candidates:
+        if sym in members:
+            continue
+        cov = derived.candle_coverage(store, spot_symbol(sym), timeframe)
+        if cov is None:
+            if universe is not None:
+                raise InputError(
+                    f"universe member {sym!r} has no {timeframe} spot candles "
+                    f"({store.candles_path(spot_symbol(sym), timeframe).name})"
+                )
+            continue
+        if cov[0] >= end or cov[1] < start:
+            log.info("universe member %s has no data in [%s, %s): skipped", sym, start, end)
+            continue
+        members.add(sym)
+    return tuple(sorted(members))
 
 
 def resolve_window(
@@ -190,11 +286,13 @@ def load_market_data(
     *,
     history: pd.Timedelta = NO_HISTORY,
     funding_interval_hours: int = 8,
+    universe: Sequence[str] | None = None,
 ) -> MarketData:
-    """Candles of the traded instrument and funding for ``[start, end)`` from ``store``.
+    """Candles of the universe and funding of the traded symbols for ``[start, end)``.
 
-    Per symbol the perpetual's candles when its file covers ``start``, else the spot candles as a
-    proxy. Funding (from the perpetual's file) covers ``[start - 8h, end)``. With ``history``,
+    A traded symbol's rows are its perpetual's candles (which must cover ``start``); another
+    universe member's rows its spot candles where they exist in the window. Funding (from the
+    perpetual's file) covers ``[start - 8h, end)``. With ``history``,
     rows of the same instruments from ``[start - history, start)`` are prepended where the files
     have them: warm-up for causal features only (``MarketData.start`` stays ``start``; folds and
     evaluation never use rows before it).
@@ -216,6 +314,14 @@ def load_market_data(
                 store, symbol, start - history - pd.Timedelta(hours=funding_interval_hours), end
             )
         )
+    members = [s for s in (universe or ()) if s not in set(symbols)]
+    for member in members:
+        spot = spot_symbol(member)
+        frame = derived.read_candles(store, spot, timeframe, start - history, end, as_symbol=spot)
+        if not (frame["timestamp"] >= start).any():
+            log.info("universe member %s: no candles in [%s, %s); skipped", member, start, end)
+            continue
+        candles.append(frame)
     kinds = set(sources.values())
     price_source = kinds.pop() if len(kinds) == 1 else "mixed"
     return MarketData(
@@ -228,6 +334,8 @@ def load_market_data(
         timeframe=timeframe,
         start=start,
         end=end,
+        traded=tuple(sorted(symbols)),
+        universe=tuple(sorted(set(symbols) | set(members))),
     )
 
 
@@ -240,19 +348,15 @@ def _traded_candles(
     *,
     history: pd.Timedelta = NO_HISTORY,
 ) -> tuple[pd.DataFrame, str]:
-    perp, spot = perpetual_symbol(symbol), spot_symbol(symbol)
+    perp = perpetual_symbol(symbol)
     perp_cov = derived.candle_coverage(store, perp, timeframe)
-    if perp_cov is not None and perp_cov[0] <= start:
-        instrument, kind = perp, "perpetual"
-    elif derived.has_candles(store, spot, timeframe):
-        instrument, kind = spot, "spot_proxy"
-        why = "has no candle file" if perp_cov is None else f"starts only at {perp_cov[0]}"
-        log.warning("%s: perpetual %s %s; using spot candles as a price proxy", symbol, perp, why)
-    else:
+    if perp_cov is None or perp_cov[0] > start:
+        why = "no candle file" if perp_cov is None else f"candles only from {perp_cov[0]}"
         raise InputError(
-            f"no {timeframe} candles for {symbol!r} covering {start}: looked for "
-            f"{store.candles_path(perp, timeframe)} and {store.candles_path(spot, timeframe)}"
+            f"traded symbol {symbol!r}: perpetual {perp} has {why} "
+            f"({store.candles_path(perp, timeframe).name}); the window starts {start}"
         )
+    instrument, kind = perp, "perpetual"
     frame = derived.read_candles(
         store, instrument, timeframe, start - history, end, as_symbol=symbol
     )
@@ -266,8 +370,9 @@ def _funding(
 ) -> pd.DataFrame:
     perp = perpetual_symbol(symbol)
     if not store.has_funding(perp):
-        log.warning("%s: no funding file %s; funding is empty", symbol, store.funding_path(perp))
-        return pd.DataFrame(columns=list(FUNDING_COLUMNS))
+        raise InputError(
+            f"traded symbol {symbol!r} has no funding file {store.funding_path(perp).name}"
+        )
     return store.read_funding(perp, start, end, as_symbol=symbol)
 
 

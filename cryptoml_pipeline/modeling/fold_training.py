@@ -22,6 +22,14 @@ from cryptoml_pipeline.features import feature_columns
 from cryptoml_pipeline.modeling.datasets import build_dataset, check_aligned
 from cryptoml_pipeline.modeling.folds import Fold, FoldMasks, fold_row_masks
 from cryptoml_pipeline.modeling.persistence import to_jsonable
+from cryptoml_pipeline.modeling.predictions import (
+    LABEL_VALUES,
+    PREDICTION_COLUMNS,
+    PROB_COLUMNS,
+    assemble,
+    class_mean_returns,
+    expected_from_probs,
+)
 from cryptoml_pipeline.modeling.scaling import Scaler, fit_scaler
 from cryptoml_pipeline.modeling.training import predict_proba, resolve_device, train_model
 from cryptoml_pipeline.settings import PipelineSettings
@@ -30,18 +38,18 @@ from cryptoml_pipeline.trading.signals import entropy_confidence
 
 logger = logging.getLogger(__name__)
 
-LABEL_VALUES = (-2, -1, 0, 1, 2)
-PROB_COLUMNS = ["p_m2", "p_m1", "p_0", "p_p1", "p_p2"]
-PREDICTION_COLUMNS = [
-    "timestamp",
-    "symbol",
-    "fold",
-    *PROB_COLUMNS,
-    "pred_class",
-    "signal",
-    "confidence",
-    "label",
-]
+__all__ = ["LABEL_VALUES", "PREDICTION_COLUMNS", "PROB_COLUMNS", "fold_class_returns"]
+
+
+def fold_class_returns(labels: pd.DataFrame, rows: np.ndarray) -> list[float]:
+    """Class-conditional mean realised return (classes = label + 2) over training ``rows`` —
+    how every classifier turns probabilities into an expected return."""
+    label = labels["label"].to_numpy(dtype=np.float64)[rows]
+    realised = labels["realised_return"].to_numpy(dtype=np.float64)[rows]
+    ok = np.isfinite(label)
+    return class_mean_returns(
+        np.rint(label[ok]).astype(np.int64) + 2, realised[ok], len(PROB_COLUMNS)
+    ).tolist()
 
 
 @dataclass
@@ -95,7 +103,7 @@ def fold_masks(
     return fold_row_masks(
         features["timestamp"],
         fold,
-        horizon=settings.labels.prediction_horizon,
+        horizon=settings.target.reach,
         timeframe=timeframe,
         embargo_bars=settings.walk_forward.embargo_bars,
     )
@@ -181,6 +189,7 @@ def train_fold(
             "val": _class_distribution(val_ds.class_counts()),
         },
         "class_weights": result.class_weights,
+        "class_returns": fold_class_returns(labels, train_ds.rows),
         "device": result.device,
         "batch_size": result.batch_size,
         "train_seconds": result.train_seconds,
@@ -274,23 +283,19 @@ def predict_rows(
     probs = predict_proba(
         fold_model.model, ds, batch_size=max(settings.training.batch_size, 512), device=device
     )
-    pred_class = probs.argmax(axis=1).astype(np.int64)
     rows = ds.rows
-    out = pd.DataFrame(
-        {
-            "timestamp": features["timestamp"].iloc[rows].astype("datetime64[ns, UTC]").array,
-            "symbol": features["symbol"].iloc[rows].astype(str).to_numpy(),
-            "fold": np.full(len(rows), tag, dtype=object),
-        }
+    class_returns = fold_model.manifest.get("class_returns")
+    if class_returns is None:
+        raise InputError(f"{tag}: the model manifest has no class_returns (retrain the model)")
+    return assemble(
+        timestamps=features["timestamp"].iloc[rows],
+        symbols=features["symbol"].iloc[rows].astype(str).to_numpy(),
+        fold=tag,
+        expected_return=expected_from_probs(probs, np.asarray(class_returns))
+        if len(rows)
+        else np.zeros(0),
+        confidence=entropy_confidence(probs) if len(rows) else np.zeros(0),
+        labels=settings.labels,
+        probs=probs,
+        label=labels["label"].to_numpy(dtype=np.float64)[rows] if labels is not None else None,
     )
-    for j, col in enumerate(PROB_COLUMNS):
-        out[col] = probs[:, j]
-    out["pred_class"] = pred_class
-    out["signal"] = pred_class - 2
-    out["confidence"] = entropy_confidence(probs) if len(rows) else np.zeros(0)
-    out["label"] = (
-        labels["label"].to_numpy(dtype=np.float64)[rows]
-        if labels is not None
-        else np.full(len(rows), np.nan)
-    )
-    return out[PREDICTION_COLUMNS]

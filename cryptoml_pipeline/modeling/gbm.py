@@ -7,11 +7,18 @@ so every comparison shows this baseline. Design:
   of the same symbol and only when the lagged row is exactly that many bars earlier — otherwise
   NaN, which LightGBM treats as missing). Lags look backwards only, so the design is causal.
   Trees need no scaling, so nothing is fitted outside the training window.
-* **Training**: multiclass (5 classes, index = label + 2) on the fold's purged *fit* rows, with the
-  configured class weights (or inverse frequency) as sample weights, early stopping on the purged
-  *validation* rows; seeded and deterministic (``deterministic=True``, column-wise histograms).
-* **Predictions** only for the fold's test window, with the same columns as the sequence model and
-  the spec's ``predict_proba`` confidence: the top-two probability margin.
+* **Training** on the fold's purged *fit* rows of every universe member (pooled), early stopping
+  on the purged *validation* rows; seeded and deterministic (``deterministic=True``, column-wise
+  histograms). By ``settings.target.kind``: ``vol_scaled_return`` -> L2 regression on the
+  winsorised volatility-scaled forward return; ``classes`` -> multiclass (5 classes, index =
+  label + 2, configured class weights); ``triple_barrier`` -> 3 classes weighted by label
+  uniqueness.
+* **Predictions** only for the fold's test window, in the one prediction schema
+  (``modeling/predictions.py``): a regression forecast becomes ``expected_return =
+  expm1(z * rv * sqrt(h))`` with the causal per-bar volatility ``rv_<vol_window>``, and its
+  confidence is the rank of ``|z|`` among the model's own validation forecasts; a classifier's
+  expected return is its probabilities times the class-conditional mean realised returns of the
+  training rows; its confidence is the rank of |expected return| among validation forecasts.
 * **Persistence**: LightGBM's own text model format (no pickle) + a JSON manifest carrying its
   sha256, verified on load.
 """
@@ -31,8 +38,6 @@ import pandas as pd
 from cryptoml_pipeline.errors import InputError
 from cryptoml_pipeline.features import feature_columns
 from cryptoml_pipeline.modeling.fold_training import (
-    PREDICTION_COLUMNS,
-    PROB_COLUMNS,
     fold_from_dict,
     fold_masks,
     fold_to_dict,
@@ -45,14 +50,22 @@ from cryptoml_pipeline.modeling.persistence import (
     file_sha256,
     to_jsonable,
 )
+from cryptoml_pipeline.modeling.predictions import (
+    assemble,
+    class_mean_returns,
+    expected_from_probs,
+    expected_from_scaled,
+    rank_confidence,
+)
 from cryptoml_pipeline.modeling.training import inverse_frequency_weights
 from cryptoml_pipeline.settings import GbmConfig, PipelineSettings
 from cryptoml_pipeline.timing import timeframe_to_timedelta
-from cryptoml_pipeline.trading.signals import margin_confidence
 
 logger = logging.getLogger(__name__)
 
 N_CLASSES = 5
+WINSOR = 5.0  # |vol-scaled target| clipped here for the regression fit
+CONFIDENCE_QUANTILES = 201  # stored quantiles of |validation forecast| (confidence reference)
 MODEL_FILE = "gbm.txt"
 MANIFEST_FILE = "manifest.json"
 
@@ -90,10 +103,14 @@ def design_matrix(
     return np.hstack(blocks), names
 
 
-def _params(cfg: GbmConfig, seed: int) -> dict:
+def _params(cfg: GbmConfig, seed: int, *, n_classes: int | None) -> dict:
+    task = (
+        {"objective": "regression", "metric": "l2"}
+        if n_classes is None
+        else {"objective": "multiclass", "num_class": n_classes}
+    )
     return {
-        "objective": "multiclass",
-        "num_class": N_CLASSES,
+        **task,
         "learning_rate": cfg.learning_rate,
         "num_leaves": cfg.num_leaves,
         "min_child_samples": cfg.min_child_samples,
@@ -122,8 +139,11 @@ def train_gbm_fold(
     if not feature_cols:
         raise InputError("the feature table has no feature columns")
     X, names = design_matrix(features, feature_cols, cfg.lags, timeframe)
-    label = labels["label"].to_numpy(dtype=np.float64)
-    usable = np.isfinite(label) & np.isfinite(X[:, : len(feature_cols)]).all(axis=1)
+    kind = settings.target.kind
+    target = labels["target"].to_numpy(dtype=np.float64)
+    realised = labels["realised_return"].to_numpy(dtype=np.float64)
+    sample_w = labels["weight"].to_numpy(dtype=np.float64)
+    usable = np.isfinite(target) & np.isfinite(X[:, : len(feature_cols)]).all(axis=1)
     masks = fold_masks(features, fold, settings, timeframe)
     fit, val = masks.fit & usable, masks.val & usable
     if fit.sum() < 2 * cfg.min_child_samples:
@@ -131,22 +151,33 @@ def train_gbm_fold(
             f"fold {fold.key}: {int(fit.sum())} usable fit rows, too few for LightGBM "
             f"(min_child_samples={cfg.min_child_samples})"
         )
-    y_fit = label_to_class(label[fit])
-    weights = (
-        list(settings.training.class_weights)
-        if settings.training.class_weights is not None
-        else inverse_frequency_weights(y_fit)
+    n_classes: int | None
+    if kind == "vol_scaled_return":
+        n_classes, y_all, w_all = None, np.clip(target, -WINSOR, WINSOR), np.ones(len(target))
+        weights = None
+    elif kind == "classes":
+        n_classes = N_CLASSES
+        y_all = np.where(usable, np.nan_to_num(target) + 2, -1).astype(np.int64)
+        weights = (
+            list(settings.training.class_weights)
+            if settings.training.class_weights is not None
+            else inverse_frequency_weights(label_to_class(target[fit]))
+        )
+        w_all = np.asarray(weights)[np.clip(y_all, 0, N_CLASSES - 1)]
+    else:  # triple barrier: -1, 0, 1 -> 0, 1, 2, weighted by uniqueness
+        n_classes, weights = 3, None
+        y_all = np.where(usable, np.nan_to_num(target) + 1, -1).astype(np.int64)
+        w_all = np.nan_to_num(sample_w, nan=0.0)
+    train_set = lgb.Dataset(
+        X[fit], y_all[fit], weight=w_all[fit], feature_name=names, free_raw_data=True
     )
-    w = np.asarray(weights)
-    train_set = lgb.Dataset(X[fit], y_fit, weight=w[y_fit], feature_name=names, free_raw_data=True)
     valid_sets, callbacks = [], []
     if val.any():
-        y_val = label_to_class(label[val])
-        valid_sets = [lgb.Dataset(X[val], y_val, weight=w[y_val], reference=train_set)]
+        valid_sets = [lgb.Dataset(X[val], y_all[val], weight=w_all[val], reference=train_set)]
         callbacks = [lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)]
     start = time.perf_counter()
     booster = lgb.train(
-        _params(cfg, settings.training.seed),
+        _params(cfg, settings.training.seed, n_classes=n_classes),
         train_set,
         num_boost_round=cfg.n_estimators,
         valid_sets=valid_sets,
@@ -154,18 +185,31 @@ def train_gbm_fold(
     )
     seconds = time.perf_counter() - start
     best_iter = int(booster.best_iteration or booster.current_iteration())
-    val_acc = None
+    # class-conditional mean realised returns on the fit rows (classifiers' expected return)
+    class_returns = None
+    if n_classes is not None:
+        class_returns = class_mean_returns(y_all[fit], realised[fit], n_classes).tolist()
+    val_rank_ic, confidence_ref = None, []
     if val.any():
-        p_val = booster.predict(X[val], num_iteration=best_iter)
-        val_acc = float((p_val.argmax(axis=1) == label_to_class(label[val])).mean())
+        raw_val = np.asarray(booster.predict(X[val], num_iteration=best_iter))
+        score = raw_val if n_classes is None else raw_val @ np.asarray(class_returns)
+        confidence_ref = np.quantile(np.abs(score), np.linspace(0, 1, CONFIDENCE_QUANTILES))
+        ok = np.isfinite(realised[val])
+        if ok.sum() > 2:
+            val_rank_ic = float(
+                pd.Series(score[ok]).rank().corr(pd.Series(realised[val][ok]).rank())
+            )
     logger.info(
-        "fold %s gbm: %d fit / %d val rows, %d trees (best %d), val acc %s, %.1fs",
+        "fold %s gbm (%s, pooled over %d symbols): %d fit / %d val rows, %d trees (best %d), "
+        "validation rank IC %s, %.1fs",
         fold.key,
+        kind,
+        int(features.loc[fit, "symbol"].nunique()),
         int(fit.sum()),
         int(val.sum()),
         booster.current_iteration(),
         best_iter,
-        f"{val_acc:.3f}" if val_acc is not None else "n/a",
+        f"{val_rank_ic:.3f}" if val_rank_ic is not None else "n/a",
         seconds,
     )
     manifest = to_jsonable(
@@ -174,19 +218,51 @@ def train_gbm_fold(
             "lightgbm_version": lgb.__version__,
             "fold": fold_to_dict(fold),
             "timeframe": timeframe,
+            "target": settings.target.model_dump(mode="json"),
+            "n_classes": n_classes,
+            "class_returns": class_returns,
+            "confidence_reference": list(map(float, confidence_ref)),
             "feature_cols": feature_cols,
             "design_columns": names,
             "gbm_config": cfg.model_dump(mode="json"),
             "best_iteration": best_iter,
             "n_train_samples": int(fit.sum()),
             "n_val_samples": int(val.sum()),
-            "val_accuracy": val_acc,
+            "train_symbols": sorted(features.loc[fit, "symbol"].astype(str).unique().tolist()),
+            "val_rank_ic": val_rank_ic,
             "class_weights": weights,
             "train_seconds": seconds,
             "device": "cpu",
         }
     )
     return GbmFoldModel(fold=fold, booster=booster, feature_cols=feature_cols, manifest=manifest)
+
+
+def gbm_forecast(
+    model: GbmFoldModel, features: pd.DataFrame, rows: np.ndarray, X: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """``(expected_return, confidence, five-class probabilities or None)`` for ``rows``."""
+    m = model.manifest
+    n_classes = m.get("n_classes", N_CLASSES)
+    raw = (
+        np.asarray(model.booster.predict(X[rows], num_iteration=int(m["best_iteration"])))
+        if len(rows)
+        else np.zeros((0,) if n_classes is None else (0, n_classes))
+    )
+    ref = np.asarray(m.get("confidence_reference") or [], dtype=np.float64)
+    if n_classes is None:
+        target = m["target"]
+        sigma = features[f"rv_{target['vol_window']}"].to_numpy(dtype=np.float64)[rows]
+        expected = expected_from_scaled(raw, sigma, int(target["horizon"]))
+        return expected, rank_confidence(raw, ref), None
+    raw = raw.reshape(len(rows), n_classes)
+    expected = expected_from_probs(raw, np.asarray(m["class_returns"]))
+    if n_classes == N_CLASSES:
+        probs = raw
+    else:  # triple barrier (-1, 0, 1) into the middle three of the five class columns
+        probs = np.zeros((len(rows), N_CLASSES))
+        probs[:, 1:4] = raw
+    return expected, rank_confidence(expected, ref), probs
 
 
 def predict_gbm_fold(
@@ -196,8 +272,11 @@ def predict_gbm_fold(
     fold: Fold,
     settings: PipelineSettings,
     timeframe: str,
+    *,
+    traded: tuple[str, ...] | list[str] | None = None,
 ) -> pd.DataFrame:
-    """Predictions for the usable rows of ``fold``'s test window (same columns as the nets').
+    """Predictions for the usable rows of ``fold``'s test window (the prediction schema), for
+    the ``traded`` symbols only when given.
 
     Raises :class:`InputError` if the test window starts before the model's own (leakage).
     """
@@ -212,32 +291,21 @@ def predict_gbm_fold(
     lags = tuple(model.manifest["gbm_config"]["lags"])
     X, _ = design_matrix(features, model.feature_cols, lags, timeframe)
     masks = fold_masks(features, fold, settings, timeframe)
-    rows = np.flatnonzero(masks.test & np.isfinite(X[:, : len(model.feature_cols)]).all(axis=1))
-    probs = (
-        model.booster.predict(X[rows], num_iteration=int(model.manifest["best_iteration"]))
-        if len(rows)
-        else np.zeros((0, N_CLASSES))
+    test = masks.test
+    if traded is not None:
+        test = test & features["symbol"].astype(str).isin(list(traded)).to_numpy()
+    rows = np.flatnonzero(test & np.isfinite(X[:, : len(model.feature_cols)]).all(axis=1))
+    expected, confidence, probs = gbm_forecast(model, features, rows, X)
+    return assemble(
+        timestamps=features["timestamp"].iloc[rows],
+        symbols=features["symbol"].iloc[rows].astype(str).to_numpy(),
+        fold=fold.key,
+        expected_return=expected,
+        confidence=confidence,
+        labels=settings.labels,
+        probs=probs,
+        label=labels["label"].to_numpy(dtype=np.float64)[rows] if labels is not None else None,
     )
-    probs = np.asarray(probs, dtype=np.float64).reshape(len(rows), N_CLASSES)
-    pred_class = probs.argmax(axis=1).astype(np.int64)
-    out = pd.DataFrame(
-        {
-            "timestamp": features["timestamp"].iloc[rows].astype("datetime64[ns, UTC]").array,
-            "symbol": features["symbol"].iloc[rows].astype(str).to_numpy(),
-            "fold": np.full(len(rows), fold.key, dtype=object),
-        }
-    )
-    for j, col in enumerate(PROB_COLUMNS):
-        out[col] = probs[:, j]
-    out["pred_class"] = pred_class
-    out["signal"] = pred_class - 2
-    out["confidence"] = margin_confidence(probs) if len(rows) else np.zeros(0)
-    out["label"] = (
-        labels["label"].to_numpy(dtype=np.float64)[rows]
-        if labels is not None
-        else np.full(len(rows), np.nan)
-    )
-    return out[PREDICTION_COLUMNS]
 
 
 def save_gbm(directory: Path, model: GbmFoldModel) -> Path:

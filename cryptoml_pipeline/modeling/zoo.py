@@ -25,8 +25,8 @@ from cryptoml_pipeline.errors import InputError
 from cryptoml_pipeline.features import feature_columns
 from cryptoml_pipeline.modeling.ensemble import meta_frame, predict_meta, train_meta_learner
 from cryptoml_pipeline.modeling.fold_training import (
-    PREDICTION_COLUMNS,
     PROB_COLUMNS,
+    fold_class_returns,
     fold_masks,
     fold_to_dict,
 )
@@ -40,6 +40,8 @@ from cryptoml_pipeline.modeling.multiscale import (
 )
 from cryptoml_pipeline.modeling.nets.lstm_cnn import MultiScaleLSTMCNN, regression_to_signal
 from cryptoml_pipeline.modeling.persistence import file_sha256, save_model, to_jsonable
+from cryptoml_pipeline.modeling.predictions import conform
+from cryptoml_pipeline.modeling.predictions import empty_predictions as _empty_schema
 from cryptoml_pipeline.modeling.scaling import fit_scaler
 from cryptoml_pipeline.modeling.training import (
     RegressionTarget,
@@ -63,12 +65,7 @@ class ZooResult:
 
 
 def empty_predictions() -> pd.DataFrame:
-    out = pd.DataFrame({c: pd.Series(dtype="float64") for c in PREDICTION_COLUMNS})
-    out["timestamp"] = pd.Series(dtype="datetime64[ns, UTC]")
-    out["symbol"] = pd.Series(dtype=object)
-    out["fold"] = pd.Series(dtype=object)
-    out["pred_class"] = pd.Series(dtype="int64")
-    return out[PREDICTION_COLUMNS]
+    return _empty_schema()
 
 
 def unavailable(model: str, fold: Fold, reason: str) -> ZooResult:
@@ -127,8 +124,11 @@ def run_gbm(
     settings: PipelineSettings,
     timeframe: str,
     out_dir: Path,
+    *,
+    traded: tuple[str, ...] | list[str] | None = None,
 ) -> ZooResult:
-    """LightGBM, optionally tuned with Optuna inside the fold's training window."""
+    """LightGBM pooled over every universe member's training rows (optionally tuned with
+    Optuna inside the fold's training window); predictions for the ``traded`` symbols."""
     tuning = None
     if settings.tuning.n_trials > 0:
         from cryptoml_pipeline.modeling.tuning import tune_gbm_fold
@@ -140,7 +140,7 @@ def run_gbm(
             update={"gbm": settings.gbm.model_copy(update=tuning.best_params)}
         )
     model = train_gbm_fold(features, labels, fold, settings, timeframe)
-    preds = predict_gbm_fold(model, features, labels, fold, settings, timeframe)
+    preds = predict_gbm_fold(model, features, labels, fold, settings, timeframe, traded=traded)
     save_gbm(out_dir, model)
     m = model.manifest
     card = _card(
@@ -151,7 +151,9 @@ def run_gbm(
         data_range={"train_start": fold.train_start, "test_end": fold.test_end},
         n_train_samples=m["n_train_samples"],
         n_val_samples=m["n_val_samples"],
-        val_accuracy=m["val_accuracy"],
+        target=settings.target.model_dump(mode="json"),
+        train_symbols=m["train_symbols"],
+        val_rank_ic=m["val_rank_ic"],
         best_iteration=m["best_iteration"],
         train_seconds=m["train_seconds"],
         device="cpu",
@@ -247,10 +249,13 @@ def run_lstm_cnn(
     for j, col in enumerate(PROB_COLUMNS):
         preds[col] = probs[:, j] if len(rows) else np.zeros(0)
     preds["pred_class"] = pred_class
-    preds["signal"] = preds["pred_class"] - 2
     preds["confidence"] = confidence
     preds["label"] = label[rows]
-    preds = preds[PREDICTION_COLUMNS]
+    if regression is not None:
+        preds["expected_return"] = np.clip(estimate, -0.99, None) if len(rows) else np.zeros(0)
+    preds = conform(
+        preds, labels=settings.labels, class_returns=fold_class_returns(labels, train_ds.rows)
+    )
     manifest = {
         "model_class": "MultiScaleLSTMCNN",
         "timeframes": list(cfg.timeframes),
@@ -397,7 +402,8 @@ def run_ppo(
         frame["confidence"] = 1.0
         keys = pd.MultiIndex.from_arrays([frame["timestamp"], frame["symbol"]])
         frame["label"] = label_by_key.reindex(keys).to_numpy(dtype=np.float64)
-        parts.append(frame[PREDICTION_COLUMNS])
+        # a policy has a position, not an expected return: the cost filter cannot apply
+        parts.append(conform(frame, labels=settings.labels, keep_signal=True))
     preds = pd.concat(parts, ignore_index=True) if parts else empty_predictions()
     path = out_dir / "policy.pt"
     save_policy(path, result)
@@ -431,8 +437,12 @@ def run_ensemble(
     folds: list[Fold],
     settings: PipelineSettings,
     timeframe: str,
+    labels: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    """Stack the base models fold by fold. The meta-learner of fold ``k`` trains on the base
+    """Stack the base models fold by fold (expected return: the meta-learner's probabilities
+    times the class-conditional mean realised returns of the fold's training rows).
+
+    The meta-learner of fold ``k`` trains on the base
     models' walk-forward predictions for earlier folds' test windows that lie inside fold ``k``'s
     training window — out-of-fold by construction (each was made by a model that never saw the
     row) — with rows whose label would reach fold ``k``'s test window purged."""
@@ -440,12 +450,12 @@ def run_ensemble(
     missing = [m for m in cfg.base_models if m not in base_predictions]
     if missing:
         raise InputError(f"ensemble base models without predictions: {missing}")
-    horizon = settings.labels.prediction_horizon + settings.walk_forward.embargo_bars
+    horizon = settings.target.reach + settings.walk_forward.embargo_bars
     bar = timeframe_to_timedelta(timeframe)
     regime = cfg.regime_column if cfg.regime_column in features.columns else None
     kw = {
         "regime_column": regime,
-        "horizon": settings.labels.prediction_horizon,
+        "horizon": settings.target.horizon,
         "accuracy_window": cfg.accuracy_window,
         "timeframe": timeframe,
     }
@@ -481,6 +491,14 @@ def run_ensemble(
             train.reset_index(drop=True), cut, settings.training.model_copy(update={"seed": 1})
         )
         preds = predict_meta(meta, test.reset_index(drop=True), fold.key)
+        class_returns = (
+            fold_class_returns(
+                labels, np.flatnonzero(fold_masks(features, fold, settings, timeframe).fit)
+            )
+            if labels is not None
+            else None
+        )
+        preds = conform(preds, labels=settings.labels, class_returns=class_returns)
         parts.append(preds)
         card = _card(
             "ensemble",

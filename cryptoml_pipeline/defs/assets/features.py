@@ -177,14 +177,25 @@ def label_table(
     dataset_info: dict,
     pipeline: PipelineResource,
 ) -> pd.DataFrame:
-    """Spec's 5 classes on the forward return over ``prediction_horizon`` bars."""
-    labels = make_labels(ohlcv, pipeline.settings().labels, timeframe=dataset_info["timeframe"])
+    """The models' target (``settings.target``: the spec's 5 classes, a volatility-scaled
+    forward return from the next bar's open, or triple-barrier labels), the realised return a
+    trade would get, and the spec's classes of it (see ``modeling/labels.py``)."""
+    settings = pipeline.settings()
+    labels = make_labels(
+        ohlcv, settings.target, settings.labels, timeframe=dataset_info["timeframe"]
+    )
     dist = labels["label"].value_counts(normalize=True).sort_index()
+    target = labels["target"].dropna()
     context.add_output_metadata(
         {
+            "target": settings.target.kind,
+            "horizon_bars": settings.target.horizon,
+            "labelled_rows": len(target),
+            "target_mean": float(target.mean()) if len(target) else None,
+            "target_std": float(target.std()) if len(target) > 1 else None,
             "class_distribution": dg.MetadataValue.json(
                 {str(int(k)): round(float(v), 4) for k, v in dist.items()}
-            )
+            ),
         }
     )
     return labels

@@ -60,7 +60,7 @@ def prediction_log(
     inserted = tracker.record_predictions(
         deployed.version,
         preds,
-        horizon=settings.labels.prediction_horizon,
+        horizon=settings.target.reach,
         timeframe=timeframe,
     )
     filled = tracker.fill_outcomes(label_table, now=end.to_pydatetime())
@@ -98,7 +98,7 @@ def model_health(
         frame,
         window=settings.retrain.rolling_window,
         timeframe=dataset_info["timeframe"],
-        horizon=settings.labels.prediction_horizon,
+        horizon=settings.target.reach,
     )
     r = settings.retrain
     latest = metrics.iloc[-1].drop("timestamp").to_dict() if len(metrics) else {}
