@@ -1,6 +1,5 @@
 """Dagster resources: thin typed wrappers that turn run configuration into domain settings/data."""
 
-import dataclasses
 import logging
 from pathlib import Path
 from typing import Literal
@@ -18,6 +17,7 @@ from cryptoml_pipeline.market import (
     synthetic_market,
 )
 from cryptoml_pipeline.market.layout import perpetual_symbol
+from cryptoml_pipeline.market.synthetic import DEFAULT_SIGNAL_STRENGTH
 from cryptoml_pipeline.settings import DEFAULT_SYMBOLS, PipelineSettings, profile_settings
 from cryptoml_pipeline.timing import to_utc
 
@@ -58,6 +58,8 @@ class MarketDataResource(dg.ConfigurableResource):
     data_dir: str | None = None
     exchange: str = "binance"
     synthetic_seed: int = 7
+    synthetic_signal_strength: float = DEFAULT_SIGNAL_STRENGTH  # planted reversal; 0 = noise
+    synthetic_universe: list[str] | None = None  # extra untraded members (None: traded only)
 
     def _store(self) -> ParquetStore:
         if not self.data_dir:
@@ -135,14 +137,16 @@ class MarketDataResource(dg.ConfigurableResource):
         if self.kind == "synthetic":
             start, end = self.window(settings)
             log.warning("SYNTHETIC market data: results say nothing about real markets")
-            market = synthetic_market(
+            return synthetic_market(
                 list(data.symbols),
                 data.timeframe,
-                start - pd.Timedelta(days=data.history_days),  # warm-up history, as for parquet
+                start,
                 end,
                 seed=self.synthetic_seed,
+                universe=self.synthetic_universe,
+                signal_strength=self.synthetic_signal_strength,
+                history=pd.Timedelta(days=data.history_days),  # warm-up history, as for parquet
             )
-            return dataclasses.replace(market, start=start)
         if self.kind == "ccxt":
             # the store may not hold the data yet: download the requested window first
             end = to_utc(data.end) if data.end else pd.Timestamp.now(tz="UTC").floor("D")
