@@ -24,6 +24,7 @@ def test_labelled_synthetic(market) -> None:
     assert market.price_source == "synthetic"
     assert set(market.price_sources) == set(SYMBOLS)
     assert (market.start, market.end, market.timeframe) == (START, END, "1h")
+    assert market.traded == market.universe == tuple(sorted(SYMBOLS))
 
 
 def test_deterministic_for_a_seed(market) -> None:
@@ -47,6 +48,10 @@ def test_valid_long_frames(market) -> None:
     # candles are contiguous: each open is the previous close
     for _, g in c.groupby("symbol"):
         assert np.allclose(g["open"].to_numpy()[1:], g["close"].to_numpy()[:-1])
+    # valid OHLC
+    assert (c["low"] > 0).all()
+    assert (c["high"] >= c[["open", "close"]].max(axis=1)).all()
+    assert (c["low"] <= c[["open", "close"]].min(axis=1)).all()
 
 
 def test_realistic_scale(market) -> None:
@@ -77,3 +82,44 @@ def test_other_timeframe_and_errors() -> None:
         synthetic_market([], "1h", START, END)
     with pytest.raises(InputError, match="empty synthetic window"):
         synthetic_market(["BTC/USDT"], "1h", END, START)
+
+
+def test_universe_members_have_candles_only_traded_have_funding(market) -> None:
+    wide = synthetic_market(
+        ["BTC/USDT", "ETH/USDT"], "1h", START, END, universe=["LINK/USDT", "AVAX/USDT", "ETH/USDT"]
+    )
+    members = ("AVAX/USDT", "BTC/USDT", "ETH/USDT", "LINK/USDT")
+    assert wide.traded == ("BTC/USDT", "ETH/USDT")
+    assert wide.universe == members  # traded symbols always included, sorted
+    assert wide.universe_symbols == members and wide.traded_symbols == wide.traded
+    assert tuple(wide.candles["symbol"].unique()) == members
+    assert tuple(sorted(wide.funding["symbol"].unique())) == wide.traded
+    assert set(wide.price_sources) == set(wide.traded)
+    n = int((END - START) / pd.Timedelta(hours=1))
+    assert wide.candles.groupby("symbol").size().eq(n).all()
+    closes = wide.candles.pivot(index="timestamp", columns="symbol", values="close")
+    corr = np.log(closes).diff().corr().to_numpy()[np.triu_indices(4, 1)]
+    assert ((corr > 0.4) & (corr < 0.95)).all(), corr  # members share the market factor
+    # each symbol's series ignores which other members are generated
+    for sym in ("BTC/USDT", "ETH/USDT"):
+        pd.testing.assert_frame_equal(
+            wide.candles[wide.candles["symbol"] == sym].reset_index(drop=True),
+            market.candles[market.candles["symbol"] == sym].reset_index(drop=True),
+        )
+        pd.testing.assert_frame_equal(
+            wide.funding[wide.funding["symbol"] == sym].reset_index(drop=True),
+            market.funding[market.funding["symbol"] == sym].reset_index(drop=True),
+        )
+    with pytest.raises(InputError, match="duplicate symbols in universe"):
+        synthetic_market(["BTC/USDT"], "1h", START, END, universe=["SOL/USDT", "SOL/USDT"])
+
+
+def test_history_is_warm_up_before_start() -> None:
+    history = pd.Timedelta(days=3)
+    m = synthetic_market(["BTC/USDT"], "1h", START, END, history=history)
+    assert (m.start, m.end) == (START, END)
+    assert m.candles["timestamp"].min() == START - history
+    assert m.funding["timestamp"].min() == START - history - pd.Timedelta(hours=8)
+    assert len(m.candles) == int((END - START + history) / pd.Timedelta(hours=1))
+    with pytest.raises(InputError, match="history"):
+        synthetic_market(["BTC/USDT"], "1h", START, END, history=-history)
