@@ -76,11 +76,14 @@ def test_every_endpoint_has_data(server) -> None:
     rolling = json.loads(_get(f"{server}/api/rolling"))["latest"]
     assert 0 <= rolling["accuracy"] <= 1
     assert json.loads(_get(f"{server}/api/paper"))["n_orders"] > 0
+    # the tracker has live records: they are shown, not the walk-forward fallback
+    predictions = json.loads(_get(f"{server}/api/predictions"))
+    assert (predictions["source"], predictions["note"]) == ("live", None)
     # no feature_importance partitions stored here: the weight-norm proxy, labelled as such
     importance = json.loads(_get(f"{server}/api/importance"))
     assert importance["source"] == "weight_norm" and "proxy" in importance["label"]
     assert importance["rows"] and set(importance["rows"][0]) == {"feature", "share"}
-    for plot in ("predictions", "rolling", "confidence", "importance"):
+    for plot in ("backtest", "predictions", "rolling", "confidence", "importance"):
         assert _get(f"{server}/plot/{plot}.png")[:4] == b"\x89PNG"
     with pytest.raises(urllib.error.HTTPError):
         _get(f"{server}/../pyproject.toml")
@@ -156,11 +159,16 @@ def test_page_in_headless_chromium(server, tmp_path) -> None:
     for panel in ("predictions", "rolling", "importance", "confidence", "signals", "registry"):
         assert f'id="panel-{panel}" data-status="ok"' in html, panel
     assert 'id="panel-paper" data-status="ok"' in html
+    # live records: the prediction panels say nothing about a fallback
+    assert "walk-forward (out-of-sample) predictions" not in html
+    # no run report in this output folder: the backtest panel says why it is empty
+    assert 'id="panel-backtest" data-status="empty"' in html
+    assert "walk-forward backtest unavailable: reports/report.json not found" in html
     assert '<div id="errors"></div>' in html  # window.onerror / failed fetches would be listed
     console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line]
     assert not console, console  # the page logs nothing: any console message is an error here
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shot = ARTIFACTS / "dashboard.png"
+    shot = ARTIFACTS / "dashboard_live.png"
     snap = subprocess.run(
         [*base, f"--screenshot={shot}", f"{server}/"], capture_output=True, text=True, timeout=120
     )

@@ -1,5 +1,6 @@
 "use strict";
 // Each panel: fetch /api/<panel>, render a table, load its plot; data-status = ok | empty | error.
+// data.note (one line from the server) says what is shown or why the panel is empty.
 const errors = [];
 window.addEventListener("error", (e) => { errors.push(String(e.message)); showErrors(); });
 function showErrors() { document.getElementById("errors").textContent = errors.join("; "); }
@@ -57,9 +58,13 @@ async function loadPanel(panel) {
       section.querySelector(".state").textContent =
         "run " + data.state.name + ", last bar " + data.state.last_bar + ", cash " + fmt(data.state.cash) + ", orders " + data.n_orders;
     }
+    const note = data.note || (rows.length ? "" : "no data (the server gave no reason)");
+    section.querySelector(".note").textContent = note;
+    section.dataset.source = data.source || "";
     const imgOk = await loadImage(section.querySelector("img"));
+    if (!imgOk) throw new Error(panel + ": plot failed to load");
     section.dataset.rows = String(rows.length);
-    section.dataset.status = rows.length && imgOk ? "ok" : "empty";
+    section.dataset.status = rows.length ? "ok" : "empty";
   } catch (err) {
     section.dataset.status = "error";
     errors.push(String(err));
@@ -67,5 +72,5 @@ async function loadPanel(panel) {
   }
 }
 
-const PANELS = ["registry", "predictions", "rolling", "importance", "confidence", "signals", "paper"];
+const PANELS = ["backtest", "registry", "predictions", "rolling", "importance", "confidence", "signals", "paper"];
 Promise.all(PANELS.map(loadPanel)).then(() => { document.body.dataset.ready = "yes"; });
