@@ -18,13 +18,13 @@ from cryptoml_pipeline.trading.backtest import BacktestResult, simulate
 from cryptoml_pipeline.trading.baselines import buy_and_hold
 from cryptoml_pipeline.trading.controls import (
     cost_summary,
-    gross_costs,
     random_same_turnover,
     shuffled_label_verdict,
 )
 from cryptoml_pipeline.trading.engine import decisions_from_predictions
 from cryptoml_pipeline.trading.integrator import integrated_decisions
 from cryptoml_pipeline.trading.metrics import accuracy_windows, compute_kpis, kpis_vs_targets
+from cryptoml_pipeline.trading.replay import replay_gross
 from cryptoml_pipeline.trading.rules import rule_decisions, rule_signals
 from cryptoml_pipeline.trading.signals import class_returns
 from cryptoml_pipeline.trading.tables import calibration_table, monthly_returns, trade_list
@@ -120,26 +120,6 @@ def _span(frame: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.Dat
     return frame.loc[inside].reset_index(drop=True)
 
 
-def _cost_prefilter(decisions: pd.DataFrame, settings: PipelineSettings) -> pd.DataFrame:
-    """Decisions with the NET cost filter applied up front (signal 0 where the expected move is
-    below the round-trip cost), so that the gross run trades the same decisions."""
-    mult = settings.risk.edge_cost_multiple
-    if mult is None or "expected_return" not in decisions.columns:
-        return decisions
-    fee = (
-        settings.costs.maker_fee
-        if settings.costs.order_type == "maker"
-        else settings.costs.taker_fee
-    )
-    need = mult * 2.0 * (fee + settings.costs.slippage_bps / 10_000.0)
-    exp = decisions["expected_return"].to_numpy(np.float64)
-    direction = np.sign(decisions["signal"].to_numpy(np.float64))
-    drop = np.isfinite(exp) & (exp * direction < need)
-    out = decisions.copy()
-    out.loc[drop, "signal"] = 0
-    return out
-
-
 def simulation_options(
     settings: PipelineSettings, timeframe: str, *, n_trials: int | None = None
 ) -> tuple[dict[str, Any], dict[str, str], np.ndarray, dict[str, Any]]:
@@ -198,12 +178,8 @@ def evaluate_walk_forward(
         predictions, features, timeframe=timeframe, returns_by_class=returns_by_class, **columns
     )
     strategy = simulate(oos_candles, oos_funding, decisions, **common)
-    gross = simulate(
-        oos_candles,
-        oos_funding,
-        _cost_prefilter(decisions, settings),
-        **(common | {"costs": gross_costs(settings.costs), "slippage": None}),
-    )
+    # the net run's own fills without fees, slippage or funding: gross and net of the same trades
+    gross = replay_gross(oos_candles, strategy, timeframe=timeframe)
     rules = simulate(
         oos_candles,
         oos_funding,
@@ -237,11 +213,15 @@ def evaluate_walk_forward(
         mc = random_same_turnover(
             oos_candles,
             oos_funding,
-            decisions,
+            strategy,
             strategy_sharpe=strategy_kpis["sharpe"],
+            costs=settings.costs,
+            timeframe=timeframe,
+            funding_interval_hours=interval,
+            slippage=settings.slippage,
+            decisions=decisions,
             n_paths=ctl.random_paths,
             seed=ctl.seed,
-            **common,
         )
         controls["random_same_turnover"] = mc.to_dict()
     shuffled_kpis = None

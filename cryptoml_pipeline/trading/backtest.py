@@ -109,6 +109,62 @@ logger = logging.getLogger(__name__)
 EXIT_REASONS: tuple[str, ...] = ("stop", "time", "flip", "end", "take_profit", "liquidation")
 
 
+@dataclass(frozen=True)
+class Fills:
+    """The round trips of a kernel run as a replay repeats them, one entry per trade.
+
+    Bars are grid indices (of the grid the run was made on); ``entry_raw``/``exit_raw`` are the
+    prices before slippage (the entry is always at its bar's open); ``phase`` is where in its
+    bar the exit happened (``kernel.AT_OPEN``/``INTRABAR``/``AT_CLOSE``); ``entry_equity`` is
+    the equity the entry was sized on (marked at that open).
+    """
+
+    symbol: np.ndarray  # int, index into grid.symbols
+    direction: np.ndarray  # int, +1 long / -1 short
+    entry_bar: np.ndarray  # int
+    exit_bar: np.ndarray  # int
+    phase: np.ndarray  # int
+    quantity: np.ndarray  # base units
+    entry_raw: np.ndarray
+    exit_raw: np.ndarray
+    entry_equity: np.ndarray
+    exit_reason: np.ndarray  # int codes into EXIT_REASONS
+
+    def __len__(self) -> int:
+        return len(self.symbol)
+
+
+def fills_from_records(records: np.ndarray) -> Fills:
+    """Kernel trade records -> :class:`Fills` (in entry order: by entry bar, then symbol)."""
+    rec = records.T
+    order = np.lexsort((rec[K.T_SYM], rec[K.T_ENTRY_BAR]))
+    ints = [K.T_SYM, K.T_DIR, K.T_ENTRY_BAR, K.T_EXIT_BAR, K.T_PHASE, K.T_REASON]
+    sym, direction, entry_bar, exit_bar, phase, reason = (
+        rec[c][order].astype(np.int64) for c in ints
+    )
+    return Fills(
+        symbol=sym,
+        direction=direction,
+        entry_bar=entry_bar,
+        exit_bar=exit_bar,
+        phase=phase,
+        quantity=rec[K.T_QTY][order].copy(),
+        entry_raw=rec[K.T_ENTRY_RAW][order].copy(),
+        exit_raw=rec[K.T_EXIT_RAW][order].copy(),
+        entry_equity=rec[K.T_ENTRY_EQUITY][order].copy(),
+        exit_reason=reason,
+    )
+
+
+def slippage_of_records(records: np.ndarray) -> float:
+    """Slippage paid (currency, >= 0): sum of quantity * |fill price - raw price| per fill."""
+    rec = records.T
+    d, q = rec[K.T_DIR], rec[K.T_QTY]
+    entry = d * q * (rec[K.T_ENTRY_PRICE] - rec[K.T_ENTRY_RAW])
+    exit_ = d * q * (rec[K.T_EXIT_RAW] - rec[K.T_EXIT_PRICE])
+    return float(np.sum(entry) + np.sum(exit_))
+
+
 @dataclass
 class BacktestResult:
     equity: pd.Series  # indexed by bar timestamp, mark-to-market at bar close
@@ -119,6 +175,8 @@ class BacktestResult:
     exposure: pd.Series | None = None  # gross notional / equity at each bar close
     traded_notional: float | None = None  # sum of |fill notional| of every fill (currency)
     bars_in_market: int | None = None  # bars closed with at least one open position
+    fills: Fills | None = None  # the round trips as a replay repeats them (kernel runs only)
+    slippage_paid: float | None = None  # currency, >= 0 (kernel runs only)
 
 
 def settlements_by_bar(
@@ -317,6 +375,8 @@ def run_aligned(
         exposure=pd.Series(exposure, index=index, name="exposure"),
         traded_notional=float(totals[2]),
         bars_in_market=int(totals[3]),
+        fills=fills_from_records(trades[:n_tr]),
+        slippage_paid=slippage_of_records(trades[:n_tr]),
     )
 
 

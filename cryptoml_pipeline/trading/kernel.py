@@ -64,8 +64,14 @@ N_FLOAT_PARAMS = 15
     T_FUNDING,
     T_REASON,
     T_GROSS,
-) = range(13)
-N_TRADE_COLS = 13
+    T_ENTRY_RAW,
+    T_EXIT_RAW,
+    T_PHASE,
+    T_ENTRY_EQUITY,
+) = range(17)
+N_TRADE_COLS = 17
+# exit phase of a fill inside its bar (trade records, replay): at the open, intrabar, at the close
+AT_OPEN, INTRABAR, AT_CLOSE = 0, 1, 2
 # error codes
 OK, MISSING_FUNDING = 0, 1
 
@@ -122,7 +128,11 @@ def run_kernel(
     fparams,
     max_trades,
 ):
-    """Run the bar loop. Returns (equity, exposure, trades[n, 13], n_trades, totals[4], error).
+    """Run the bar loop. Returns (equity, exposure, trades[n, 17], n_trades, totals[4], error).
+
+    Trade records also carry the raw (pre-slippage) entry and exit prices, the exit's phase in
+    its bar (:data:`AT_OPEN`/:data:`INTRABAR`/:data:`AT_CLOSE`) and the equity the entry was
+    sized on, so that a replay can repeat the same fills without costs.
 
     totals = (fees paid, funding paid, traded notional, bars with a position); error = (code,
     symbol, settlement index) where code 1 = a held position met a settlement without a rate.
@@ -139,6 +149,8 @@ def run_kernel(
     pos_dir = np.zeros(n_sym, dtype=np.int64)
     qty = np.zeros(n_sym)
     entry_px = np.zeros(n_sym)
+    entry_raw = np.zeros(n_sym)
+    entry_eq = np.zeros(n_sym)
     entry_bar = np.zeros(n_sym, dtype=np.int64)
     planned = np.zeros(n_sym, dtype=np.int64)
     stop = np.full(n_sym, np.nan)
@@ -206,6 +218,7 @@ def run_kernel(
                     px, fee_rate = o, maker_fee
                 else:
                     px, fee_rate = o * (1.0 - d * slip[s, i]), taker_fee
+                raw_px, phase = o, AT_OPEN
                 fee = fee_rate * qty[s] * px
                 gross = d * qty[s] * (px - entry_px[s])
                 cash += gross - fee
@@ -218,6 +231,8 @@ def run_kernel(
                 tr[T_FEES], tr[T_FUNDING] = pos_fees[s] + fee, pos_funding[s]
                 tr[T_PNL] = gross - tr[T_FEES] - pos_funding[s]
                 tr[T_REASON], tr[T_GROSS] = reason, gross
+                tr[T_ENTRY_RAW], tr[T_EXIT_RAW], tr[T_PHASE] = entry_raw[s], raw_px, phase
+                tr[T_ENTRY_EQUITY] = entry_eq[s]
                 n_tr += 1
                 pos_dir[s] = 0
         # entries
@@ -298,6 +313,7 @@ def run_kernel(
                 totals[0] += fee
                 totals[2] += q * px
                 pos_dir[s], qty[s], entry_px[s] = d, q, px
+                entry_raw[s], entry_eq[s] = o, eq_now
                 entry_bar[s], planned[s] = i, ordinal[s] + min_hold
                 stop[s] = px * (1.0 - d * stop_dist)
                 tp[s] = px * (1.0 + d * tp_mult * atr[s, i]) if tp_mult == tp_mult else np.nan
@@ -336,6 +352,7 @@ def run_kernel(
                     px, fee_rate = raw, maker_fee
                 else:
                     px, fee_rate = raw * (1.0 - d * slip[s, i]), taker_fee
+                raw_px, phase = raw, INTRABAR
                 fee = fee_rate * qty[s] * px
                 gross = d * qty[s] * (px - entry_px[s])
                 cash += gross - fee
@@ -348,6 +365,8 @@ def run_kernel(
                 tr[T_FEES], tr[T_FUNDING] = pos_fees[s] + fee, pos_funding[s]
                 tr[T_PNL] = gross - tr[T_FEES] - pos_funding[s]
                 tr[T_REASON], tr[T_GROSS] = reason, gross
+                tr[T_ENTRY_RAW], tr[T_EXIT_RAW], tr[T_PHASE] = entry_raw[s], raw_px, phase
+                tr[T_ENTRY_EQUITY] = entry_eq[s]
                 n_tr += 1
                 pos_dir[s] = 0
         # cross-margin liquidation at the worst prices of the bar
@@ -373,6 +392,7 @@ def run_kernel(
                     if has_bar[s, i]:
                         w = low[s, i] if d > 0 else high[s, i]
                     px = w * (1.0 - d * slip[s, i])
+                    raw_px, phase = w, INTRABAR
                     fee = taker_fee * qty[s] * px
                     gross = d * qty[s] * (px - entry_px[s])
                     cash += gross - fee
@@ -385,6 +405,8 @@ def run_kernel(
                     tr[T_FEES], tr[T_FUNDING] = pos_fees[s] + fee, pos_funding[s]
                     tr[T_PNL] = gross - tr[T_FEES] - pos_funding[s]
                     tr[T_REASON], tr[T_GROSS] = LIQUIDATION, gross
+                    tr[T_ENTRY_RAW], tr[T_EXIT_RAW], tr[T_PHASE] = entry_raw[s], raw_px, phase
+                    tr[T_ENTRY_EQUITY] = entry_eq[s]
                     n_tr += 1
                     pos_dir[s] = 0
         in_market = False
@@ -395,6 +417,7 @@ def run_kernel(
             if i == last_bar[s] and pos_dir[s] != 0:
                 d = pos_dir[s]
                 px = close[s, i] * (1.0 - d * slip[s, i])
+                raw_px, phase = close[s, i], AT_CLOSE
                 fee = taker_fee * qty[s] * px
                 gross = d * qty[s] * (px - entry_px[s])
                 cash += gross - fee
@@ -407,6 +430,8 @@ def run_kernel(
                 tr[T_FEES], tr[T_FUNDING] = pos_fees[s] + fee, pos_funding[s]
                 tr[T_PNL] = gross - tr[T_FEES] - pos_funding[s]
                 tr[T_REASON], tr[T_GROSS] = END, gross
+                tr[T_ENTRY_RAW], tr[T_EXIT_RAW], tr[T_PHASE] = entry_raw[s], raw_px, phase
+                tr[T_ENTRY_EQUITY] = entry_eq[s]
                 n_tr += 1
                 pos_dir[s] = 0
         eq = _equity(cash, pos_dir, qty, entry_px, prices)

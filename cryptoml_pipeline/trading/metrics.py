@@ -11,6 +11,7 @@ with the initial equity as the first peak.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -21,8 +22,7 @@ from cryptoml_pipeline.settings import TargetsConfig
 from cryptoml_pipeline.trading.backtest import BacktestResult
 from cryptoml_pipeline.trading.statistics import (
     bootstrap_intervals,
-    deflated_sharpe,
-    probabilistic_sharpe,
+    deflated_sharpe_from_trials,
 )
 
 STABILITY_DAYS = 30
@@ -52,6 +52,9 @@ KPI_KEYS: tuple[str, ...] = (
     "model_stability",
     "psr",
     "dsr",
+    "dsr_trials",
+    "dsr_trial_sharpe_var",
+    "dsr_variance_source",
     "sharpe_ci",
     "avg_daily_return_ci",
 )
@@ -204,8 +207,15 @@ def compute_kpis(
     bootstrap_samples: int = 1000,
     bootstrap_block_days: int = 5,
     seed: int = 0,
+    trial_sharpes: Sequence[float] | None = None,
 ) -> dict[str, Any]:
-    """KPIs of one backtest (keys :data:`KPI_KEYS`); prediction KPIs None without predictions."""
+    """KPIs of one backtest (keys :data:`KPI_KEYS`); prediction KPIs None without predictions.
+
+    ``trial_sharpes``: the ANNUALISED Sharpes (as this function's ``sharpe``) of the
+    configurations tried, this one included; they set the deflated Sharpe's trial variance
+    (``dsr_trial_sharpe_var`` is reported per day^2, the units of the daily Sharpe). ``n_trials``
+    counts all configurations tried (also those whose Sharpe is unknown).
+    """
     initial = float(result.initial_equity)
     equity = result.equity.dropna()
     final = float(equity.iloc[-1]) if len(equity) else initial
@@ -249,8 +259,13 @@ def compute_kpis(
             result.bars_in_market / n_bars if result.bars_in_market is not None and n_bars else None
         ),
         "model_stability": model_stability(predictions),
-        "psr": probabilistic_sharpe(daily),
-        "dsr": deflated_sharpe(daily, n_trials),
+        **deflated_sharpe_from_trials(
+            daily,
+            None
+            if trial_sharpes is None
+            else [s / math.sqrt(DAYS_PER_YEAR) for s in trial_sharpes if s is not None],
+            n_trials,
+        ),
         "sharpe_ci": cis["sharpe"],
         "avg_daily_return_ci": cis["avg_daily_return"],
     }

@@ -5,8 +5,11 @@
   not excess) kurtosis ``g4``: ``Phi((SR - SR*) sqrt(n - 1) / sqrt(1 - g3 SR + (g4 - 1)/4 SR^2))``.
 * Deflated Sharpe ratio (Bailey & López de Prado 2014): the PSR against the Sharpe one expects
   as the MAXIMUM of ``n_trials`` unskilled configurations,
-  ``SR* = sigma_SR ((1 - gamma) Phi^-1(1 - 1/N) + gamma Phi^-1(1 - 1/(N e)))``; ``sigma_SR`` is
-  the std of the trials' Sharpes when given, else the std of the Sharpe estimator itself.
+  ``SR* = sigma_SR ((1 - gamma) Phi^-1(1 - 1/N) + gamma Phi^-1(1 - 1/(N e)))`` where
+  ``sigma_SR^2`` is the variance (ddof=1) of the trials' per-period Sharpes when at least two are
+  known. Fallback with fewer: the variance of a skill-less trial's Sharpe estimate on the same
+  ``T`` returns, ``1 / (T - 1)`` (the estimator variance at SR = 0), reported as
+  ``dsr_variance_source = "null_estimator"``; with one trial no deflation (DSR = PSR).
 * Moving-block bootstrap (blocks of ``block`` days, seeded) percentile intervals for the
   annualised Sharpe and the mean daily return.
 Sharpes here are per period (daily) unless named ``annualised``.
@@ -15,6 +18,7 @@ Sharpes here are per period (daily) unless named ``annualised``.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from statistics import NormalDist
 
 import numpy as np
@@ -66,20 +70,76 @@ def expected_max_sharpe(n_trials: int, sharpe_sd: float) -> float:
     return sharpe_sd * ((1.0 - EULER_GAMMA) * a + EULER_GAMMA * b)
 
 
+def deflated_sharpe_from_moments(
+    sharpe: float,
+    n_obs: int,
+    skew: float,
+    kurtosis: float,
+    *,
+    n_trials: int,
+    trial_sharpe_var: float,
+) -> float | None:
+    """DSR from summary numbers: per-period ``sharpe`` of ``n_obs`` returns with ``skew`` and
+    plain ``kurtosis``, ``n_trials`` configurations whose per-period Sharpes vary by
+    ``trial_sharpe_var`` (Bailey & López de Prado 2014, eq. for SR* and the PSR)."""
+    sr0 = expected_max_sharpe(n_trials, math.sqrt(max(trial_sharpe_var, 0.0)))
+    se = sharpe_std(sharpe, n_obs, skew, kurtosis)
+    if not se > 0:
+        return None
+    return _N.cdf((sharpe - sr0) / se)
+
+
+def deflated_sharpe_from_trials(
+    returns: np.ndarray, trial_sharpes: Sequence[float] | None, n_trials: int
+) -> dict[str, float | int | str | None]:
+    """PSR and DSR of ``returns`` after ``n_trials`` configurations (see module docstring).
+
+    ``trial_sharpes``: the per-period Sharpes (same units as ``returns``' own) of the trials that
+    are known, the selected one included; non-finite ones are ignored. The number of trials used
+    is ``max(n_trials, number of finite trial Sharpes)``. Returns ``{"psr", "dsr", "dsr_trials",
+    "dsr_trial_sharpe_var" (per period^2; None with one trial), "dsr_variance_source"
+    ("trials" | "null_estimator" | "none: one trial")}``; psr/dsr None with < 3 returns or
+    zero variance.
+    """
+    known = np.asarray([] if trial_sharpes is None else list(trial_sharpes), dtype=np.float64)
+    known = known[np.isfinite(known)]
+    trials = max(int(n_trials), len(known), 1)
+    r = np.asarray(returns, dtype=np.float64)
+    n = int(np.isfinite(r).sum())
+    if trials == 1:
+        var, source = None, "none: one trial"
+    elif len(known) >= 2:
+        var, source = float(np.var(known, ddof=1)), "trials"
+    else:
+        var, source = 1.0 / max(n - 1, 1), "null_estimator"
+    moments = _moments(r)
+    psr = dsr = None
+    if moments is not None:
+        sr, skew, kurt = moments
+        psr = probabilistic_sharpe(r)
+        dsr = (
+            psr
+            if var is None
+            else deflated_sharpe_from_moments(
+                sr, n, skew, kurt, n_trials=trials, trial_sharpe_var=var
+            )
+        )
+    return {
+        "psr": psr,
+        "dsr": dsr,
+        "dsr_trials": trials,
+        "dsr_trial_sharpe_var": var,
+        "dsr_variance_source": source,
+    }
+
+
 def deflated_sharpe(
     returns: np.ndarray, n_trials: int, trial_sharpes: np.ndarray | None = None
 ) -> float | None:
-    """PSR against the expected best Sharpe of ``n_trials`` configurations."""
-    moments = _moments(returns)
-    if moments is None:
-        return None
-    sr, skew, kurt = moments
-    n = int(np.isfinite(np.asarray(returns, dtype=np.float64)).sum())
-    if trial_sharpes is not None and len(trial_sharpes) >= 2:
-        sd = float(np.std(np.asarray(trial_sharpes, dtype=np.float64), ddof=1))
-    else:
-        sd = sharpe_std(sr, n, skew, kurt)
-    return probabilistic_sharpe(returns, expected_max_sharpe(n_trials, sd))
+    """PSR against the expected best Sharpe of ``n_trials`` configurations (per-period trial
+    Sharpes; see :func:`deflated_sharpe_from_trials`, whose ``dsr`` this returns)."""
+    value = deflated_sharpe_from_trials(returns, trial_sharpes, n_trials)["dsr"]
+    return None if value is None else float(value)
 
 
 def block_bootstrap_indices(n: int, samples: int, block: int, seed: int) -> np.ndarray:
