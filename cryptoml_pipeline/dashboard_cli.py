@@ -1,5 +1,6 @@
 """``cryptoml dashboard``: the monitoring web page on http://127.0.0.1:PORT (read-only view of the
-registry, the performance tracker and paper trading)."""
+registry, the performance tracker and paper trading; until live predictions are tracked, the run's
+walk-forward predictions and backtest from ``--output-dir``)."""
 
 from __future__ import annotations
 
