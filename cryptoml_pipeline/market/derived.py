@@ -11,6 +11,7 @@ import logging
 
 import pandas as pd
 
+from cryptoml_pipeline.market.repair import INPUT_REPAIRS
 from cryptoml_pipeline.market.resample import resample_candles
 from cryptoml_pipeline.market.schemas import CANDLE_COLUMNS
 from cryptoml_pipeline.market.store import Coverage, ParquetStore
@@ -79,4 +80,7 @@ def read_candles(
     )
     if start is not None:
         out = out[out["timestamp"] >= start]
-    return out[list(CANDLE_COLUMNS)].reset_index(drop=True)
+    out = out[list(CANDLE_COLUMNS)].reset_index(drop=True)
+    if INPUT_REPAIRS in raw.attrs:  # what reading the base file repaired travels on
+        out.attrs[INPUT_REPAIRS] = raw.attrs[INPUT_REPAIRS]
+    return out

@@ -2,8 +2,10 @@
 
 :func:`repair_candles` returns ``(clean frame, RepairReport)``. The rules, in order:
 
-1. Timestamps must be tz-aware (naive ones are an error, never localised); numeric columns must be
-   numbers (a string such as ``"abc"`` is an error naming the column, symbol and timestamp).
+1. Timestamps must be tz-aware (naive ones are an error, never localised); a zone other than UTC
+   (or text with offsets) is converted to UTC (``timestamps_converted_to_utc``). Numeric columns
+   must be numbers: numeric text (``"12.5"``) is parsed (``numeric_strings_parsed``), other text
+   (``"abc"``) is an error naming the column, symbol and timestamp.
 2. Unsorted rows are sorted (counted as ``rows_reordered``).
 3. Exact duplicate rows are dropped (``exact_duplicates_dropped``); duplicates of a
    (symbol, timestamp) with different values are an error that shows both rows.
@@ -16,6 +18,12 @@
    return beyond ``k`` robust sigmas (1.4826 × the trailing median absolute return, previous
    ``window`` bars) that the next bar reverses (opposite sign, at least half the size). The spike
    flag looks one bar ahead: it is a data-quality flag, never a model feature.
+
+Rules 1-3 are the same when :class:`~cryptoml_pipeline.market.store.ParquetStore` reads a file (of
+any kind: candles, funding, open interest): what it repaired travels with the frame in
+``frame.attrs["input_repairs"]`` (``{file path: {count name: n}}``, JSON-able) and
+:func:`repair_candles` adds those counts to its report, so they reach ``report.json ->
+data.quality`` like its own.
 """
 
 from __future__ import annotations
@@ -31,7 +39,8 @@ from cryptoml_pipeline.errors import DataValidationError
 from cryptoml_pipeline.market.schemas import (
     CANDLE_COLUMNS,
     PRICE_COLUMNS,
-    normalise_timestamps,
+    numeric_values,
+    utc_timestamps,
     validate_candles,
     validate_grid,
 )
@@ -40,6 +49,14 @@ from cryptoml_pipeline.timing import timeframe_to_timedelta
 VALUE_COLUMNS: tuple[str, ...] = (*PRICE_COLUMNS, "volume")
 FLAG_COLUMNS: tuple[str, ...] = ("is_filled", "is_zero_volume", "is_spike")
 _MAD_TO_SIGMA = 1.4826
+INPUT_REPAIRS = "input_repairs"  # frame.attrs key: {file path: {count name: n}} of a store read
+# the repairs a store read can make (names shared with RepairReport)
+READ_REPAIRS: tuple[str, ...] = (
+    "timestamps_converted_to_utc",
+    "numeric_strings_parsed",
+    "rows_reordered",
+    "exact_duplicates_dropped",
+)
 
 
 @dataclass(frozen=True)
@@ -50,6 +67,8 @@ class RepairReport:
     rows_out: int = 0
     rows_reordered: int = 0
     exact_duplicates_dropped: int = 0
+    timestamps_converted_to_utc: int = 0
+    numeric_strings_parsed: int = 0
     missing_bars: int = 0
     gap_events: int = 0
     longest_gap_bars: int = 0
@@ -101,17 +120,16 @@ def repair_candles(
     if missing:
         raise DataValidationError(f"{source}: candles frame lacks column(s) {missing}")
     out = df[list(CANDLE_COLUMNS)].reset_index(drop=True)
-    out["timestamp"] = normalise_timestamps(out["timestamp"], source=source)
+    out["timestamp"], converted = utc_timestamps(out["timestamp"], source=source)
     out["symbol"] = out["symbol"].astype("str")
+    parsed = 0
     for col in VALUE_COLUMNS:
-        out[col] = _numeric(out, col, source)
+        out[col], n = numeric_values(out, col, source=source)
+        parsed += n
     rows_in = len(out)
 
-    step = out.groupby("symbol", sort=False)["timestamp"].diff()
-    reordered = int((step < pd.Timedelta(0)).sum())
-    out = out.sort_values(["symbol", "timestamp"], kind="stable").reset_index(drop=True)
-
-    out, exact = _drop_duplicates(out, source)
+    out, reordered = sort_rows(out)
+    out, exact = drop_exact_duplicates(out, VALUE_COLUMNS, kind="candles", source=source)
     validate_grid(out, timeframe, source=source)
     out = validate_candles(out, source=source)
 
@@ -123,11 +141,14 @@ def repair_candles(
     out["is_spike"] = spike_flags(out, k=outlier_k, window=outlier_window)
 
     missing_bars = gaps["missing"].to_numpy()
+    read = read_repair_counts(df)
     report = RepairReport(
-        rows_in=rows_in,
+        rows_in=rows_in + read["exact_duplicates_dropped"],
         rows_out=len(out),
-        rows_reordered=reordered,
-        exact_duplicates_dropped=exact,
+        rows_reordered=reordered + read["rows_reordered"],
+        exact_duplicates_dropped=exact + read["exact_duplicates_dropped"],
+        timestamps_converted_to_utc=converted + read["timestamps_converted_to_utc"],
+        numeric_strings_parsed=parsed + read["numeric_strings_parsed"],
         missing_bars=int(missing_bars.sum()),
         gap_events=len(missing_bars),
         longest_gap_bars=int(missing_bars.max()) if len(missing_bars) else 0,
@@ -138,24 +159,38 @@ def repair_candles(
     return out, report
 
 
-def _numeric(df: pd.DataFrame, col: str, source: str) -> pd.Series:
-    values = df[col]
-    if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values):
-        return values.astype("float64")
-    parsed = pd.to_numeric(values, errors="coerce")
-    bad = parsed.isna() & values.notna()
-    if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataValidationError(
-            f"{source}: non-numeric value {values.iloc[i]!r} in column '{col}' "
-            f"({df['symbol'].iloc[i]} at {df['timestamp'].iloc[i]}; {int(bad.sum())} such rows)"
-        )
-    return parsed.astype("float64")
+def read_repair_counts(df: pd.DataFrame) -> dict[str, int]:
+    """The store-read repairs ``df`` carries (``attrs["input_repairs"]``), summed over its files."""
+    files = df.attrs.get(INPUT_REPAIRS) or {}
+    return {name: sum(int(c.get(name, 0)) for c in files.values()) for name in READ_REPAIRS}
 
 
-def _drop_duplicates(df: pd.DataFrame, source: str) -> tuple[pd.DataFrame, int]:
+def merge_input_repairs(frames: Iterable[pd.DataFrame]) -> dict[str, dict[str, int]]:
+    """The ``attrs["input_repairs"]`` of several frames in one (e.g. for a concatenation, which
+    keeps ``attrs`` only when all inputs have equal ones)."""
+    merged: dict[str, dict[str, int]] = {}
+    for frame in frames:
+        merged |= frame.attrs.get(INPUT_REPAIRS) or {}
+    return merged
+
+
+def sort_rows(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Rows sorted by (symbol, timestamp), stable, and the number of backward steps repaired."""
+    step = df.groupby("symbol", sort=False)["timestamp"].diff()
+    reordered = int((step < pd.Timedelta(0)).sum())
+    if reordered == 0 and df["symbol"].nunique() <= 1:
+        return df.reset_index(drop=True), 0
+    return df.sort_values(["symbol", "timestamp"], kind="stable").reset_index(drop=True), reordered
+
+
+def drop_exact_duplicates(
+    df: pd.DataFrame, values: tuple[str, ...], *, kind: str, source: str
+) -> tuple[pd.DataFrame, int]:
+    """``df`` (sorted) without exact duplicate rows and their number; duplicates of a
+    (symbol, timestamp) with different ``values`` are a :class:`DataValidationError` showing both
+    rows."""
     keys = ["symbol", "timestamp"]
-    exact = df.duplicated(keep="first")
+    exact = df.duplicated(subset=[*keys, *values], keep="first")
     out = df[~exact]
     clash = out.duplicated(subset=keys, keep=False)
     if clash.any():
@@ -163,11 +198,10 @@ def _drop_duplicates(df: pd.DataFrame, source: str) -> tuple[pd.DataFrame, int]:
         first = rows.iloc[0]
         both = rows[(rows["symbol"] == first["symbol"]) & (rows["timestamp"] == first["timestamp"])]
         shown = " vs ".join(
-            "(" + ", ".join(f"{c}={r[c]}" for c in VALUE_COLUMNS) + ")"
-            for _, r in both.head(2).iterrows()
+            "(" + ", ".join(f"{c}={r[c]}" for c in values) + ")" for _, r in both.head(2).iterrows()
         )
         raise DataValidationError(
-            f"{source}: conflicting duplicate candles for {first['symbol']} at "
+            f"{source}: conflicting duplicate {kind} for {first['symbol']} at "
             f"{first['timestamp']}: {shown} ({int(clash.sum())} rows conflict)"
         )
     return out.reset_index(drop=True), int(exact.sum())

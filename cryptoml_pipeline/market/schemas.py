@@ -9,6 +9,8 @@ names the source, the failing check and the first offending timestamp.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
@@ -149,9 +151,11 @@ def validate_open_interest(df: pd.DataFrame, *, source: str) -> pd.DataFrame:
 def off_grid(timestamps: pd.Series, timeframe: str) -> pd.Series:
     """True where a timestamp is not a multiple of the bar since the epoch (00:00 UTC anchored;
     weekly bars are anchored on Mondays, as exchanges do)."""
-    bar = timeframe_to_timedelta(timeframe)
+    bar = timeframe_to_timedelta(timeframe).value
     anchor = pd.Timestamp("1970-01-05", tz="UTC") if timeframe.endswith("w") else _EPOCH
-    return ((timestamps - anchor) % bar) != pd.Timedelta(0)
+    stamps = timestamps.dt.tz_convert("UTC").astype(TS_DTYPE).array.asi8
+    bad = ((stamps - anchor.value) % bar != 0) | (stamps == np.iinfo(np.int64).min)  # NaT: off
+    return pd.Series(bad, index=timestamps.index)
 
 
 def validate_grid(df: pd.DataFrame, timeframe: str, *, source: str) -> None:
@@ -168,26 +172,105 @@ def validate_grid(df: pd.DataFrame, timeframe: str, *, source: str) -> None:
 _EPOCH = pd.Timestamp(0, tz="UTC")
 
 
-def normalise_timestamps(values: pd.Series, *, source: str) -> pd.Series:
-    """``datetime64[ns, UTC]`` from tz-aware datetimes; naive timestamps raise."""
-    if not isinstance(values.dtype, pd.DatetimeTZDtype):
-        if pd.api.types.is_datetime64_dtype(values.dtype):
+_UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Zulu", "Etc/Zulu", "+00:00"})
+_OFFSET_SUFFIX = r"(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$"
+_UTC_SUFFIX = r"(?:[Zz]|[+-]00(?::?00)?)$"
+_NAIVE = "naive timestamps (no timezone) in column 'timestamp'"
+
+
+def _is_utc(dtype: pd.DatetimeTZDtype) -> bool:
+    return str(dtype.tz) in _UTC_NAMES
+
+
+def utc_timestamps(values: pd.Series, *, source: str) -> tuple[pd.Series, int]:
+    """``(datetime64[ns, UTC] timestamps, rows converted to UTC)``: one rule for every input.
+
+    * tz-aware UTC: kept (0 converted);
+    * tz-aware in another zone (``Europe/Berlin``, ``+02:00``): every instant is exact, so the
+      column is converted to UTC and all its rows count as converted;
+    * text (or ``datetime`` objects) with UTC offsets, even mixed ones (``...+01:00``,
+      ``...+02:00``): parsed and converted to UTC; rows whose offset was not zero count;
+    * naive (datetime without zone, or text without an offset), anywhere in the column: a
+      :class:`DataValidationError` — a naive time is never guessed to be UTC;
+    * anything else (numbers, unparsable text): a :class:`DataValidationError`.
+    """
+    dtype = values.dtype
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        converted = 0 if _is_utc(dtype) else len(values)
+        return values.dt.tz_convert("UTC").astype(TS_DTYPE), converted
+    if pd.api.types.is_datetime64_dtype(dtype):
+        raise DataValidationError(f"{source}: {_NAIVE}; market data must be tz-aware UTC")
+    if pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype):
+        return _parse_zoned(values, source=source)
+    raise DataValidationError(f"{source}: column 'timestamp' is not datetime ({dtype})")
+
+
+def _parse_zoned(values: pd.Series, *, source: str) -> tuple[pd.Series, int]:
+    """UTC timestamps of text / ``datetime`` objects that each carry a zone (naive ones raise)
+    and the number of rows whose offset was not already zero."""
+    if pd.api.types.is_string_dtype(values):  # text: vectorised suffix checks
+        text = values.astype("str")
+        aware = text.str.contains(_OFFSET_SUFFIX, regex=True) | values.isna()
+        at_utc = text.str.contains(_UTC_SUFFIX, regex=True) | values.isna()
+    else:  # datetime objects (or a mixture): a rare, already broken column
+        kinds = values.map(lambda v: isinstance(v, str | dt.datetime), na_action="ignore")
+        if not kinds.fillna(True).astype(bool).all():
+            first = values[~kinds.fillna(True).astype(bool)].iloc[0]
             raise DataValidationError(
-                f"{source}: naive timestamps (no timezone) in column 'timestamp'; "
-                "market data must be tz-aware UTC"
+                f"{source}: column 'timestamp' is not datetime (object value {first!r})"
             )
+        offsets = values.map(_utcoffset, na_action="ignore")
+        aware = offsets.notna() | values.isna()
+        at_utc = offsets.eq(dt.timedelta(0)) | values.isna()
+    if not aware.all():
+        first = values[~aware].iloc[0]
+        raise DataValidationError(
+            f"{source}: {_NAIVE} ({int((~aware).sum())} rows, first {first!s}); "
+            "market data must be tz-aware UTC"
+        )
+    try:
+        parsed = pd.to_datetime(values, utc=True, format="ISO8601")
+    except (TypeError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataValidationError(
+            f"{source}: column 'timestamp' is not datetime ({values.dtype}): {reason}"
+        ) from None
+    return parsed.astype(TS_DTYPE), int((~at_utc).sum())
+
+
+def _utcoffset(value: str | dt.datetime) -> dt.timedelta | None:
+    if isinstance(value, str):
         try:
-            values = pd.to_datetime(values)
-        except (TypeError, ValueError) as exc:
-            raise DataValidationError(
-                f"{source}: column 'timestamp' is not datetime ({values.dtype}): {exc}"
-            ) from exc
-        if not isinstance(values.dtype, pd.DatetimeTZDtype):
-            raise DataValidationError(
-                f"{source}: naive timestamps (no timezone) in column 'timestamp'; "
-                "market data must be tz-aware UTC"
-            )
-    return values.dt.tz_convert("UTC").astype(TS_DTYPE)
+            value = pd.Timestamp(value)
+        except ValueError:
+            return dt.timedelta(0)  # unparsable: left to pd.to_datetime, which names it
+    return value.utcoffset()
+
+
+def normalise_timestamps(values: pd.Series, *, source: str) -> pd.Series:
+    """``datetime64[ns, UTC]`` timestamps by the rules of :func:`utc_timestamps`."""
+    return utc_timestamps(values, source=source)[0]
+
+
+def numeric_values(df: pd.DataFrame, col: str, *, source: str) -> tuple[pd.Series, int]:
+    """``(float64 column, values parsed from text)``: numbers stay numbers, numeric text
+    (``"12.5"``) is parsed and counted, any other text (``"abc"``, ``"12,5"``) is a
+    :class:`DataValidationError` naming the column, the symbol and the timestamp."""
+    values = df[col]
+    if pd.api.types.is_bool_dtype(values.dtype):
+        raise DataValidationError(f"{source}: column '{col}' holds booleans, not numbers")
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        return values.astype("float64"), 0
+    parsed = pd.to_numeric(values, errors="coerce")
+    bad = parsed.isna() & values.notna()
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        where = f"{df['symbol'].iloc[i]} at " if "symbol" in df.columns else ""
+        raise DataValidationError(
+            f"{source}: non-numeric value {values.iloc[i]!r} in column '{col}' "
+            f"({where}{df['timestamp'].iloc[i]}; {int(bad.sum())} such rows)"
+        )
+    return parsed.astype("float64"), int(values.notna().sum())
 
 
 def _validate(
