@@ -196,10 +196,11 @@ def trading_sections(
             ["Sharpe", fmt(costs.get("gross_sharpe")), fmt(costs.get("net_sharpe"))],
         ]
         out.append("<h2>Gross vs net (turnover is the first enemy)</h2>")
-        out.append(_table(rows, ["", "gross (no fees, no slippage)", "net"]))
+        out.append(_table(rows, ["", "gross (same trades; no fees, slippage, funding)", "net"]))
         out.append(
             f"<p>Cost drag {fmt(costs.get('cost_drag'), 'pct')} · fees "
-            f"{fmt(costs.get('fees_paid'), 'pct')} · funding "
+            f"{fmt(costs.get('fees_paid'), 'pct')} · slippage "
+            f"{fmt(costs.get('slippage_paid'), 'pct')} · funding "
             f"{fmt(costs.get('funding_paid'), 'pct')}"
             f" · turnover {fmt(costs.get('turnover'))}x capital</p>"
         )
