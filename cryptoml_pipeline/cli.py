@@ -17,6 +17,7 @@ from typing import NoReturn
 from cryptoml_pipeline.errors import DataValidationError, InputError
 from cryptoml_pipeline.locations import REPO_ROOT, has_market_data, resolve_data_location
 from cryptoml_pipeline.settings import DEFAULT_SYMBOLS, PROFILES
+from cryptoml_pipeline.timing import to_utc
 
 EXIT_BAD_INPUT = 2
 DEFAULT_DAGSTER_YAML = """telemetry:
@@ -38,7 +39,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser("run", help="materialize the whole asset graph and print the KPIs")
     run.add_argument("--data-dir", help="parquet data directory (default: see README)")
-    run.add_argument("--symbols", default=",".join(DEFAULT_SYMBOLS), help="comma-separated")
+    run.add_argument(
+        "--symbols",
+        help="traded symbols, each as its USDT-M perpetual, comma-separated "
+        "(default: every perpetual with funding in the data)",
+    )
+    run.add_argument(
+        "--universe",
+        help="symbols the models train on, pooled (traded symbols always included; "
+        "default: every spot series with data in the window)",
+    )
+    run.add_argument("--config", help="YAML of setting overrides, e.g. configs/spec.yaml")
+    run.add_argument(
+        "--holdout-start",
+        help="UTC date: the report splits into 'development' and 'held_back' periods there",
+    )
     run.add_argument("--timeframe", default="1h")
     run.add_argument("--start", help="UTC date/time, inclusive (default: end - 730 days)")
     run.add_argument("--end", help="UTC date/time, exclusive (default: last common bar + 1 bar)")
@@ -96,7 +111,8 @@ def prepare_run(args: argparse.Namespace):
     """Validate arguments into resources; raises InputError naming the problem."""
     from cryptoml_pipeline.defs.resources import MarketDataResource, PipelineResource
 
-    symbols = parse_symbols(args.symbols)
+    symbols = parse_symbols(args.symbols) if args.symbols else None
+    universe = parse_symbols(args.universe) if args.universe else None
     if args.profile == "full" and not args.allow_cpu and not _cuda_available():
         raise InputError("profile 'full' needs CUDA (no GPU found); pass --allow-cpu to force it")
     if args.synthetic:
@@ -114,24 +130,51 @@ def prepare_run(args: argparse.Namespace):
             market = MarketDataResource(kind="parquet", data_dir=str(location.path.resolve()))
         else:
             market = MarketDataResource(kind="synthetic")
+    config = str(Path(args.config).resolve()) if args.config else None
     pipeline = PipelineResource(
         profile=args.profile,
         symbols=symbols,
+        universe=universe,
         timeframe=args.timeframe,
         start=args.start,
         end=args.end,
         output_dir=str(Path(args.output_dir).resolve()),
+        config_file=config,
+        holdout_start=args.holdout_start,
     )
     try:
         settings = pipeline.settings()
+        if args.holdout_start:
+            to_utc(args.holdout_start)
     except ValueError as exc:  # unparsable date or invalid setting
-        raise InputError(f"invalid argument: {str(exc).splitlines()[0]}") from exc
-    start, end = market.window(settings)
+        raise InputError(f"invalid argument: {_one_line(exc)}") from None
+    resolved = market.resolved(settings)
+    start, end = resolved["start"], resolved["end"]
     from cryptoml_pipeline.modeling.folds import walk_forward_folds
 
     walk_forward_folds(start, end, settings.walk_forward, timeframe=args.timeframe)  # >= 1 fold
-    pipeline = pipeline.model_copy(update={"start": start.isoformat(), "end": end.isoformat()})
+    pipeline = pipeline.model_copy(
+        update={
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "symbols": list(resolved["symbols"]),
+            "universe": list(resolved["universe"]),
+        }
+    )
     return pipeline, market
+
+
+def _one_line(exc: Exception) -> str:
+    """A pydantic error as one line: ``loc: message``."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        try:
+            first = errors()[0]
+            loc = ".".join(str(p) for p in first.get("loc", ()))
+            return f"{loc}: {first.get('msg')}" if loc else str(first.get("msg"))
+        except (IndexError, TypeError, KeyError):
+            pass
+    return str(exc).splitlines()[0]
 
 
 def _run_config() -> dict:
@@ -201,7 +244,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     pipeline, market = prepare_run(args)
     print(
-        f"[cryptoml] profile={pipeline.profile} symbols={','.join(pipeline.symbols)} "
+        f"[cryptoml] profile={pipeline.profile} symbols={','.join(pipeline.symbols or [])} "
+        f"universe={len(pipeline.universe or [])} symbols "
         f"window=[{pipeline.start}, {pipeline.end}) source={market.kind} "
         f"{market.data_dir or ''}",
         file=sys.stderr,

@@ -22,6 +22,13 @@ from cryptoml_pipeline.trading.controls import (
     shuffled_label_verdict,
 )
 from cryptoml_pipeline.trading.engine import decisions_from_predictions
+from cryptoml_pipeline.trading.forecast import sharpe_by_year
+from cryptoml_pipeline.trading.forecast_section import (
+    beta_section,
+    forecast_stats,
+    periods_section,
+    scored_predictions,
+)
 from cryptoml_pipeline.trading.integrator import integrated_decisions
 from cryptoml_pipeline.trading.metrics import accuracy_windows, compute_kpis, kpis_vs_targets
 from cryptoml_pipeline.trading.replay import replay_gross
@@ -47,6 +54,8 @@ class Evaluation:
     controls: dict[str, Any] | None = None  # random same-turnover MC, shuffled-label verdict
     calibration: list[dict[str, Any]] | None = None  # confidence bins vs realised hit rate
     monthly: list[dict[str, Any]] | None = None  # strategy return per calendar month
+    forecast: dict[str, Any] | None = None  # IC / rank IC / NW t / hit rate, beta, by year
+    periods: list[dict[str, Any]] | None = None  # development / held_back split
 
     def to_bundle(self) -> dict[str, Any]:
         return {
@@ -55,6 +64,8 @@ class Evaluation:
             "controls": self.controls,
             "calibration": self.calibration,
             "monthly": self.monthly,
+            "forecast": self.forecast,
+            "periods": self.periods,
             "equity": self.equity,
             "trades": self.trades,
             "strategy": self.strategy,
@@ -160,11 +171,21 @@ def evaluate_walk_forward(
     settings: PipelineSettings,
     timeframe: str,
     control_predictions: pd.DataFrame | None = None,
+    labels: pd.DataFrame | None = None,
+    holdout_start: pd.Timestamp | None = None,
 ) -> Evaluation:
     """Backtest the out-of-sample predictions, the baselines and the controls over the folds'
-    test span (costs always on)."""
+    test span (costs always on), and score the forecasts against ``labels.realised_return``.
+
+    ``candles``/``features`` may hold the whole universe: the strategy, its baselines and
+    controls trade the predictions' symbols only; the market beta uses the universe."""
     if predictions.empty:
         raise ValueError("no out-of-sample predictions to evaluate")
+    universe_candles = candles
+    traded = set(predictions["symbol"].astype(str).unique())
+    candles = candles[candles["symbol"].astype(str).isin(traded)].reset_index(drop=True)
+    features = features[features["symbol"].astype(str).isin(traded)].reset_index(drop=True)
+    funding = funding[funding["symbol"].astype(str).isin(traded)].reset_index(drop=True)
     span_start = min(f.test_start for f in folds)
     span_end = max(f.test_end for f in folds)
     oos_candles = _span(candles, span_start, span_end)
@@ -251,6 +272,19 @@ def evaluate_walk_forward(
         prior=settings.retrain.prior_window,
     )
     exposure = strategy.exposure.rename("strategy").rename_axis("timestamp").reset_index()
+    forecast, periods = None, None
+    if labels is not None:
+        forecast, periods = _forecast_sections(
+            predictions=predictions,
+            labels=labels,
+            strategy=strategy,
+            hold=hold,
+            universe_candles=_span(universe_candles, span_start, span_end),
+            span=(span_start, span_end),
+            holdout_start=holdout_start,
+            settings=settings,
+            timeframe=timeframe,
+        )
     return Evaluation(
         equity=_equity_frame(
             {
@@ -273,7 +307,41 @@ def evaluate_walk_forward(
         controls=controls,
         calibration=calibration_table(predictions),
         monthly=monthly_returns(strategy.equity, strategy.initial_equity),
+        forecast=forecast,
+        periods=periods,
     )
+
+
+def _forecast_sections(
+    *,
+    predictions: pd.DataFrame,
+    labels: pd.DataFrame,
+    strategy: BacktestResult,
+    hold: BacktestResult,
+    universe_candles: pd.DataFrame,
+    span: tuple[pd.Timestamp, pd.Timestamp],
+    holdout_start: pd.Timestamp | None,
+    settings: PipelineSettings,
+    timeframe: str,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The forecast-first section (overall, per fold, Sharpe by year, beta) and the periods."""
+    horizon = settings.target.horizon
+    scored = scored_predictions(predictions, labels)
+    forecast = forecast_stats(scored, horizon=horizon, timeframe=timeframe)
+    forecast["target"] = settings.target.model_dump(mode="json")
+    forecast["scored_against"] = "realised_return = open[t+1+h] / open[t+1] - 1 (before costs)"
+    forecast["strategy_sharpe_by_year"] = sharpe_by_year(strategy.equity)
+    forecast["beta"] = beta_section(strategy.equity, universe_candles)
+    periods = periods_section(
+        scored=scored,
+        equity={"strategy": strategy.equity, "buy_and_hold": hold.equity},
+        start=span[0],
+        end=span[1],
+        holdout_start=holdout_start,
+        horizon=horizon,
+        timeframe=timeframe,
+    )
+    return forecast, periods
 
 
 def beats(strategy: dict[str, Any], baseline: dict[str, Any], key: str = "sharpe") -> bool | None:

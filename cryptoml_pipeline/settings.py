@@ -24,7 +24,12 @@ class _Frozen(BaseModel):
 class DataConfig(_Frozen):
     """Which market slice a run uses. ``start``/``end`` are UTC, the window is ``[start, end)``."""
 
-    symbols: tuple[str, ...] = DEFAULT_SYMBOLS
+    symbols: tuple[str, ...] | None = Field(
+        None, description="traded perpetuals; None = every perpetual with funding in the store"
+    )
+    universe: tuple[str, ...] | None = Field(
+        None, description="pooled training universe; None = every spot series in the window"
+    )
     timeframe: str = "1h"
     start: datetime | None = None
     end: datetime | None = None
@@ -475,8 +480,18 @@ class TuningConfig(_Frozen):
     n_trials: int = Field(0, ge=0, description="0 = no tuning (use GbmConfig as is)")
 
 
+StrategyModel = Literal["gbm", "transformer", "engine"]
+
+
+class StrategyConfig(_Frozen):
+    """Which model's out-of-sample predictions the strategy trades (and is deployed)."""
+
+    model: StrategyModel = "gbm"
+
+
 class PipelineSettings(_Frozen):
     profile: ProfileName = "demo"
+    strategy: StrategyConfig = StrategyConfig()
     data: DataConfig = DataConfig()
     features: FeatureConfig = FeatureConfig()
     target: TargetConfig = TargetConfig()
@@ -524,13 +539,42 @@ class PipelineSettings(_Frozen):
     def horizon(self) -> int:
         return self.target.horizon
 
+    @model_validator(mode="after")
+    def _target_volatility_is_a_feature(self) -> PipelineSettings:
+        if self.target.vol_window not in self.features.volatility_windows:
+            raise ValueError(
+                f"target.vol_window={self.target.vol_window} is not among "
+                f"features.volatility_windows={self.features.volatility_windows} (the forecast "
+                "is scaled back with that feature)"
+            )
+        return self
+
+
+def _deep_merge(base: dict, update: dict, path: str = "") -> dict:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            out[key] = _deep_merge(base[key], value, f"{path}{key}.")
+        else:
+            out[key] = value
+    return out
+
+
+def apply_overrides(settings: PipelineSettings, overrides: dict) -> PipelineSettings:
+    """Settings with a nested mapping of overrides (a ``--config`` YAML file) merged in; unknown
+    keys or bad values raise ``ValueError`` naming the setting."""
+    if not overrides:
+        return settings
+    merged = _deep_merge(settings.model_dump(mode="python"), overrides)
+    return PipelineSettings.model_validate(merged)
+
 
 def profile_settings(profile: ProfileName, **data_overrides: object) -> PipelineSettings:
     """Settings of a named profile; ``data_overrides`` replace fields of :class:`DataConfig`."""
     if profile == "tiny":
         base = PipelineSettings(
             profile="tiny",
-            data=DataConfig(symbols=("BTC/USDT",), lookback_days=120),
+            data=DataConfig(symbols=("BTC/USDT",), universe=("BTC/USDT",), lookback_days=120),
             # shorter long windows so the tiny window keeps most rows after warm-up
             features=FeatureConfig(
                 cross_asset=CrossAssetConfig(correlation_windows=(24, 72, 168)),

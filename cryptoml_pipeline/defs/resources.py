@@ -17,33 +17,76 @@ from cryptoml_pipeline.market import (
     synthetic_market,
 )
 from cryptoml_pipeline.market.layout import perpetual_symbol
+from cryptoml_pipeline.market.source import resolve_symbols, universe_in_window
 from cryptoml_pipeline.market.synthetic import DEFAULT_SIGNAL_STRENGTH
-from cryptoml_pipeline.settings import DEFAULT_SYMBOLS, PipelineSettings, profile_settings
+from cryptoml_pipeline.settings import (
+    DEFAULT_SYMBOLS,
+    PipelineSettings,
+    apply_overrides,
+    profile_settings,
+)
 from cryptoml_pipeline.timing import to_utc
 
 log = logging.getLogger(__name__)
 
 SYNTHETIC_DEFAULT_END = "2025-10-01"
+SYNTHETIC_TRADED: tuple[str, ...] = (*DEFAULT_SYMBOLS, "XRP/USDT")
+SYNTHETIC_UNIVERSE: tuple[str, ...] = (
+    *SYNTHETIC_TRADED,
+    "AVAX/USDT",
+    "DOGE/USDT",
+    "LINK/USDT",
+    "DOT/USDT",
+)
+
+
+def load_config_file(path: str | Path) -> dict:
+    """A ``--config`` YAML: nested setting overrides, e.g. ``target: {kind: classes}``."""
+    import yaml
+
+    file = Path(path)
+    if not file.is_file():
+        raise InputError(f"config file {file} does not exist")
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(
+            f"config file {file} is not valid YAML: {str(exc).splitlines()[0]}"
+        ) from None
+    if not isinstance(raw, dict):
+        raise InputError(f"config file {file} must hold a mapping of settings")
+    raw.pop("description", None)
+    return raw
 
 
 class PipelineResource(dg.ConfigurableResource):
     """What a run computes: profile, symbols, timeframe, window and where outputs go."""
 
     profile: Literal["tiny", "demo", "full"] = "demo"
-    symbols: list[str] = list(DEFAULT_SYMBOLS)  # noqa: RUF012 (pydantic copies defaults)
+    # None: every perpetual with funding (traded) / every spot series in the window (universe)
+    symbols: list[str] | None = None
+    universe: list[str] | None = None
     timeframe: str = "1h"
     start: str | None = None
     end: str | None = None
     output_dir: str = "output"
+    config_file: str | None = None  # a YAML of setting overrides (``cryptoml run --config``)
+    holdout_start: str | None = None  # the report's development / held-back split
 
     def settings(self) -> PipelineSettings:
-        return profile_settings(
-            self.profile,
-            symbols=tuple(self.symbols),
-            timeframe=self.timeframe,
-            start=to_utc(self.start).to_pydatetime() if self.start else None,
-            end=to_utc(self.end).to_pydatetime() if self.end else None,
+        base = profile_settings(self.profile)
+        overrides = load_config_file(self.config_file) if self.config_file else {}
+        settings = apply_overrides(base, overrides)
+        data = settings.data.model_copy(
+            update={
+                "timeframe": self.timeframe,
+                "start": to_utc(self.start).to_pydatetime() if self.start else None,
+                "end": to_utc(self.end).to_pydatetime() if self.end else None,
+                **({"symbols": tuple(self.symbols)} if self.symbols else {}),
+                **({"universe": tuple(self.universe)} if self.universe else {}),
+            }
         )
+        return settings.model_copy(update={"data": data})
 
     @property
     def output_path(self) -> Path:
@@ -69,6 +112,32 @@ class MarketDataResource(dg.ConfigurableResource):
             raise InputError(f"data directory {path} does not exist")
         return ParquetStore(path)
 
+    def symbols(self, settings: PipelineSettings) -> tuple[tuple[str, ...], tuple[str, ...] | None]:
+        """``(traded, universe or None = every spot series in the window)``, defaults applied."""
+        data = settings.data
+        if self.kind == "synthetic":
+            traded = tuple(data.symbols or SYNTHETIC_TRADED)
+            universe = data.universe or self.synthetic_universe or SYNTHETIC_UNIVERSE
+            return traded, tuple(sorted(set(universe) | set(traded)))
+        return resolve_symbols(self._store(), data.symbols, data.universe, data.timeframe)
+
+    def resolved(self, settings: PipelineSettings) -> dict:
+        """Traded symbols, universe and window, resolved together (the CLI pins them)."""
+        traded, universe = self.symbols(settings)
+        pinned = settings.model_copy(
+            update={"data": settings.data.model_copy(update={"symbols": traded})}
+        )
+        start, end = self.window(pinned)
+        if universe is None:
+            universe = universe_in_window(
+                self._store(), traded, None, settings.data.timeframe, start, end
+            )
+        elif self.kind != "synthetic":
+            universe = universe_in_window(
+                self._store(), traded, universe, settings.data.timeframe, start, end
+            )
+        return {"symbols": traded, "universe": universe, "start": start, "end": end}
+
     def window(self, settings: PipelineSettings) -> tuple[pd.Timestamp, pd.Timestamp]:
         data = settings.data
         start = to_utc(data.start) if data.start else None
@@ -79,9 +148,10 @@ class MarketDataResource(dg.ConfigurableResource):
             if start >= end:
                 raise InputError(f"empty window: start {start} is not before end {end}")
             return start, end
+        traded = data.symbols or self.symbols(settings)[0]
         return resolve_window(
             self._store(),
-            list(data.symbols),
+            list(traded),
             data.timeframe,
             start,
             end,
@@ -133,9 +203,12 @@ class MarketDataResource(dg.ConfigurableResource):
         return pd.concat(parts, ignore_index=True)[["timestamp", "symbol", "open_interest"]]
 
     def load(self, settings: PipelineSettings) -> MarketData:
-        data = settings.data
+        resolved = self.resolved(settings)
+        data = settings.data.model_copy(
+            update={"symbols": resolved["symbols"], "universe": resolved["universe"]}
+        )
         if self.kind == "synthetic":
-            start, end = self.window(settings)
+            start, end = resolved["start"], resolved["end"]
             log.warning("SYNTHETIC market data: results say nothing about real markets")
             return synthetic_market(
                 list(data.symbols),
@@ -143,7 +216,7 @@ class MarketDataResource(dg.ConfigurableResource):
                 start,
                 end,
                 seed=self.synthetic_seed,
-                universe=self.synthetic_universe,
+                universe=list(data.universe or ()),
                 signal_strength=self.synthetic_signal_strength,
                 history=pd.Timedelta(days=data.history_days),  # warm-up history, as for parquet
             )
@@ -154,13 +227,13 @@ class MarketDataResource(dg.ConfigurableResource):
                 to_utc(data.start) if data.start else end - pd.Timedelta(days=data.lookback_days)
             )
             return load_via_ccxt(self._store(), list(data.symbols), data.timeframe, start, end)
-        start, end = self.window(settings)
         return load_market_data(
             self._store(),
             list(data.symbols),
             data.timeframe,
-            start,
-            end,
+            resolved["start"],
+            resolved["end"],
             history=pd.Timedelta(days=data.history_days),
             funding_interval_hours=data.funding_interval_hours,
+            universe=list(data.universe or ()),
         )

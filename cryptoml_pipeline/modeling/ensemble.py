@@ -30,7 +30,7 @@ from torch import nn
 
 from cryptoml_pipeline.errors import InputError
 from cryptoml_pipeline.modeling.datasets import SequenceDataset
-from cryptoml_pipeline.modeling.fold_training import PREDICTION_COLUMNS, PROB_COLUMNS
+from cryptoml_pipeline.modeling.fold_training import PROB_COLUMNS
 from cryptoml_pipeline.modeling.folds import Fold, validation_start
 from cryptoml_pipeline.modeling.scaling import Scaler, fit_scaler
 from cryptoml_pipeline.modeling.training import predict_proba, train_model
@@ -154,8 +154,9 @@ def meta_frame(
     accuracy_window: int,
     timeframe: str,
 ) -> pd.DataFrame:
-    """Rows every base model predicted: ``timestamp, symbol, label`` + per model its five
-    probabilities and recent accuracy + the regime input. Column order is deterministic."""
+    """Rows every base model predicted: ``timestamp, symbol, label`` + per model its expected
+    return, confidence, five probabilities (when it has them) and recent accuracy + the regime
+    input. Column order is deterministic."""
     if not base_preds:
         raise InputError("stacking needs at least one base model")
     merged: pd.DataFrame | None = None
@@ -163,8 +164,12 @@ def meta_frame(
         p = base_preds[name].sort_values(["symbol", "timestamp"], kind="stable")
         p = p.reset_index(drop=True)
         part = p[KEYS].copy()
-        for col in PROB_COLUMNS:
-            part[f"{name}__{col}"] = p[col].to_numpy()
+        if np.isfinite(p[PROB_COLUMNS].to_numpy(dtype=np.float64)).all():
+            for col in PROB_COLUMNS:
+                part[f"{name}__{col}"] = p[col].to_numpy()
+        # every model of the prediction schema has an expected return and a confidence
+        part[f"{name}__expected_return"] = p["expected_return"].to_numpy(dtype=np.float64)
+        part[f"{name}__confidence"] = p["confidence"].to_numpy(dtype=np.float64)
         acc = recent_accuracy(p, horizon=horizon, window=accuracy_window, timeframe=timeframe)
         part[f"{name}__recent_accuracy"] = np.nan_to_num(acc, nan=0.5)
         if merged is None:
@@ -258,4 +263,4 @@ def predict_meta(model: MetaModel, frame: pd.DataFrame, fold_key: str) -> pd.Dat
     out["signal"] = out["pred_class"] - 2
     out["confidence"] = entropy_confidence(probs) if len(rows) else np.zeros(0)
     out["label"] = frame["label"].to_numpy(dtype=np.float64)[rows]
-    return out[PREDICTION_COLUMNS]
+    return out  # raw: the caller conforms it to the prediction schema (needs class returns)

@@ -20,7 +20,7 @@ import pandas as pd
 from cryptoml_pipeline.errors import InputError
 from cryptoml_pipeline.modeling.fold_training import fold_masks
 from cryptoml_pipeline.modeling.folds import Fold
-from cryptoml_pipeline.modeling.gbm import design_matrix, train_gbm_fold
+from cryptoml_pipeline.modeling.gbm import design_matrix, gbm_forecast, train_gbm_fold
 from cryptoml_pipeline.settings import PipelineSettings
 
 logger = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class TuningResult:
     best_params: dict[str, float | int]
-    best_value: float  # validation multi-logloss of the best trial
+    best_value: float  # minus the validation rank IC of the best trial
     n_trials: int  # trials actually run (for the deflated Sharpe ratio)
     trials: list[dict]  # number, params, value, state
 
@@ -44,21 +44,22 @@ def _suggest(trial: optuna.Trial, max_child: int) -> dict[str, float | int]:
     }
 
 
-def _val_logloss(model, features, labels, fold, settings, timeframe) -> float:
-    """Multi-logloss of the model on the fold's purged validation rows (labels end before the
-    test window)."""
+def _val_score(model, features, labels, fold, settings, timeframe) -> float:
+    """Minus the rank IC of the model's expected return against the realised return on the
+    fold's purged validation rows (labels end before the test window): every target kind is
+    tuned for the same thing, forecast skill."""
     masks = fold_masks(features, fold, settings, timeframe)
     lags = tuple(model.manifest["gbm_config"]["lags"])
     X, _ = design_matrix(features, model.feature_cols, lags, timeframe)
-    label = labels["label"].to_numpy(dtype=np.float64)
+    realised = labels["realised_return"].to_numpy(dtype=np.float64)
     rows = np.flatnonzero(
-        masks.val & np.isfinite(label) & np.isfinite(X[:, : len(model.feature_cols)]).all(axis=1)
+        masks.val & np.isfinite(realised) & np.isfinite(X[:, : len(model.feature_cols)]).all(axis=1)
     )
-    if not len(rows):
+    if len(rows) < 3:
         return math.inf
-    p = model.booster.predict(X[rows], num_iteration=int(model.manifest["best_iteration"]))
-    idx = (label[rows] + 2).astype(int)
-    return float(-np.mean(np.log(np.clip(p[np.arange(len(rows)), idx], 1e-12, 1.0))))
+    expected, _, _ = gbm_forecast(model, features, rows, X)
+    ic = pd.Series(expected).rank().corr(pd.Series(realised[rows]).rank())
+    return float(-ic) if np.isfinite(ic) else math.inf
 
 
 def tune_gbm_fold(
@@ -80,7 +81,7 @@ def tune_gbm_fold(
     feats = features[keep].reset_index(drop=True)
     labs = labels[keep].reset_index(drop=True)
     fit_rows = fold_masks(feats, fold, settings, timeframe).fit & np.isfinite(
-        labs["label"].to_numpy(dtype=np.float64)
+        labs["target"].to_numpy(dtype=np.float64)
     )
     # LightGBM needs >= 2 * min_child_samples fit rows: keep every suggestion trainable
     max_child = int(max(5, min(400, fit_rows.sum() // 4)))
@@ -90,7 +91,7 @@ def tune_gbm_fold(
         cfg = settings.gbm.model_copy(update=params)
         trial_settings = settings.model_copy(update={"gbm": cfg})
         model = train_gbm_fold(feats, labs, fold, trial_settings, timeframe)
-        return _val_logloss(model, feats, labs, fold, trial_settings, timeframe)
+        return _val_score(model, feats, labs, fold, trial_settings, timeframe)
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.TPESampler(seed=settings.training.seed if seed is None else seed)
@@ -101,10 +102,10 @@ def tune_gbm_fold(
         for t in study.trials
     ]
     logger.info(
-        "fold %s: %d trials, best val logloss %.4f with %s",
+        "fold %s: %d trials, best validation rank IC %.4f with %s",
         fold.key,
         len(study.trials),
-        study.best_value,
+        -study.best_value,
         study.best_params,
     )
     return TuningResult(

@@ -151,6 +151,7 @@ def build_report(
             "price_source": data_info["price_source"],
             "price_sources": data_info.get("price_sources", {}),
             "symbols": list(data_info["symbols"]),
+            "universe": list(data_info.get("universe", data_info["symbols"])),
             "timeframe": data_info["timeframe"],
             "start": data_info["start"],
             "end": data_info["end"],
@@ -159,6 +160,8 @@ def build_report(
         },
         "strategy": evaluation.strategy,
         "baselines": evaluation.baselines,
+        "forecast": evaluation.forecast,
+        "periods": evaluation.periods or [],
         "targets": evaluation.targets,
         "folds": evaluation.folds,
         "deployment": {

@@ -46,7 +46,10 @@ def decisions_from_predictions(
     require_columns(features, ["timestamp", "symbol", vol_col, atr_col], "features")
     preds = predictions.loc[:, ["timestamp", "symbol", "signal", "confidence"]].copy()
     expected = None
-    if returns_by_class is not None and all(c in predictions.columns for c in PROB_COLUMNS):
+    if "expected_return" in predictions.columns:
+        # the prediction schema: every model's own expected return over the horizon
+        expected = predictions["expected_return"].to_numpy(np.float64)
+    elif returns_by_class is not None and all(c in predictions.columns for c in PROB_COLUMNS):
         expected = expected_move(predictions[PROB_COLUMNS].to_numpy(np.float64), returns_by_class)
     preds["expected_return"] = np.nan if expected is None else expected
     feats = features.loc[:, ["timestamp", "symbol", vol_col, atr_col]].copy()

@@ -19,8 +19,12 @@ def shuffle_training_labels(
     out = labels.copy()
     ts = pd.to_datetime(out["timestamp"], utc=True)
     inside = ((ts >= train_start) & (ts < train_end) & out["label"].notna()).to_numpy()
-    values = out["label"].to_numpy(copy=True)
     rng = np.random.default_rng(seed)
-    values[inside] = rng.permutation(values[inside])
-    out["label"] = values
+    perm = rng.permutation(int(inside.sum()))
+    # every forward-looking column moves together: the target, its classes, returns, weights
+    for col in ("label", "target", "forward_return", "realised_return", "weight"):
+        if col in out.columns:
+            values = out[col].to_numpy(copy=True)
+            values[inside] = values[inside][perm]
+            out[col] = values
     return out

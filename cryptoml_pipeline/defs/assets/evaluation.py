@@ -15,6 +15,7 @@ from cryptoml_pipeline.defs.assets.modeling import plan_folds
 from cryptoml_pipeline.defs.resources import PipelineResource
 from cryptoml_pipeline.evaluation import Evaluation, evaluate_walk_forward
 from cryptoml_pipeline.features.report import features_section
+from cryptoml_pipeline.modeling.predictions import validate_predictions
 from cryptoml_pipeline.reporting.report import build_report, write_report
 from cryptoml_pipeline.reporting.ui_metadata import (
     UiTables,
@@ -22,6 +23,7 @@ from cryptoml_pipeline.reporting.ui_metadata import (
     model_markdown,
     report_tables,
 )
+from cryptoml_pipeline.timing import to_utc
 
 GROUP = "evaluation"
 
@@ -43,17 +45,23 @@ def outside_test_windows(predictions: pd.DataFrame, plan: list[dict[str, Any]]) 
 def oos_predictions(
     context: dg.AssetExecutionContext,
     fold_predictions: dict[str, pd.DataFrame],
+    gbm_predictions: dict[str, pd.DataFrame],
     fold_plan: list[dict[str, Any]],
     dataset_info: dict,
+    pipeline: PipelineResource,
 ) -> pd.DataFrame:
-    """Every fold's test-window predictions, concatenated in time order (out-of-sample only)."""
+    """The strategy model's (``strategy.model``) test-window predictions of every fold, in time
+    order (out-of-sample only), in the one prediction schema."""
+    model = pipeline.settings().strategy.model
+    source = gbm_predictions if model == "gbm" else fold_predictions
+    name = "gbm_predictions" if model == "gbm" else "fold_predictions"
     order = [f["key"] for f in fold_plan]
-    missing = [k for k in order if k not in fold_predictions]
+    missing = [k for k in order if k not in source or source[k].empty]
     if missing:
-        raise dg.Failure(
-            f"fold predictions missing for folds {missing}; materialize fold_predictions"
-        )
-    preds = pd.concat([fold_predictions[k] for k in order], ignore_index=True)
+        raise dg.Failure(f"{name} missing for folds {missing}; materialize {name}")
+    preds = validate_predictions(
+        pd.concat([source[k] for k in order], ignore_index=True), what=name
+    )
     symbols = sorted(preds["symbol"].unique())
     if symbols != sorted(dataset_info["symbols"]):
         raise dg.Failure(
@@ -68,7 +76,7 @@ def oos_predictions(
             f"{row['timestamp']} in fold {row['fold']}"
         )
     preds = preds.sort_values(["timestamp", "symbol"], kind="stable").reset_index(drop=True)
-    context.add_output_metadata({"rows": len(preds), "folds": len(order)})
+    context.add_output_metadata({"rows": len(preds), "folds": len(order), "model": model})
     return preds
 
 
@@ -125,6 +133,7 @@ def backtest(
     ohlcv: pd.DataFrame,
     funding: pd.DataFrame,
     feature_table: pd.DataFrame,
+    label_table: pd.DataFrame,
     fold_plan: list[dict[str, Any]],
     dataset_info: dict,
     pipeline: PipelineResource,
@@ -144,6 +153,8 @@ def backtest(
         control = None
     ev = evaluate_walk_forward(
         control_predictions=control,
+        labels=label_table,
+        holdout_start=to_utc(pipeline.holdout_start) if pipeline.holdout_start else None,
         candles=ohlcv,
         funding=funding,
         features=feature_table,

@@ -20,6 +20,15 @@ from cryptoml_pipeline.timing import to_utc
 GROUP = "modeling"
 
 
+def traded_only(frame: pd.DataFrame, dataset_info: dict) -> pd.DataFrame:
+    """Rows of the traded symbols (the heavier networks train and predict on these only; the
+    pooled models see the whole universe)."""
+    traded = set(dataset_info["symbols"])
+    if set(frame["symbol"].astype(str).unique()) <= traded:
+        return frame
+    return frame[frame["symbol"].astype(str).isin(traded)].reset_index(drop=True)
+
+
 def plan_folds(plan: list[dict[str, Any]]) -> list[Fold]:
     return [fold_from_dict(f) for f in plan]
 
@@ -98,14 +107,16 @@ def fold_model(
     dataset_info: dict,
     pipeline: PipelineResource,
 ) -> FoldModel:
-    """One CryptoTransformer per fold, trained on the fold's purged training window."""
+    """One CryptoTransformer per fold, trained on the fold's purged training window of the
+    traded symbols (5 classes; its expected return comes from the class-conditional mean
+    realised returns of its training rows)."""
     settings = pipeline.settings()
     fold = find_fold(fold_plan, context.partition_key)
     # a retried or re-launched run resumes from the last finished epoch
     checkpoint = pipeline.output_path / "checkpoints" / "fold_model" / f"{fold.key}.ckpt"
     model = train_fold(
-        feature_table,
-        label_table,
+        traded_only(feature_table, dataset_info),
+        traded_only(label_table, dataset_info),
         fold,
         settings,
         dataset_info["timeframe"],
@@ -142,7 +153,12 @@ def fold_predictions(
     if stale:
         raise dg.Failure(f"fold_model[{fold.key}] is stale ({stale}); re-materialize it")
     preds = predict_fold(
-        fold_model, feature_table, label_table, fold, pipeline.settings(), dataset_info["timeframe"]
+        fold_model,
+        traded_only(feature_table, dataset_info),
+        traded_only(label_table, dataset_info),
+        fold,
+        pipeline.settings(),
+        dataset_info["timeframe"],
     )
     known = preds["label"].notna()
     acc = (preds.loc[known, "pred_class"] == preds.loc[known, "label"] + 2).mean()

@@ -17,7 +17,7 @@ import dagster as dg
 import pandas as pd
 
 from cryptoml_pipeline.defs.assets.evaluation import table_metadata
-from cryptoml_pipeline.defs.assets.modeling import find_fold, plan_folds
+from cryptoml_pipeline.defs.assets.modeling import find_fold, plan_folds, traded_only
 from cryptoml_pipeline.defs.partitions import fold_partitions
 from cryptoml_pipeline.defs.resources import MarketDataResource, PipelineResource
 from cryptoml_pipeline.model_comparison import compare_models, comparison_markdown
@@ -102,7 +102,9 @@ def gbm_predictions(
         fold_plan,
         "gbm",
         pipeline.settings().gbm.enabled,
-        lambda fold, settings, out: run_gbm(feature_table, label_table, fold, settings, tf, out),
+        lambda fold, settings, out: run_gbm(
+            feature_table, label_table, fold, settings, tf, out, traded=dataset_info["symbols"]
+        ),
     )
 
 
@@ -128,7 +130,13 @@ def lstm_cnn_predictions(
             fold.test_end + longest,
         )
         return run_lstm_cnn(
-            feature_table, label_table, fold, settings, dataset_info["timeframe"], scales, out
+            traded_only(feature_table, dataset_info),
+            traded_only(label_table, dataset_info),
+            fold,
+            settings,
+            dataset_info["timeframe"],
+            scales,
+            out,
         )
 
     return _train_fold_model(
@@ -157,7 +165,14 @@ def ppo_predictions(
         "ppo",
         pipeline.settings().ppo.enabled,
         lambda fold, settings, out: run_ppo(
-            feature_table, label_table, ohlcv, funding, fold, settings, tf, out
+            traded_only(feature_table, dataset_info),
+            traded_only(label_table, dataset_info),
+            traded_only(ohlcv, dataset_info),
+            funding,
+            fold,
+            settings,
+            tf,
+            out,
         ),
     )
 
@@ -178,6 +193,7 @@ def ensemble_predictions(
     fold_predictions: dict,
     gbm_predictions: dict,
     feature_table: pd.DataFrame,
+    label_table: pd.DataFrame,
     fold_plan: list[dict[str, Any]],
     dataset_info: dict,
     pipeline: PipelineResource,
@@ -196,7 +212,9 @@ def ensemble_predictions(
         )
         context.add_output_metadata({"status": "unavailable", "reason": reason})
         return unavailable("ensemble", folds[0], reason).predictions
-    preds, cards = run_ensemble(base, feature_table, folds, settings, dataset_info["timeframe"])
+    preds, cards = run_ensemble(
+        base, feature_table, folds, settings, dataset_info["timeframe"], label_table
+    )
     out_dir = pipeline.output_path / "models" / "ensemble"
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "cards.json").write_text(json.dumps(to_jsonable(cards), indent=2))
