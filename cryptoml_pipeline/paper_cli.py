@@ -1,5 +1,6 @@
 """``cryptoml paper``: paper trading with the deployed model (replay of stored bars, or live
-ccxt data with network). Killed and restarted, it resumes at the first unprocessed bar."""
+ccxt data with network), executed by the backtest's own simulator. Killed and restarted, it
+resumes at the first unprocessed bar (state log under ``OUTPUT/paper_state/``)."""
 
 from __future__ import annotations
 
@@ -76,6 +77,7 @@ def cmd_paper(args: argparse.Namespace) -> int:
         settings=settings,
         timeframe=args.timeframe,
         initial_equity=settings.paper.initial_equity,
+        state_dir=Path(args.output_dir) / "paper_state",
     )
     step = timeframe_to_timedelta(args.timeframe)
     if args.live:

@@ -82,13 +82,15 @@ def trade_fills(trades: pd.DataFrame, costs: CostConfig, *, open_after: pd.Times
     entry_price = trades["entry_price"].to_numpy(np.float64)
     entry_fee = rate * qty * entry_price
     # per symbol, trades in entry order: sequence numbers keep a bar's fills in event order
-    order = np.lexsort((trades["entry_time"].to_numpy(), trades["symbol"].to_numpy()))
+    entry_time = pd.to_datetime(trades["entry_time"], utc=True).reset_index(drop=True)
+    exit_time = pd.to_datetime(trades["exit_time"], utc=True).reset_index(drop=True)
+    order = np.lexsort((entry_time.array.asi8, trades["symbol"].to_numpy()))
     seq = np.empty(len(trades), dtype=np.int64)
     seq[order] = np.arange(len(trades))
     entries = pd.DataFrame(
         {
             "symbol": trades["symbol"].to_numpy(),
-            "bar": trades["entry_time"].to_numpy(),
+            "bar": entry_time,
             "side": direction,
             "quantity": qty,
             "reason": "entry",
@@ -100,7 +102,7 @@ def trade_fills(trades: pd.DataFrame, costs: CostConfig, *, open_after: pd.Times
     exits = pd.DataFrame(
         {
             "symbol": trades["symbol"].to_numpy(),
-            "bar": trades["exit_time"].to_numpy(),
+            "bar": exit_time,
             "side": -direction,
             "quantity": qty,
             "reason": trades["exit_reason"].to_numpy(),
@@ -110,9 +112,9 @@ def trade_fills(trades: pd.DataFrame, costs: CostConfig, *, open_after: pd.Times
         }
     )
     if open_after is not None:
-        exits = exits[pd.DatetimeIndex(exits["bar"]) <= open_after]
+        exits = exits[exits["bar"] <= open_after]
     out = pd.concat([entries, exits], ignore_index=True)
-    out["bar"] = pd.to_datetime(out["bar"], utc=True)
+    out["bar"] = pd.to_datetime(out["bar"], utc=True).astype("datetime64[ns, UTC]")
     out = out.sort_values(["bar", "symbol", "_seq"], kind="stable").drop(columns="_seq")
     out["side"] = out["side"].astype(np.int64)
     return out.reset_index(drop=True)[FILL_COLUMNS]
@@ -164,8 +166,7 @@ def ledger_at(
     known = decision_rows[pd.to_datetime(decision_rows["timestamp"], utc=True) + step <= bar]
     result: BacktestResult = simulate(ext_candles, ext_funding, known, **options)
     trades = result.trades
-    exit_time = pd.DatetimeIndex(trades["exit_time"])
-    is_open = np.asarray(exit_time > bar)
+    is_open = (pd.to_datetime(trades["exit_time"], utc=True) > bar).to_numpy(dtype=bool)
     closed = trades[~is_open].reset_index(drop=True)
     still = trades[is_open].reset_index(drop=True)
     costs: CostConfig = options["costs"]
