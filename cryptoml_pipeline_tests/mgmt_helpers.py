@@ -47,7 +47,7 @@ def _train(data_dir: Path, end: str):
         history=pd.Timedelta(days=settings.data.history_days),
     )
     features = build_features(market.candles, market.funding, settings.features, "1h").table
-    labels = make_labels(market.candles, settings.labels, timeframe="1h")
+    labels = make_labels(market.candles, settings.target, settings.labels, timeframe="1h")
     fold = final_training_fold(end_ts, settings.walk_forward, timeframe="1h")
     model = train_fold(features, labels, fold, settings, "1h")
     model.manifest["version"] = f"tiny-{end_ts:%Y%m%d}"

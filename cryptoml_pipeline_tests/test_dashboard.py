@@ -39,7 +39,7 @@ def server(tmp_path_factory, shared_data):
     feed = build_feed(market, model, settings, start, end)
     tracker = ModelPerformanceTracker(deployed.engine)
     tracker.record_predictions(deployed.version, feed.predictions, horizon=5, timeframe="1h")
-    labels = make_labels(market.candles, settings.labels, timeframe="1h")
+    labels = make_labels(market.candles, settings.target, settings.labels, timeframe="1h")
     tracker.fill_outcomes(labels, now=end.to_pydatetime())
     trader = PaperTrader(
         deployed.engine,

@@ -27,7 +27,7 @@ def trained():
     c = c.reset_index(drop=True)
     features = compute_features(c, None, settings.features)
     features["constant_probe"] = 1.0  # permuting a constant cannot change anything
-    labels = make_labels(c, settings.labels)
+    labels = make_labels(c, settings.target, settings.labels)
     start = c["timestamp"].iloc[24 * 30]
     end = c["timestamp"].iloc[-1]
     wf = settings.walk_forward.model_copy(update={"max_folds": 1})
@@ -41,7 +41,7 @@ def test_scaler_is_fitted_on_the_fold_training_rows_only(trained) -> None:
     masks = fold_row_masks(
         features["timestamp"],
         fold,
-        horizon=settings.labels.prediction_horizon,
+        horizon=settings.target.reach,
         timeframe="1h",
         embargo_bars=settings.walk_forward.embargo_bars,
     )

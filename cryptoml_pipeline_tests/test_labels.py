@@ -8,15 +8,18 @@ import pytest
 
 from cryptoml_pipeline.errors import InputError
 from cryptoml_pipeline.modeling.labels import (
+    LABEL_COLUMNS,
     class_to_signal,
     classify_returns,
     label_to_class,
     make_labels,
 )
-from cryptoml_pipeline.settings import LabelConfig
+from cryptoml_pipeline.settings import LabelConfig, TargetConfig
 
 # Powers of two: every return below is exactly representable, so boundaries are tested exactly.
-CFG = LabelConfig(prediction_horizon=1, weak_threshold=0.25, strong_threshold=0.5)
+CFG = LabelConfig(weak_threshold=0.25, strong_threshold=0.5)
+H1 = TargetConfig(kind="classes", horizon=1)
+H2 = TargetConfig(kind="classes", horizon=2)
 
 
 def _candles(closes: dict[str, list[float]]) -> pd.DataFrame:
@@ -49,7 +52,7 @@ def _candles(closes: dict[str, list[float]]) -> pd.DataFrame:
     ],
 )
 def test_label_classes_at_boundaries(ret: float, expected: float) -> None:
-    labels = make_labels(_candles({"X": [4.0, 4.0 * (1 + ret)]}), CFG)
+    labels = make_labels(_candles({"X": [4.0, 4.0 * (1 + ret)]}), H1, CFG)
     assert labels["forward_return"].iloc[0] == ret
     assert labels["label"].iloc[0] == expected
     assert np.isnan(labels["label"].iloc[1])
@@ -57,8 +60,7 @@ def test_label_classes_at_boundaries(ret: float, expected: float) -> None:
 
 def test_forward_return_horizon_and_nan_tail() -> None:
     closes = [100.0, 110.0, 121.0, 99.0, 105.0, 130.0]
-    cfg = LabelConfig(prediction_horizon=2)
-    out = make_labels(_candles({"BTC/USDT": closes}), cfg)
+    out = make_labels(_candles({"BTC/USDT": closes}), H2)
     expected = [121.0 / 100 - 1, 99.0 / 110 - 1, 105.0 / 121 - 1, 130.0 / 99 - 1]
     np.testing.assert_allclose(out["forward_return"].to_numpy()[:4], expected, rtol=1e-15)
     assert out["forward_return"].iloc[-2:].isna().all()
@@ -69,9 +71,9 @@ def test_forward_return_horizon_and_nan_tail() -> None:
 def test_labels_do_not_leak_across_symbols_and_keep_input_order() -> None:
     candles = _candles({"A": [1.0, 2.0, 3.0, 4.0], "B": [10.0, 10.0, 10.0]})
     shuffled = candles.sample(frac=1.0, random_state=3)
-    out = make_labels(shuffled, LabelConfig(prediction_horizon=2))
+    out = make_labels(shuffled, H2)
     assert isinstance(out.index, pd.RangeIndex)
-    assert list(out.columns) == ["timestamp", "symbol", "forward_return", "label"]
+    assert list(out.columns) == list(LABEL_COLUMNS)
     assert out["symbol"].tolist() == shuffled["symbol"].tolist()
     assert (out["timestamp"].to_numpy() == shuffled["timestamp"].to_numpy()).all()
     by_key = out.set_index(["symbol", "timestamp"])["forward_return"]
@@ -90,7 +92,7 @@ def test_labels_do_not_leak_across_symbols_and_keep_input_order() -> None:
 def test_gap_leaves_the_row_unlabelled() -> None:
     ts = pd.to_datetime(["2024-01-01 00:00", "2024-01-01 01:00", "2024-01-01 05:00"], utc=True)
     candles = pd.DataFrame({"timestamp": ts, "symbol": "A", "close": [1.0, 2.0, 4.0]})
-    out = make_labels(candles, LabelConfig(prediction_horizon=1))
+    out = make_labels(candles, H1)
     assert out["forward_return"].iloc[0] == 1.0
     assert np.isnan(out["forward_return"].iloc[1])  # 01:00 -> 05:00 crosses a gap
 
@@ -128,17 +130,16 @@ def test_class_mapping_round_trip() -> None:
 def test_duplicate_rows_raise() -> None:
     candles = _candles({"A": [1.0, 2.0]})
     with pytest.raises(InputError, match="duplicate candle for symbol A"):
-        make_labels(pd.concat([candles, candles.iloc[[0]]], ignore_index=True), CFG)
+        make_labels(pd.concat([candles, candles.iloc[[0]]], ignore_index=True), H1, CFG)
 
 
 def test_no_label_across_a_data_gap() -> None:
     """A label never reaches further than h bars of calendar time (the purge relies on it)."""
     from cryptoml_pipeline.modeling.labels import make_labels as _make
-    from cryptoml_pipeline.settings import LabelConfig as _Cfg
 
     ts = pd.date_range("2024-01-01", periods=12, freq="h", tz="UTC").delete([6])  # 06:00 missing
     candles = pd.DataFrame({"timestamp": ts, "symbol": "X", "close": np.linspace(100, 110, 11)})
-    out = _make(candles, _Cfg(prediction_horizon=2), timeframe="1h")
+    out = _make(candles, H2, timeframe="1h")
     # rows at 04:00 and 05:00 would need 06:00/07:00 via the gap -> 05:00 has no label;
     # 04:00 -> 06:00 is missing too; 03:00 -> 05:00 fine
     by_ts = dict(zip(out["timestamp"], out["forward_return"], strict=True))

@@ -22,8 +22,8 @@ from cryptoml_pipeline.modeling.gbm import predict_gbm_fold, train_gbm_fold
 from cryptoml_pipeline.modeling.labels import make_labels
 from cryptoml_pipeline.settings import (
     GbmConfig,
-    LabelConfig,
     PipelineSettings,
+    TargetConfig,
     TrainingConfig,
     WalkForwardConfig,
 )
@@ -32,7 +32,7 @@ START = pd.Timestamp("2024-01-01", tz="UTC")
 END = START + pd.Timedelta(days=60)
 H = 3
 SETTINGS = PipelineSettings(
-    labels=LabelConfig(prediction_horizon=H),
+    target=TargetConfig(kind="classes", horizon=H),
     walk_forward=WalkForwardConfig(
         train_days=45, test_days=10, step_days=10, validation_fraction=0.2, embargo_bars=1
     ),
@@ -59,7 +59,7 @@ def _frames():
         parts.append(pd.DataFrame({"timestamp": ts, "symbol": symbol, "close": close}))
     candles = pd.concat(parts, ignore_index=True)
     candles["timestamp"] = candles["timestamp"].astype("datetime64[ns, UTC]")
-    labels = make_labels(candles, SETTINGS.labels)
+    labels = make_labels(candles, SETTINGS.target, SETTINGS.labels)
     lab = labels["label"].fillna(0).to_numpy()
     features = pd.DataFrame(
         {
@@ -153,10 +153,10 @@ def test_stacking_trains_on_out_of_fold_rows_only_and_prefers_the_good_model(fol
     stacked = predict_meta(meta, meta_frame(test_preds, features, **kwargs), fold.key)
     assert stacked["timestamp"].min() >= fold.test_start
     scored = stacked.dropna(subset=["label"])
-    acc = float((scored["signal"] == scored["label"]).mean())
+    acc = float((scored["pred_class"] == scored["label"] + 2).mean())
     good = test_preds["good"].dropna(subset=["label"])
     bad = test_preds["bad"].dropna(subset=["label"])
-    acc_good = float((good["signal"] == good["label"]).mean())
-    acc_bad = float((bad["signal"] == bad["label"]).mean())
+    acc_good = float((good["pred_class"] == good["label"] + 2).mean())
+    acc_bad = float((bad["pred_class"] == bad["label"] + 2).mean())
     assert acc > acc_bad + 0.2
     assert acc > acc_good - 0.1

@@ -19,12 +19,13 @@ from cryptoml_pipeline.modeling.fold_training import (
 )
 from cryptoml_pipeline.modeling.folds import fold_row_masks, walk_forward_folds
 from cryptoml_pipeline.modeling.labels import make_labels
+from cryptoml_pipeline.modeling.predictions import signal_from_expected
 from cryptoml_pipeline.modeling.persistence import load_model, save_model
 from cryptoml_pipeline.modeling.scaling import fit_scaler
 from cryptoml_pipeline.settings import (
-    LabelConfig,
     ModelConfig,
     PipelineSettings,
+    TargetConfig,
     TrainingConfig,
     WalkForwardConfig,
 )
@@ -32,7 +33,7 @@ from cryptoml_pipeline.settings import (
 START = pd.Timestamp("2024-01-01", tz="UTC")
 END = START + pd.Timedelta(days=30)
 SETTINGS = PipelineSettings(
-    labels=LabelConfig(prediction_horizon=3),
+    target=TargetConfig(kind="classes", horizon=3),
     walk_forward=WalkForwardConfig(
         train_days=15, test_days=7, step_days=7, validation_fraction=0.25, embargo_bars=2
     ),
@@ -70,7 +71,7 @@ def _frames() -> tuple[pd.DataFrame, pd.DataFrame]:
             "noise": rng.normal(size=len(candles)),
         }
     )
-    return features, make_labels(candles, SETTINGS.labels)
+    return features, make_labels(candles, SETTINGS.target, SETTINGS.labels)
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +96,9 @@ def test_predictions_only_in_the_test_window(trained: tuple) -> None:
     probs = pred[["p_m2", "p_m1", "p_0", "p_p1", "p_p2"]].to_numpy()
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
     assert ((pred["confidence"] >= 0) & (pred["confidence"] <= 1)).all()
-    np.testing.assert_array_equal(pred["signal"], pred["pred_class"] - 2)
+    np.testing.assert_array_equal(
+        pred["signal"], signal_from_expected(pred["expected_return"], pred["confidence"])
+    )
     np.testing.assert_array_equal(pred["pred_class"], probs.argmax(axis=1))
     assert (pred["fold"] == fold.key).all()
     merged = pred.merge(labels, on=["timestamp", "symbol"], suffixes=("", "_true"))

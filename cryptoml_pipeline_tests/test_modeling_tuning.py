@@ -10,12 +10,17 @@ from cryptoml_pipeline.errors import InputError
 from cryptoml_pipeline.modeling.folds import walk_forward_folds
 from cryptoml_pipeline.modeling.labels import make_labels
 from cryptoml_pipeline.modeling.tuning import tune_gbm_fold
-from cryptoml_pipeline.settings import GbmConfig, LabelConfig, PipelineSettings, WalkForwardConfig
+from cryptoml_pipeline.settings import (
+    GbmConfig,
+    PipelineSettings,
+    TargetConfig,
+    WalkForwardConfig,
+)
 
 START = pd.Timestamp("2024-01-01", tz="UTC")
 END = START + pd.Timedelta(days=40)
 SETTINGS = PipelineSettings(
-    labels=LabelConfig(prediction_horizon=3),
+    target=TargetConfig(kind="classes", horizon=3),
     walk_forward=WalkForwardConfig(
         train_days=25, test_days=7, step_days=7, validation_fraction=0.25, embargo_bars=2
     ),
@@ -28,7 +33,7 @@ def _frames():
     ts = pd.date_range(START, END, freq="1h", inclusive="left").astype("datetime64[ns, UTC]")
     close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, len(ts))))
     candles = pd.DataFrame({"timestamp": ts, "symbol": "BTC/USDT", "close": close})
-    labels = make_labels(candles, SETTINGS.labels)
+    labels = make_labels(candles, SETTINGS.target, SETTINGS.labels)
     features = pd.DataFrame(
         {
             "timestamp": ts,

@@ -29,6 +29,7 @@ import pandas as pd
 from cryptoml_pipeline.errors import InputError
 from cryptoml_pipeline.market import derived
 from cryptoml_pipeline.market.layout import perpetual_symbol, spot_symbol
+from cryptoml_pipeline.market.repair import INPUT_REPAIRS, merge_input_repairs
 from cryptoml_pipeline.market.schemas import CANDLE_COLUMNS, FUNDING_COLUMNS
 from cryptoml_pipeline.market.store import Coverage, ParquetStore
 from cryptoml_pipeline.timing import timeframe_to_timedelta, to_utc
@@ -381,7 +382,9 @@ def _concat(frames: list[pd.DataFrame], columns: tuple[str, ...]) -> pd.DataFram
     if not frames:
         return _empty(columns)
     out = pd.concat(frames, ignore_index=True)[list(columns)]
-    return out.sort_values(["symbol", "timestamp"], kind="stable").reset_index(drop=True)
+    out = out.sort_values(["symbol", "timestamp"], kind="stable").reset_index(drop=True)
+    out.attrs[INPUT_REPAIRS] = merge_input_repairs(frames)  # read repairs of every file
+    return out
 
 
 def _empty(columns: tuple[str, ...]) -> pd.DataFrame:

@@ -21,6 +21,7 @@ from cryptoml_pipeline.errors import InputError
 from cryptoml_pipeline.features import feature_columns
 from cryptoml_pipeline.modeling.datasets import build_dataset, check_aligned
 from cryptoml_pipeline.modeling.folds import Fold, FoldMasks, fold_row_masks
+from cryptoml_pipeline.modeling.labels import scoring_returns
 from cryptoml_pipeline.modeling.persistence import to_jsonable
 from cryptoml_pipeline.modeling.predictions import (
     LABEL_VALUES,
@@ -45,7 +46,7 @@ def fold_class_returns(labels: pd.DataFrame, rows: np.ndarray) -> list[float]:
     """Class-conditional mean realised return (classes = label + 2) over training ``rows`` —
     how every classifier turns probabilities into an expected return."""
     label = labels["label"].to_numpy(dtype=np.float64)[rows]
-    realised = labels["realised_return"].to_numpy(dtype=np.float64)[rows]
+    realised = scoring_returns(labels)[rows]
     ok = np.isfinite(label)
     return class_mean_returns(
         np.rint(label[ok]).astype(np.int64) + 2, realised[ok], len(PROB_COLUMNS)

@@ -43,7 +43,7 @@ from cryptoml_pipeline.modeling.fold_training import (
     fold_to_dict,
 )
 from cryptoml_pipeline.modeling.folds import Fold
-from cryptoml_pipeline.modeling.labels import label_to_class
+from cryptoml_pipeline.modeling.labels import label_to_class, scoring_returns
 from cryptoml_pipeline.modeling.persistence import (
     ModelChecksumError,
     _atomic_write,
@@ -141,7 +141,7 @@ def train_gbm_fold(
     X, names = design_matrix(features, feature_cols, cfg.lags, timeframe)
     kind = settings.target.kind
     target = labels["target"].to_numpy(dtype=np.float64)
-    realised = labels["realised_return"].to_numpy(dtype=np.float64)
+    realised = scoring_returns(labels)
     sample_w = labels["weight"].to_numpy(dtype=np.float64)
     usable = np.isfinite(target) & np.isfinite(X[:, : len(feature_cols)]).all(axis=1)
     masks = fold_masks(features, fold, settings, timeframe)

@@ -197,7 +197,9 @@ def make_labels(
     Raises :class:`InputError` on missing columns or duplicate ``(symbol, timestamp)`` rows.
     """
     labels = labels or LabelConfig()
-    need = ["timestamp", "symbol", "open", "close"]
+    need = ["timestamp", "symbol", "close"]
+    if target.kind != "classes":  # the spec's classes need closes only
+        need.append("open")
     if target.kind == "triple_barrier":
         need += ["high", "low"]
     missing = [c for c in need if c not in candles.columns]
@@ -205,7 +207,8 @@ def make_labels(
         raise InputError(f"make_labels: candles lack column(s) {missing}")
     h = int(target.horizon)
     srt = _Sorted(candles, int(timeframe_to_timedelta(timeframe).value))
-    close, open_ = srt.col(candles, "close"), srt.col(candles, "open")
+    close = srt.col(candles, "close")
+    open_ = srt.col(candles, "open") if "open" in candles.columns else np.full(len(srt), np.nan)
     entry = srt.shift(open_, 1)
     exit_ = srt.shift(open_, 1 + h)
     realised = exit_ / entry - 1.0
@@ -254,3 +257,12 @@ def label_to_class(label: np.ndarray) -> np.ndarray:
 def class_to_signal(cls: np.ndarray) -> np.ndarray:
     """Class index in {0..4} -> signal in {-2..2} (int64)."""
     return np.asarray(cls).astype(np.int64) - 2
+
+
+def scoring_returns(labels: pd.DataFrame) -> np.ndarray:
+    """The realised return models are scored on (and classifiers map classes to):
+    ``realised_return``, or ``forward_return`` for candles without opens (the spec's classes)."""
+    realised = labels["realised_return"].to_numpy(dtype=np.float64)
+    if np.isfinite(realised).any() or "forward_return" not in labels.columns:
+        return realised
+    return labels["forward_return"].to_numpy(dtype=np.float64)

@@ -21,6 +21,7 @@ from cryptoml_pipeline.errors import InputError
 from cryptoml_pipeline.modeling.fold_training import fold_masks
 from cryptoml_pipeline.modeling.folds import Fold
 from cryptoml_pipeline.modeling.gbm import design_matrix, gbm_forecast, train_gbm_fold
+from cryptoml_pipeline.modeling.labels import scoring_returns
 from cryptoml_pipeline.settings import PipelineSettings
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def _val_score(model, features, labels, fold, settings, timeframe) -> float:
     masks = fold_masks(features, fold, settings, timeframe)
     lags = tuple(model.manifest["gbm_config"]["lags"])
     X, _ = design_matrix(features, model.feature_cols, lags, timeframe)
-    realised = labels["realised_return"].to_numpy(dtype=np.float64)
+    realised = scoring_returns(labels)
     rows = np.flatnonzero(
         masks.val & np.isfinite(realised) & np.isfinite(X[:, : len(model.feature_cols)]).all(axis=1)
     )
