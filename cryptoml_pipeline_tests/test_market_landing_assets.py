@@ -85,6 +85,45 @@ def test_bad_exchange_data_fails_without_retry_and_keeps_the_store(tmp_path: Pat
     assert path.read_bytes() == before
 
 
+class DuplicatingFundingLanding(FakeLanding):
+    """A store whose funding writer appends a duplicate of the first settlement (a buggy writer or
+    a file altered on disk between the write and the check)."""
+
+    def store(self) -> ParquetStore:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        class RawStore(ParquetStore):
+            def replace_funding_range(self, df, perp_symbol, start, end):
+                path = self.funding_path(perp_symbol)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                out = df.assign(symbol=perp_symbol)[["timestamp", "symbol", "funding_rate"]]
+                dup = pd.concat([out, out.iloc[[0]]], ignore_index=True)
+                pq.write_table(pa.Table.from_pandas(dup, preserve_index=False), path)
+                return path
+
+        return RawStore(self.data_dir)
+
+
+def test_funding_check_fails_when_the_stored_day_needed_a_read_repair(tmp_path: Path) -> None:
+    """The read drops the exact duplicate (recorded in ``attrs["input_repairs"]``) instead of
+    raising; the blocking check still fails on that repair, naming it."""
+    result = dg.materialize(
+        [raw_funding_daily],
+        resources={
+            "pipeline": PipelineResource(profile="tiny", symbols=["BTC/USDT"]),
+            "landing": DuplicatingFundingLanding(data_dir=str(tmp_path), timeframes=["1h"]),
+        },
+        partition_key="2025-03-01",
+        raise_on_error=False,
+    )
+    (check,) = result.get_asset_check_evaluations()
+    assert check.check_name == "stored_funding_valid" and not check.passed
+    (problem,) = check.metadata["problems"].value.values()
+    assert "needed repairs on read" in problem and "exact_duplicates_dropped=1" in problem
+    assert not result.success  # blocking
+
+
 def test_landing_resource_takes_keys_only_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CRYPTOML_EXCHANGE_API_KEY", raising=False)
     monkeypatch.delenv("CRYPTOML_EXCHANGE_SECRET", raising=False)

@@ -210,5 +210,6 @@ def test_blocking_check_fails_when_the_stored_day_is_invalid(tmp_path: Path) -> 
     assert check.check_name == "stored_open_interest_valid" and not check.passed
     assert check.severity == dg.AssetCheckSeverity.ERROR
     problem = check.metadata["problems"].value["BTC/USDT:USDT open interest 1h"]
-    assert "(symbol, timestamp) unique" in problem
+    # the read drops the exact duplicate (and records it); the check fails on that repair
+    assert "needed repairs on read" in problem and "exact_duplicates_dropped=1" in problem
     assert not result.success  # blocking: the run fails, downstream would not run

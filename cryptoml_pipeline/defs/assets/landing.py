@@ -28,7 +28,7 @@ from cryptoml_pipeline.market.ingest import (
     land_open_interest_day,
     summarise,
 )
-from cryptoml_pipeline.market.repair import RepairReport, repair_candles
+from cryptoml_pipeline.market.repair import INPUT_REPAIRS, RepairReport, repair_candles
 from cryptoml_pipeline.market.schemas import validate_funding
 from cryptoml_pipeline.settings import IngestConfig, PipelineSettings
 
@@ -196,9 +196,13 @@ def raw_funding_daily(
     for result in results:
         symbol = result.series.removesuffix(" funding")
         try:
-            validate_funding(store.read_funding(symbol, start, end), source=result.series)
+            stored = store.read_funding(symbol, start, end)
+            validate_funding(stored, source=result.series)
         except CryptoMLError as exc:
             problems[result.series] = str(exc)
+            continue
+        if repaired := _read_repairs(stored):
+            problems[result.series] = repaired
     yield dg.MaterializeResult(
         metadata=_metadata(results),
         check_results=[
@@ -209,6 +213,20 @@ def raw_funding_daily(
             )
         ],
     )
+
+
+def _read_repairs(stored: Any) -> str | None:
+    """What the store had to repair when re-reading a day just written (exact duplicates,
+    unsorted rows, ...), as one line; ``None`` when nothing. A writer never produces such a file,
+    so any repair is a problem of the stored day."""
+    counts: dict[str, int] = {}
+    for file_counts in (stored.attrs.get(INPUT_REPAIRS) or {}).values():
+        for name, n in file_counts.items():
+            counts[name] = counts.get(name, 0) + int(n)
+    if not any(counts.values()):
+        return None
+    found = ", ".join(f"{name}={n}" for name, n in counts.items() if n)
+    return f"stored day needed repairs on read ({found}): the writer should never produce them"
 
 
 def _stored_open_interest_check(problems: dict[str, str], checked: int) -> dg.AssetCheckResult:
@@ -257,9 +275,12 @@ def raw_open_interest_daily(
         symbol = result.series.split(" open interest", 1)[0]  # "BTC/USDT:USDT open interest 1h"
         checked += 1
         try:  # the re-read validates the stored day against OPEN_INTEREST_SCHEMA
-            store.read_open_interest(symbol, config.open_interest_period, start, end)
+            stored = store.read_open_interest(symbol, config.open_interest_period, start, end)
         except CryptoMLError as exc:
             problems[result.series] = str(exc)
+            continue
+        if repaired := _read_repairs(stored):
+            problems[result.series] = repaired
     status = "unavailable" if all(r.status == "unavailable" for r in results) else "ok"
     yield dg.MaterializeResult(
         metadata={"status": status, **_metadata(results)},
