@@ -170,22 +170,32 @@ def test_hard_rule_counter_sees_each_violation(hourly) -> None:
 
 
 def test_missing_timeframe_is_derived_from_a_stored_base(real, tmp_path) -> None:
-    """A store with only 1h candles serves 1d bars equal to Binance's own 1d file."""
+    """A store with only 1h candles serves 1d bars equal to Binance's own 1d file: ETH spot (a
+    universe member) is resampled from its 1h file next to the traded BTC perpetual (also only
+    1h), whose 1d bars the window is resolved from."""
     from cryptoml_pipeline.market import derived, load_market_data, resolve_window
 
     store = ParquetStore(tmp_path)
-    hourly = real.read_candles("ETH/USDT", "1h", utc("2025-06-01 05:00"), utc("2025-07-01 03:00"))
-    store.write_candles(hourly, "ETH/USDT", "1h")
+    window = utc("2025-06-01 05:00"), utc("2025-07-01 03:00")
+    store.write_candles(real.read_candles("ETH/USDT", "1h", *window), "ETH/USDT", "1h")
+    store.write_candles(real.read_candles("BTC/USDT:USDT", "1h", *window), "BTC/USDT:USDT", "1h")
     store.write_funding(
-        real.read_funding("ETH/USDT:USDT", utc("2025-05-31"), utc("2025-07-02")), "ETH/USDT:USDT"
+        real.read_funding("BTC/USDT:USDT", utc("2025-05-31"), utc("2025-07-02")), "BTC/USDT:USDT"
     )
     assert derived.source_timeframe(store, "ETH/USDT", "1d") == "1h"
-    assert derived.candle_coverage(store, "ETH/USDT", "1d") == (
-        utc("2025-06-02"),
-        utc("2025-06-30"),
-    )  # only complete days
-    start, end = resolve_window(store, ["ETH/USDT"], "1d", None, None, 730)
-    data = load_market_data(store, ["ETH/USDT"], "1d", start, end)
+    for symbol in ("ETH/USDT", "BTC/USDT:USDT"):
+        assert derived.candle_coverage(store, symbol, "1d") == (
+            utc("2025-06-02"),
+            utc("2025-06-30"),
+        )  # only complete days
+    start, end = resolve_window(store, ["BTC/USDT"], "1d", None, None, 730)
+    assert (start, end) == (utc("2025-06-02"), utc("2025-07-01"))
+    data = load_market_data(store, ["BTC/USDT"], "1d", start, end, universe=["ETH/USDT"])
+    assert data.universe == ("BTC/USDT", "ETH/USDT") and data.traded == ("BTC/USDT",)
+    eth = data.candles[data.candles["symbol"] == "ETH/USDT"].reset_index(drop=True)
     expected = real.read_candles("ETH/USDT", "1d", start, end)
-    pd.testing.assert_frame_equal(data.candles, expected)
+    pd.testing.assert_frame_equal(eth, expected)
+    btc = data.candles[data.candles["symbol"] == "BTC/USDT"]
+    hourly_btc = real.read_candles("BTC/USDT:USDT", "1h", start, end)
+    assert len(btc) == 29 and btc["volume"].sum() == pytest.approx(hourly_btc["volume"].sum())
     assert derived.source_timeframe(store, "ETH/USDT", "90m") is None

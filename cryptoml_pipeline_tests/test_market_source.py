@@ -65,16 +65,24 @@ def test_no_symbols(real: ParquetStore) -> None:
 
 def test_unknown_symbol_names_files_and_directory(real: ParquetStore) -> None:
     with pytest.raises(InputError) as info:
-        resolve_window(real, ["BTC/USDT", "XRP/USDT"], "1h", None, None, 30)
+        resolve_window(real, ["BTC/USDT", "ADA/USDT"], "1h", None, None, 30)
     message = str(info.value)
-    assert "'XRP/USDT'" in message
-    assert "XRP_USDT-1h.parquet" in message and "XRP_USDT_USDT-1h.parquet" in message
+    assert "traded symbol 'ADA/USDT' has no 1h perpetual candles" in message
+    assert "ADA_USDT_USDT-1h.parquet" in message
     assert str(DATA / "market") in message
+    assert "\n" not in message and "only spot candles" not in message  # no file at all
+    # a symbol with spot candles only (AVAX) cannot be traded: no spot proxy, one line with a hint
+    with pytest.raises(InputError) as info:
+        resolve_window(real, ["BTC/USDT", "AVAX/USDT"], "1h", None, None, 30)
+    message = str(info.value)
+    assert "traded symbol 'AVAX/USDT' has no 1h perpetual candles" in message
+    assert "AVAX_USDT_USDT-1h.parquet" in message and "\n" not in message
+    assert "(only spot candles: it can be a --universe member, not traded)" in message
 
 
 def test_unknown_timeframe_for_symbol(real: ParquetStore) -> None:
     # 4h has no file but is resampled from 1h (test_market_repair); 3m has no file and no base
-    with pytest.raises(InputError, match="no 3m candle file"):
+    with pytest.raises(InputError, match="has no 3m perpetual candles"):
         resolve_window(real, ["BTC/USDT"], "3m", None, None, 30)
     with pytest.raises(InputError, match="unsupported timeframe"):
         resolve_window(real, ["BTC/USDT"], "1x", None, None, 30)
@@ -82,9 +90,8 @@ def test_unknown_timeframe_for_symbol(real: ParquetStore) -> None:
 
 def test_symbol_without_funding(tmp_path: Path, real: ParquetStore) -> None:
     store = ParquetStore(tmp_path)
-    store.write_candles(
-        real.read_candles("BTC/USDT", "1h", utc("2024-01-01"), utc("2024-01-03")), "BTC/USDT", "1h"
-    )
+    perp = real.read_candles("BTC/USDT:USDT", "1h", utc("2024-01-01"), utc("2024-01-03"))
+    store.write_candles(perp, "BTC/USDT:USDT", "1h")
     with pytest.raises(InputError, match=r"no funding data for 'BTC/USDT': BTC_USDT_USDT-funding"):
         resolve_window(store, ["BTC/USDT"], "1h", None, None, 30)
 
@@ -130,44 +137,64 @@ def test_load_perpetual_on_real_data(real: ParquetStore) -> None:
     assert f["timestamp"].max() == utc("2025-09-02 16:00")
 
 
-def test_perp_not_covering_start_uses_spot_proxy(real: ParquetStore, caplog) -> None:
-    with caplog.at_level(logging.WARNING, logger="cryptoml_pipeline.market.source"):
-        data = load_market_data(real, THREE, "1h", utc("2023-06-01"), utc("2023-06-02"))
-    assert data.price_sources == {
-        "BTC/USDT": "perpetual",
-        "ETH/USDT": "perpetual",
-        "SOL/USDT": "spot_proxy",
-    }
-    assert data.price_source == "mixed"
-    assert "SOL/USDT:USDT starts only at 2024-01-01" in caplog.text
+def test_perp_not_covering_start_is_an_error(real: ParquetStore) -> None:
+    """A traded symbol whose perpetual starts after the window is an error (no spot proxy)."""
+    with pytest.raises(InputError) as info:
+        load_market_data(real, THREE, "1h", utc("2023-06-01"), utc("2023-06-02"))
+    message = str(info.value)
+    assert message.startswith("traded symbol 'SOL/USDT': perpetual SOL/USDT:USDT has candles")
+    assert "only from 2024-01-01 00:00:00+00:00 (SOL_USDT_USDT-1h.parquet)" in message
+    assert "the window starts 2023-06-01 00:00:00+00:00" in message and "\n" not in message
+
+
+def test_universe_member_comes_as_spot_candles(real: ParquetStore) -> None:
+    """SOL as a (non-traded) universe member before its perpetual exists: its spot candles join
+    the candles, the traded symbols are perpetuals and only they have funding."""
+    data = load_market_data(
+        real, ["BTC/USDT", "ETH/USDT"], "1h", utc("2023-06-01"), utc("2023-06-02"), universe=THREE
+    )
+    assert data.traded == ("BTC/USDT", "ETH/USDT") and data.universe == tuple(THREE)
+    assert data.price_sources == {"BTC/USDT": "perpetual", "ETH/USDT": "perpetual"}
+    assert data.price_source == "perpetual"
+    assert data.candles["symbol"].tolist() == [s for s in THREE for _ in range(24)]
     spot = real.read_candles("SOL/USDT", "1h", utc("2023-06-01"), utc("2023-06-02"))
     sol = data.candles[data.candles["symbol"] == "SOL/USDT"]
     assert sol["close"].tolist() == spot["close"].tolist()
-    assert set(data.funding["symbol"]) == {"BTC/USDT", "ETH/USDT"}  # no SOL funding before 2024
+    perp = real.read_candles("BTC/USDT:USDT", "1h", utc("2023-06-01"), utc("2023-06-02"))
+    btc = data.candles[data.candles["symbol"] == "BTC/USDT"]
+    assert btc["close"].tolist() == perp["close"].tolist()
+    assert set(data.funding["symbol"]) == {"BTC/USDT", "ETH/USDT"}  # universe members: no funding
 
 
-def test_spot_only_store_is_spot_proxy(tmp_path: Path, real: ParquetStore) -> None:
+def test_spot_only_store_cannot_be_traded(tmp_path: Path, real: ParquetStore) -> None:
+    """A store with spot candles only has nothing to trade: the loader, the window and the default
+    symbol list each fail with one line (formerly a spot proxy was traded)."""
+    from cryptoml_pipeline.market.source import (
+        available_perpetuals,
+        available_spot,
+        resolve_symbols,
+    )
+
     store = ParquetStore(tmp_path)
     for symbol in ("BTC/USDT", "ETH/USDT"):
         store.write_candles(
             real.read_candles(symbol, "1h", utc("2024-05-01"), utc("2024-05-03")), symbol, "1h"
         )
-    data = load_market_data(
-        store, ["ETH/USDT", "BTC/USDT"], "1h", utc("2024-05-01 12:00"), utc("2024-05-02")
-    )
-    assert data.price_source == "spot_proxy"
-    assert data.price_sources == {"ETH/USDT": "spot_proxy", "BTC/USDT": "spot_proxy"}
-    assert data.candles["symbol"].tolist() == ["BTC/USDT"] * 12 + ["ETH/USDT"] * 12
-    assert data.funding.empty and list(data.funding.columns) == [
-        "timestamp",
-        "symbol",
-        "funding_rate",
-    ]
+    with pytest.raises(InputError, match=r"^traded symbol 'ETH/USDT': perpetual ETH/USDT:USDT has"):
+        load_market_data(
+            store, ["ETH/USDT", "BTC/USDT"], "1h", utc("2024-05-01 12:00"), utc("2024-05-02")
+        )
+    with pytest.raises(InputError, match="only spot candles"):
+        resolve_window(store, ["BTC/USDT"], "1h", None, None, 30)
+    assert available_perpetuals(store, "1h") == []
+    assert available_spot(store, "1h") == ["BTC/USDT", "ETH/USDT"]
+    with pytest.raises(InputError, match="no perpetual with 1h candles and funding"):
+        resolve_symbols(store, None, None, "1h")
 
 
 def test_load_errors(tmp_path: Path, real: ParquetStore) -> None:
-    with pytest.raises(InputError, match="no 1h candles for 'XRP/USDT'"):
-        load_market_data(real, ["XRP/USDT"], "1h", utc("2025-01-01"), utc("2025-01-02"))
+    with pytest.raises(InputError, match="perpetual ADA/USDT:USDT has no candle file"):
+        load_market_data(real, ["ADA/USDT"], "1h", utc("2025-01-01"), utc("2025-01-02"))
     with pytest.raises(InputError, match="not before end"):
         load_market_data(real, ["BTC/USDT"], "1h", utc("2025-01-02"), utc("2025-01-01"))
     with pytest.raises(InputError, match="no symbols selected"):
@@ -218,3 +245,38 @@ def test_history_is_prepended_for_warm_up_only() -> None:
     inside = warm.candles[warm.candles["timestamp"] >= start].reset_index(drop=True)
     pd.testing.assert_frame_equal(inside, plain.candles)
     assert warm.funding["timestamp"].min() < start - pd.Timedelta(days=9)
+
+
+# ------------------------------------------------------------------- resolve_symbols / universe
+def test_default_symbols_are_every_perpetual_with_funding(real: ParquetStore) -> None:
+    """The shared data has BTC, ETH, SOL and XRP perpetuals with funding (AVAX etc. spot only)."""
+    from cryptoml_pipeline.market.source import available_perpetuals, resolve_symbols
+
+    assert available_perpetuals(real, "1h") == [*THREE, "XRP/USDT"]
+    assert resolve_symbols(real, None, None, "1h") == ((*THREE, "XRP/USDT"), None)
+    # given symbols are kept; the universe always contains them
+    assert resolve_symbols(real, ["ETH/USDT:USDT"], ["BTC/USDT"], "1h") == (
+        ("ETH/USDT",),
+        ("BTC/USDT", "ETH/USDT"),
+    )
+    with pytest.raises(InputError, match="duplicate traded symbols"):
+        resolve_symbols(real, ["BTC/USDT", "BTC/USDT:USDT"], None, "1h")
+
+
+def test_default_universe_is_every_spot_series_in_the_window(real: ParquetStore) -> None:
+    from cryptoml_pipeline.market.source import universe_in_window
+
+    members = universe_in_window(
+        real, ["BTC/USDT"], None, "1h", utc("2025-01-01"), utc("2025-01-06")
+    )
+    assert members == tuple(
+        f"{c}/USDT"
+        for c in ("AVAX", "BCH", "BTC", "DOGE", "DOT", "ETH", "LINK", "NEAR", "SOL", "XRP", "XTZ")
+    )
+    # in March 2018 only BTC and ETH spot exist (XRP spot starts 2018-05-04): the rest is skipped
+    early = universe_in_window(real, ["BTC/USDT"], None, "1h", utc("2018-03-01"), utc("2018-04-01"))
+    assert early == ("BTC/USDT", "ETH/USDT")
+    with pytest.raises(InputError, match="universe member 'ADA/USDT' has no 1h spot candles"):
+        universe_in_window(
+            real, ["BTC/USDT"], ["ADA/USDT"], "1h", utc("2025-01-01"), utc("2025-01-06")
+        )

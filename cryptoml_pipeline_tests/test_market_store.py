@@ -69,11 +69,17 @@ def test_read_funding_window_and_coverage(real: ParquetStore) -> None:
     assert real.funding_coverage("SOL/USDT:USDT") == (utc("2024-01-01"), utc("2025-09-30 16:00"))
     assert real.candle_coverage("BTC/USDT", "1h") == (utc("2018-01-01"), utc("2025-09-30 23:00"))
     assert real.candle_coverage("SOL/USDT:USDT", "1h")[0] == utc("2024-01-01")
-    assert real.candle_coverage("XRP/USDT", "1h") is None
+    assert real.candle_coverage("XRP/USDT", "1h") == (
+        utc("2018-05-04 08:00"),
+        utc("2025-09-30 23:00"),
+    )
+    assert real.candle_coverage("XRP/USDT:USDT", "1h")[0] == utc("2020-01-06 08:00")
+    assert real.candle_coverage("ADA/USDT", "1h") is None
     assert real.has_candles("ETH/USDT:USDT", "1h")
     assert not real.has_candles("ETH/USDT:USDT", "5m")
     assert real.has_funding("ETH/USDT:USDT")
-    assert not real.has_funding("XRP/USDT:USDT")
+    assert real.has_funding("XRP/USDT:USDT")
+    assert not real.has_funding("ADA/USDT:USDT")
 
 
 def test_missing_file_is_input_error(tmp_path: Path) -> None:
