@@ -407,13 +407,19 @@ class RetrainConfig(_Frozen):
 
 
 class GateConfig(_Frozen):
-    """Deploy gate (issue #7): the candidate must beat the deployed model on the recent purged
-    validation window by ``margin`` (accuracy) and pass the sanity bounds."""
+    """Deploy gate: the candidate must beat the deployed model on the recent purged validation
+    window by ``margin`` (rank IC of expected vs realised return) and pass the sanity bounds;
+    trading it also needs walk-forward evidence (deflated Sharpe, rank-IC t, trades)."""
 
-    margin: float = Field(0.01, ge=0, description="accuracy the candidate must gain (0.01 = 1 pt)")
-    max_calibration_error: float = Field(0.25, gt=0, le=1, description="expected calib. error")
+    margin: float = Field(0.005, ge=0, description="rank IC the candidate must gain")
+    max_calibration_error: float = Field(
+        0.05, gt=0, le=1, description="sign hit rate: low-confidence half minus high half"
+    )
     max_latency_ms_per_row: float = Field(50.0, gt=0, description="batch inference, per row")
     min_validation_rows: int = Field(20, gt=0)
+    min_dsr: float = Field(0.5, ge=0, le=1, description="evidence: deflated Sharpe at least")
+    min_rank_ic_t: float = Field(2.0, description="evidence: Newey-West rank-IC t at least")
+    min_trades: int = Field(20, ge=0, description="evidence: out-of-sample round trips")
 
 
 class PaperConfig(_Frozen):

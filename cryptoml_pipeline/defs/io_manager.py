@@ -3,7 +3,8 @@
 Layout: ``<base_dir>/assets/<asset key>[/<partition key>]`` + a suffix chosen by the value's type:
 
 * ``pandas.DataFrame``          -> ``.parquet``
-* ``FoldModel`` (trained model) -> directory with ``model.pt`` (state_dict) + ``manifest.json``
+* ``FoldModel`` / ``GbmFoldModel`` (trained models) -> directory with ``model.pt`` (state_dict)
+  or ``gbm.txt`` (LightGBM text) + ``manifest.json``
 * ``dict`` holding DataFrames   -> directory "bundle": one parquet per frame + ``bundle.json``
 * JSON-able ``dict`` / ``list``  -> ``.json``
 
@@ -21,8 +22,9 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from cryptoml_pipeline.modeling.fold_training import FoldModel, fold_model_from_saved
-from cryptoml_pipeline.modeling.persistence import load_model, save_model
+from cryptoml_pipeline.modeling.fold_training import FoldModel
+from cryptoml_pipeline.modeling.forecast_model import load_forecast_model, save_forecast_model
+from cryptoml_pipeline.modeling.gbm import GbmFoldModel
 
 _BUNDLE_INDEX = "bundle.json"
 
@@ -56,9 +58,9 @@ def write_value(stem: Path, value: Any) -> Path:
         path = stem.with_suffix(".parquet")
         _atomic_write_parquet(path, value)
         return path
-    if isinstance(value, FoldModel):
+    if isinstance(value, FoldModel | GbmFoldModel):
         tmp = Path(tempfile.mkdtemp(dir=stem.parent, prefix=f".{stem.name}."))
-        save_model(tmp, value.model, value.manifest)
+        save_forecast_model(tmp, value)
         _replace_dir(tmp, stem)
         return stem
     if isinstance(value, dict) and any(isinstance(v, pd.DataFrame) for v in value.values()):
@@ -95,8 +97,7 @@ def read_value(stem: Path) -> Any:
             out[key] = pd.read_parquet(stem / f"{key}.parquet")
         return out
     if (stem / "manifest.json").exists():
-        model, manifest = load_model(stem)
-        return fold_model_from_saved(model, manifest)
+        return load_forecast_model(stem)
     raise FileNotFoundError(f"no stored artifact at {stem} (materialize the upstream asset first)")
 
 

@@ -288,18 +288,36 @@ def predict_gbm_fold(
     missing = [c for c in model.feature_cols if c not in features.columns]
     if missing:
         raise InputError(f"fold {fold.key}: feature table lacks the gbm model's features {missing}")
-    lags = tuple(model.manifest["gbm_config"]["lags"])
-    X, _ = design_matrix(features, model.feature_cols, lags, timeframe)
-    masks = fold_masks(features, fold, settings, timeframe)
-    test = masks.test
+    test = fold_masks(features, fold, settings, timeframe).test
     if traded is not None:
         test = test & features["symbol"].astype(str).isin(list(traded)).to_numpy()
-    rows = np.flatnonzero(test & np.isfinite(X[:, : len(model.feature_cols)]).all(axis=1))
+    return predict_gbm_rows(model, features, labels, test, settings, timeframe, tag=fold.key)
+
+
+def predict_gbm_rows(
+    model: GbmFoldModel,
+    features: pd.DataFrame,
+    labels: pd.DataFrame | None,
+    row_mask: np.ndarray,
+    settings: PipelineSettings,
+    timeframe: str,
+    *,
+    tag: str,
+) -> pd.DataFrame:
+    """Predictions (the prediction schema) for the usable rows selected by ``row_mask`` — no
+    leakage guard: anything evaluated goes through :func:`predict_gbm_fold`."""
+    missing = [c for c in model.feature_cols if c not in features.columns]
+    if missing:
+        raise InputError(f"{tag}: feature table lacks the gbm model's features {missing}")
+    lags = tuple(model.manifest["gbm_config"]["lags"])
+    X, _ = design_matrix(features, model.feature_cols, lags, timeframe)
+    usable = np.isfinite(X[:, : len(model.feature_cols)]).all(axis=1)
+    rows = np.flatnonzero(np.asarray(row_mask, dtype=bool) & usable)
     expected, confidence, probs = gbm_forecast(model, features, rows, X)
     return assemble(
         timestamps=features["timestamp"].iloc[rows],
         symbols=features["symbol"].iloc[rows].astype(str).to_numpy(),
-        fold=fold.key,
+        fold=tag,
         expected_return=expected,
         confidence=confidence,
         labels=settings.labels,

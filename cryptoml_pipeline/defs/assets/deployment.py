@@ -1,5 +1,11 @@
 """Candidate model on the most recent training window, the deploy gate (a blocking asset check)
-and the gated deployment, all through the model registry (management/registry.py)."""
+and the gated deployment, all through the model registry (management/registry.py).
+
+The candidate is the strategy's own model (``strategy.model``: LightGBM pooled over the universe
+by default, or the transformer), so the report's strategy, the deployed model, the signal, paper
+trading and the tracker use the same predictions. A candidate that passes the gate is deployed
+for trading only when the walk-forward evidence clears ``gate.min_dsr``, ``gate.min_rank_ic_t``
+and ``gate.min_trades``; otherwise it stays a registered candidate with the reason."""
 
 import hashlib
 from datetime import UTC, datetime
@@ -7,14 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 
 from cryptoml_pipeline.defs.resources import PipelineResource
 from cryptoml_pipeline.errors import InputError
 from cryptoml_pipeline.management.db import open_database
 from cryptoml_pipeline.management.deployment_store import deploy
-from cryptoml_pipeline.management.gate import GateDecision, evaluate_gate, outputs_are_sane
+from cryptoml_pipeline.management.gate import (
+    GateDecision,
+    evaluate_gate,
+    evidence_failure,
+    outputs_are_sane,
+)
 from cryptoml_pipeline.management.registry import ArtifactIntegrityError, ModelRegistry
 from cryptoml_pipeline.management.serving import (
     feature_importance,
@@ -23,19 +33,18 @@ from cryptoml_pipeline.management.serving import (
     score_on_window,
     validation_mask,
 )
-from cryptoml_pipeline.modeling.fold_training import (
-    FoldModel,
-    fold_model_from_saved,
-    predict_rows,
-    train_fold,
-)
 from cryptoml_pipeline.modeling.folds import final_training_fold
-from cryptoml_pipeline.modeling.persistence import load_model
+from cryptoml_pipeline.modeling.forecast_model import (
+    ForecastModel,
+    fit_forecast_model,
+    load_forecast_model,
+    predict_forecast,
+)
+from cryptoml_pipeline.modeling.predictions import PROB_COLUMNS, empty_predictions
 from cryptoml_pipeline.timing import to_utc
 
 GROUP = "deployment"
 SANITY_DAYS = 7
-PROB_COLS = ["p_m2", "p_m1", "p_0", "p_p1", "p_p2"]
 
 
 def registry_for(pipeline: PipelineResource) -> ModelRegistry:
@@ -49,34 +58,51 @@ def candidate_model(
     label_table: pd.DataFrame,
     dataset_info: dict,
     pipeline: PipelineResource,
-) -> FoldModel:
-    """The model trained on the most recent training window, registered as a candidate."""
+) -> Any:  # ForecastModel (Dagster types no unions)
+    """The strategy model trained on the most recent training window, registered as a
+    candidate; its manifest carries every setting the real-time signal needs (universe
+    included)."""
     settings = pipeline.settings()
     fold = final_training_fold(
         to_utc(dataset_info["end"]), settings.walk_forward, timeframe=dataset_info["timeframe"]
     )
-    model = train_fold(feature_table, label_table, fold, settings, dataset_info["timeframe"])
+    model = fit_forecast_model(
+        settings.strategy.model,
+        feature_table,
+        label_table,
+        fold,
+        settings,
+        dataset_info["timeframe"],
+        traded=list(dataset_info["symbols"]),
+    )
     created = datetime.now(UTC)
     digest = hashlib.sha256(repr(sorted(model.manifest.get("model_config", {}).items())).encode())
     digest.update(str(dataset_info["end"]).encode())
     model.manifest["created_at"] = created.isoformat(timespec="seconds")
     model.manifest["version"] = f"{created:%Y%m%dT%H%M%S%fZ}-{digest.hexdigest()[:8]}"
-    model.manifest["data"] = {k: dataset_info[k] for k in ("source", "symbols", "timeframe")} | {
+    model.manifest["data"] = {
+        k: dataset_info.get(k) for k in ("source", "synthetic", "symbols", "universe", "timeframe")
+    } | {
         "train_start": fold.train_start.isoformat(),
         "train_end": fold.test_start.isoformat(),
     }
+    model.manifest["symbols"] = list(dataset_info["symbols"])
+    model.manifest["universe"] = list(dataset_info.get("universe") or dataset_info["symbols"])
+    model.manifest["timeframe"] = dataset_info["timeframe"]
+    model.manifest["settings"] = settings.model_dump(mode="json")
     registry = registry_for(pipeline)
     importance = feature_importance(model)
     entry = save_and_register(
         registry,
         Path(pipeline.output_dir),
         model,
-        {"val_accuracy": model.manifest.get("val_accuracy"), "feature_importance": importance},
+        {"val_rank_ic": model.manifest.get("val_rank_ic"), "feature_importance": importance},
     )
     context.add_output_metadata(
         {
             "version": entry.version,
-            "val_accuracy": model.manifest.get("val_accuracy"),
+            "model": settings.strategy.model,
+            "val_rank_ic": model.manifest.get("val_rank_ic"),
             "artifact": dg.MetadataValue.path(str(entry.artifact_dir)),
             "feature_hash": entry.feature_hash[:16],
             "code_version": entry.code_version,
@@ -85,17 +111,22 @@ def candidate_model(
     return model
 
 
-def sanity_probabilities(
-    model: FoldModel,
+def sanity_outputs(
+    model: ForecastModel,
     features: pd.DataFrame,
     labels: pd.DataFrame,
     end: pd.Timestamp,
     settings,
     timeframe: str,
-) -> np.ndarray:
+) -> tuple[bool, str]:
+    """The candidate's outputs on the last days (finite, in range)."""
     recent = (features["timestamp"] >= end - pd.Timedelta(days=SANITY_DAYS)).to_numpy()
-    preds = predict_rows(model, features, labels, recent, settings, timeframe, tag="sanity")
-    return preds[PROB_COLS].to_numpy(dtype=float)
+    preds = predict_forecast(model, features, labels, recent, settings, timeframe, tag="sanity")
+    return outputs_are_sane(
+        preds["expected_return"].to_numpy(dtype=float),
+        preds["confidence"].to_numpy(dtype=float),
+        preds[PROB_COLUMNS].to_numpy(dtype=float),
+    )
 
 
 def gate_candidate(
@@ -113,10 +144,8 @@ def gate_candidate(
         candidate = load_verified(registry, version)  # the artifact that would be deployed
     except ArtifactIntegrityError as exc:
         return GateDecision(False, f"rejected: {exc}", blocking=True), {}
-    sane, sanity_reason = outputs_are_sane(
-        sanity_probabilities(
-            candidate, feature_table, label_table, to_utc(dataset_info["end"]), settings, timeframe
-        )
+    sane, sanity_reason = sanity_outputs(
+        candidate, feature_table, label_table, to_utc(dataset_info["end"]), settings, timeframe
     )
     mask = validation_mask(candidate, feature_table, settings, timeframe)
     cand_score = score_on_window(candidate, feature_table, label_table, mask, settings, timeframe)
@@ -168,7 +197,7 @@ def gate_candidate(
     ),
 )
 def deploy_gate(
-    candidate_model: FoldModel,
+    candidate_model: Any,  # ForecastModel
     feature_table: pd.DataFrame,
     label_table: pd.DataFrame,
     dataset_info: dict,
@@ -200,18 +229,35 @@ def _flat(evidence: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def walk_forward_evidence(backtest: dict[str, Any]) -> dict[str, Any]:
+    """What the deployment decision rests on: the strategy's out-of-sample record."""
+    strategy = backtest.get("strategy") or {}
+    forecast = backtest.get("forecast") or {}
+    return {
+        "sharpe": strategy.get("sharpe"),
+        "psr": strategy.get("psr"),
+        "dsr": strategy.get("dsr"),
+        "dsr_trials": strategy.get("dsr_trials"),
+        "n_trades": strategy.get("n_trades"),
+        "rank_ic": forecast.get("rank_ic"),
+        "rank_ic_t": forecast.get("rank_ic_t"),
+    }
+
+
 @dg.asset(group_name=GROUP)
 def deployed_model(
     context: dg.AssetExecutionContext,
-    candidate_model: FoldModel,
+    candidate_model: Any,  # ForecastModel
     backtest: dict[str, Any],
     fold_plan: list[dict[str, Any]],
     pipeline: PipelineResource,
 ) -> dict[str, Any]:
-    """Promote the candidate when the deploy gate passed it; otherwise keep the deployed one.
+    """Promote the candidate when the deploy gate passed it AND the walk-forward evidence
+    supports trading it; otherwise keep the deployed one and record why.
 
     The weights served from ``models/deployed`` are the registry artifact re-loaded after its
     checksums verified, never the in-memory candidate."""
+    settings = pipeline.settings()
     output = Path(pipeline.output_dir)
     registry = registry_for(pipeline)
     version = str(candidate_model.manifest["version"])
@@ -219,24 +265,31 @@ def deployed_model(
     gate = entry.metrics.get("gate")
     if gate is None:
         raise dg.Failure(f"candidate {version} has no deploy-gate decision: run deploy_gate")
+    evidence = walk_forward_evidence(backtest)
+    missing = evidence_failure(evidence, settings.gate)
+    registry.update_metrics(version, {"walk_forward": evidence})
     current = registry.deployed()
-    result: dict[str, Any] = {"deployed": bool(gate["deploy"]), "reason": gate["reason"]}
-    if gate["deploy"]:
+    deploy_it = bool(gate["deploy"]) and missing is None
+    if not gate["deploy"]:
+        reason = gate["reason"]
+    elif missing is not None:
+        reason = f"not deployed: no evidence of edge ({missing})"
+        registry.reject(version, reason)
+    else:
+        reason = f"{gate['reason']}; walk-forward evidence: DSR {evidence['dsr']:.3f}, rank-IC t "
+        reason += f"{evidence['rank_ic_t']:.2f}, {evidence['n_trades']} trades"
+    result: dict[str, Any] = {"deployed": deploy_it, "reason": reason, "evidence": evidence}
+    if deploy_it:
         verified = load_verified(registry, version)
-        registry.promote(version, gate["reason"])
-        folds = [f["key"] for f in fold_plan]
+        registry.promote(version, reason)
         manifest = dict(verified.manifest)
-        manifest["walk_forward"] = {
-            "sharpe": backtest["strategy"]["sharpe"],
-            "folds": folds,
-            "kpis": backtest["strategy"],
-        }
-        path = deploy(output, verified.model, manifest)
+        manifest["walk_forward"] = evidence | {"folds": [f["key"] for f in fold_plan]}
+        path = deploy(output, verified, manifest)
         result |= {"version": version, "path": str(path)}
-        context.log.info(f"deployed {version}: {gate['reason']}")
+        context.log.info(f"deployed {version}: {reason}")
     else:
         result |= {"version": current.version if current else None, "candidate": version}
-        context.log.warning(f"candidate {version} not deployed: {gate['reason']}")
+        context.log.warning(f"candidate {version} not deployed: {reason}")
     context.add_output_metadata({k: str(v) for k, v in result.items()})
     return result
 
@@ -253,8 +306,11 @@ def latest_signals(
     """The deployed model's signal for the latest closed bar of each symbol (nightly)."""
     path = deployed_model.get("path") or str(Path(pipeline.output_dir) / "models" / "deployed")
     if not Path(path, "manifest.json").exists():
-        raise dg.Failure(f"no deployed model at {path}: run the main job first")
-    model = fold_model_from_saved(*load_model(Path(path)))
+        reason = f"no model deployed for trading ({deployed_model.get('reason')})"
+        context.add_output_metadata({"status": reason})
+        context.log.warning(reason)
+        return empty_predictions()
+    model = load_forecast_model(Path(path))
     if model.manifest.get("timeframe") != dataset_info["timeframe"]:
         raise dg.Failure(
             f"the deployed model is for {model.manifest.get('timeframe')} bars, the data is "
@@ -262,18 +318,20 @@ def latest_signals(
         )
     last = feature_table.groupby("symbol")["timestamp"].transform("max")
     mask = (feature_table["timestamp"] == last).to_numpy()
-    latest = predict_rows(
+    traded = feature_table["symbol"].astype(str).isin(list(dataset_info["symbols"])).to_numpy()
+    latest = predict_forecast(
         model,
         feature_table,
         None,
-        mask,
+        mask & traded,
         pipeline.settings(),
         dataset_info["timeframe"],
         tag="latest",
     )
-    rows = latest[["timestamp", "symbol", "signal", "confidence"]].astype(str)
-    table = "| timestamp | symbol | signal | confidence |\n|---|---|---|---|\n" + "\n".join(
-        "| " + " | ".join(r) + " |" for r in rows.itertuples(index=False)
+    rows = latest[["timestamp", "symbol", "signal", "confidence", "expected_return"]].astype(str)
+    table = (
+        "| timestamp | symbol | signal | confidence | expected return |\n|---|---|---|---|---|\n"
     )
+    table += "\n".join("| " + " | ".join(r) + " |" for r in rows.itertuples(index=False))
     context.add_output_metadata({"signals": dg.MetadataValue.md(table)})
     return latest

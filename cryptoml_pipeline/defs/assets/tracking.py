@@ -18,7 +18,7 @@ from cryptoml_pipeline.management.health import assess, drift_frames
 from cryptoml_pipeline.management.registry import ModelRegistry
 from cryptoml_pipeline.management.serving import load_verified
 from cryptoml_pipeline.management.tracker import ModelPerformanceTracker, rolling_metrics
-from cryptoml_pipeline.modeling.fold_training import predict_rows
+from cryptoml_pipeline.modeling.forecast_model import predict_forecast
 from cryptoml_pipeline.timing import to_utc
 
 GROUP = "monitoring"
@@ -56,7 +56,10 @@ def prediction_log(
     if len(known):
         mask &= (ts > known["timestamp"].max()).to_numpy()
     timeframe = dataset_info["timeframe"]
-    preds = predict_rows(model, feature_table, None, mask, settings, timeframe, tag="track")
+    traded = feature_table["symbol"].astype(str).isin(list(dataset_info["symbols"])).to_numpy()
+    preds = predict_forecast(
+        model, feature_table, None, mask & traded, settings, timeframe, tag="track"
+    )
     inserted = tracker.record_predictions(
         deployed.version,
         preds,
