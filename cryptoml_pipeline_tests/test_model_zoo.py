@@ -8,6 +8,7 @@ import pytest
 
 from cryptoml_pipeline.model_comparison import configurations_tried
 from cryptoml_pipeline.modeling.folds import walk_forward_folds
+from cryptoml_pipeline.modeling.predictions import PREDICTION_COLUMNS, signal_from_expected
 from cryptoml_pipeline.modeling.zoo import classification_metrics, run_ensemble
 from cryptoml_pipeline.settings import (
     EnsembleConfig,
@@ -18,6 +19,7 @@ from cryptoml_pipeline.settings import (
 )
 
 PROBS = ["p_m2", "p_m1", "p_0", "p_p1", "p_p2"]
+CLASS_RETURNS = np.array([-0.02, -0.01, 0.0, 0.01, 0.02])  # a mean realised return per class
 
 
 def _preds(labels, classes, probs=None):
@@ -34,9 +36,11 @@ def _preds(labels, classes, probs=None):
     p = np.full((n, 5), 0.2) if probs is None else probs
     for j, c in enumerate(PROBS):
         out[c] = p[:, j]
-    out["signal"] = out["pred_class"] - 2
+    # the prediction schema: expected return from the probabilities, signal derived from it
+    out["expected_return"] = p @ CLASS_RETURNS
     out["confidence"] = 0.5
-    return out
+    out["signal"] = signal_from_expected(out["expected_return"], out["confidence"])
+    return out[PREDICTION_COLUMNS]
 
 
 def test_classification_metrics_by_hand():
