@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from cryptoml_pipeline.model_comparison import engine_predictions
+from cryptoml_pipeline.modeling.predictions import PREDICTION_COLUMNS, signal_from_expected
 from cryptoml_pipeline.settings import profile_settings
 
 PROBS = ["p_m2", "p_m1", "p_0", "p_p1", "p_p2"]
@@ -19,10 +20,14 @@ def _member(signal: np.ndarray, label: np.ndarray, ts) -> pd.DataFrame:
     for j, c in enumerate(PROBS):
         out[c] = probs[:, j]
     out["pred_class"] = signal + 2
-    out["signal"] = signal
+    # the prediction schema: an expected return with the class's sign; confidence 0.5 makes the
+    # derived signal strong (|signal| = 2), i.e. the class itself
+    out["expected_return"] = 0.01 * signal
     out["confidence"] = 0.5
+    out["signal"] = signal_from_expected(out["expected_return"], out["confidence"])
+    assert (out["signal"] == signal).all()
     out["label"] = label.astype(float)
-    return out
+    return out[PREDICTION_COLUMNS]
 
 
 def _candles(ts) -> pd.DataFrame:
@@ -49,8 +54,10 @@ def test_a_degraded_member_is_switched_off_and_the_other_decides():
     assert (out["signal"].to_numpy()[on] == g_sig[on]).mean() > 0.97
     assert (out["signal"].to_numpy()[late & ~on] == 0).all()
     early = (out["timestamp"] >= ts[250]) & (out["timestamp"] < ts[300])
-    # before the drop the transformer is trusted (higher regime accuracy)
-    assert (out.loc[early, "signal"].to_numpy() == t_sig[early.to_numpy()]).mean() > 0.7
+    # before the drop the transformer is trusted (higher regime accuracy): the engine takes its
+    # side (where gbm disagrees, the disagreement cuts confidence and so |signal| to 1)
+    side = np.sign(out.loc[early, "signal"].to_numpy())
+    assert (side == np.sign(t_sig[early.to_numpy()])).mean() > 0.7
 
 
 def test_disagreement_reduces_confidence():
@@ -71,10 +78,28 @@ def test_disagreement_reduces_confidence():
     assert a["confidence"].iloc[:100].min() > 0
 
 
-def test_needs_two_probability_models():
+def test_needs_two_models_with_expected_returns():
     ts = pd.date_range("2025-01-01", periods=50, freq="1h", tz="UTC")
     label = np.full(50, 2)
     out, info = engine_predictions(
         {"transformer": _member(label, label, ts)}, _candles(ts), profile_settings("demo"), "1h"
     )
-    assert out.empty and not info["available"] and "two" in info["reason"]
+    assert out.empty and not info["available"] and "fewer than two" in info["reason"]
+    # a regression model without probabilities counts (NaN probabilities, finite expected return)
+    regression = _member(label, label, ts).assign(**dict.fromkeys(PROBS, np.nan))
+    out, info = engine_predictions(
+        {"transformer": _member(label, label, ts), "gbm": regression},
+        _candles(ts),
+        profile_settings("demo"),
+        "1h",
+    )
+    assert info["available"] and len(out) == 50
+    # a member without any finite expected return does not
+    blank = regression.assign(expected_return=np.nan)
+    _, info = engine_predictions(
+        {"transformer": _member(label, label, ts), "gbm": blank},
+        _candles(ts),
+        profile_settings("demo"),
+        "1h",
+    )
+    assert not info["available"]

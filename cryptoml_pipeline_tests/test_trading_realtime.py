@@ -12,6 +12,7 @@ import torch
 
 from cryptoml_pipeline.features.build import build_features, feature_columns, warmup_bars
 from cryptoml_pipeline.management.deployment_store import deploy
+from cryptoml_pipeline.modeling.fold_training import FoldModel, fold_from_dict
 from cryptoml_pipeline.modeling.nets.transformer import CryptoTransformer
 from cryptoml_pipeline.modeling.scaling import fit_scaler
 from cryptoml_pipeline.settings import profile_settings
@@ -115,7 +116,15 @@ def deploy_tiny_model(
         "timeframe": "1h",
         "version": "tiny-test",
     }
-    deploy(output_dir, model, manifest)
+    # deploy takes a forecast model (the fold model the trainer returns), not a bare network
+    fold_model = FoldModel(
+        fold=fold_from_dict(manifest["fold"]),
+        model=model,
+        scaler=scaler,
+        feature_cols=cols,
+        manifest=manifest,
+    )
+    deploy(output_dir, fold_model, manifest)
     return cols
 
 
