@@ -6,26 +6,35 @@ import pytest
 from cryptoml_pipeline.management.gate import (
     ValidationScore,
     evaluate_gate,
-    expected_calibration_error,
+    evidence_failure,
     outputs_are_sane,
     score_predictions,
+    sign_calibration_error,
 )
 from cryptoml_pipeline.management.retrain_policy import should_retrain
 from cryptoml_pipeline.settings import GateConfig
 
 
 def test_sanity_rejects_nan_and_non_distributions() -> None:
+    er, conf = np.full(4, 0.01), np.full(4, 0.5)
     ok = np.full((4, 5), 0.2)
-    assert outputs_are_sane(ok)[0]
+    assert outputs_are_sane(er, conf, ok)[0]
+    # a regression model has NaN probabilities: judged on its expected returns only
+    assert outputs_are_sane(er, conf, np.full((4, 5), np.nan))[0]
     bad = ok.copy()
     bad[1, 2] = np.nan
-    assert not outputs_are_sane(bad)[0]
-    assert not outputs_are_sane(np.full((4, 5), 0.5))[0]
-    assert not outputs_are_sane(np.empty((0, 5)))[0]
+    assert not outputs_are_sane(er, conf, bad)[0]
+    assert "probability distributions" in outputs_are_sane(er, conf, np.full((4, 5), 0.5))[1]
+    assert not outputs_are_sane(np.empty(0), np.empty(0), np.empty((0, 5)))[0]
+    assert "expected returns" in outputs_are_sane(np.r_[er[:3], np.nan], conf, ok)[1]
+    assert "expected returns" in outputs_are_sane(np.r_[er[:3], -1.0], conf, ok)[1]
+    assert "confidences" in outputs_are_sane(er, np.r_[conf[:3], 1.5], ok)[1]
 
 
 CFG = {"timeframe": "1h", "symbols": ["BTC/USDT"], "feature_cols": ["a"], "label_config": {}}
-GOOD = ValidationScore(n_rows=100, accuracy=0.40, calibration_error=0.05, latency_ms_per_row=0.1)
+GOOD = ValidationScore(
+    n_rows=100, rank_ic=0.05, hit_rate=0.52, calibration_error=0.01, latency_ms_per_row=0.1
+)
 
 
 def gate(**kw):
@@ -51,9 +60,11 @@ def test_gate_first_deploy_needs_only_sanity() -> None:
 @pytest.mark.parametrize(
     ("change", "words"),
     [
-        ({"calibration_error": 0.5}, "calibration error"),
+        ({"calibration_error": 0.5}, "confidence inverted"),
+        ({"calibration_error": float("nan")}, "confidence inverted"),
         ({"latency_ms_per_row": 500.0}, "latency"),
         ({"n_rows": 3}, "labelled validation rows"),
+        ({"rank_ic": None}, "labelled validation rows"),
     ],
 )
 def test_gate_sanity_bounds_block(change, words) -> None:
@@ -63,10 +74,11 @@ def test_gate_sanity_bounds_block(change, words) -> None:
 
 def test_gate_needs_the_margin_on_the_validation_window() -> None:
     current = CFG | {"version": "old"}
-    deployed = replace(GOOD, accuracy=0.395)
+    deployed = replace(GOOD, rank_ic=0.045)
     worse = gate(deployed_manifest=current, deployed=deployed)  # +0.005 < margin 0.01
     assert not worse.deploy and not worse.blocking and "kept as candidate" in worse.reason
-    better = gate(deployed_manifest=current, deployed=replace(GOOD, accuracy=0.38))
+    assert "rank IC" in worse.reason
+    better = gate(deployed_manifest=current, deployed=replace(GOOD, rank_ic=0.03))
     assert better.deploy and "validation rows" in better.reason
     no_margin = gate(deployed_manifest=current, deployed=deployed, config=GateConfig(margin=0))
     assert no_margin.deploy
@@ -74,18 +86,46 @@ def test_gate_needs_the_margin_on_the_validation_window() -> None:
 
 def test_gate_does_not_compare_models_of_other_configurations() -> None:
     other = CFG | {"timeframe": "4h"}
-    d = gate(deployed_manifest=other, deployed=replace(GOOD, accuracy=0.9))
+    d = gate(deployed_manifest=other, deployed=replace(GOOD, rank_ic=0.9))
     assert d.deploy and "timeframe" in d.reason and "not comparable" in d.reason
+    target = CFG | {"target": {"kind": "classes"}}
+    d = gate(
+        candidate_manifest=CFG | {"target": {"kind": "vol_scaled_return"}},
+        deployed_manifest=target,
+        deployed=replace(GOOD, rank_ic=0.9),
+    )
+    assert d.deploy and "target" in d.reason
 
 
-def test_calibration_error_and_scores() -> None:
-    probs = np.tile([0.1, 0.1, 0.6, 0.1, 0.1], (10, 1))
-    labels = np.array([2] * 6 + [0] * 4)  # 60 % right at confidence 0.6 -> calibrated
-    assert expected_calibration_error(probs, labels) == pytest.approx(0.0)
-    assert expected_calibration_error(probs, np.zeros(10)) == pytest.approx(0.6)
-    score = score_predictions(probs, np.r_[labels[:9], np.nan], seconds=0.01)
-    assert score.n_rows == 9 and score.accuracy == pytest.approx(6 / 9)
+def test_sign_calibration_error_and_scores() -> None:
+    expected = np.array([0.01, -0.01] * 5) * np.arange(1, 11)  # distinct values (no ties)
+    realised = 2 * expected  # every call right, same order
+    conf = np.linspace(0.0, 1.0, 10)
+    assert sign_calibration_error(expected, conf, realised) == pytest.approx(0.0)
+    # the confident half always wrong, the other half right: inverted by 1.0
+    wrong_when_sure = np.where(conf >= np.median(conf), -realised, realised)
+    assert sign_calibration_error(expected, conf, wrong_when_sure) == pytest.approx(1.0)
+    # informative confidence (right when sure) is floored at 0, never negative
+    right_when_sure = np.where(conf >= np.median(conf), realised, -realised)
+    assert sign_calibration_error(expected, conf, right_when_sure) == 0.0
+    assert np.isnan(sign_calibration_error(expected[:3], conf[:3], realised[:3]))
+    score = score_predictions(expected, conf, np.r_[realised[:9], np.nan], seconds=0.01)
+    assert score.n_rows == 9 and score.hit_rate == pytest.approx(1.0)
+    assert score.rank_ic == pytest.approx(1.0)
     assert score.latency_ms_per_row == pytest.approx(1.0)
+    half = score_predictions(expected, conf, -np.r_[realised[:9], np.nan], seconds=None)
+    assert half.hit_rate == 0.0 and half.rank_ic == pytest.approx(-1.0)
+    assert half.latency_ms_per_row is None
+
+
+def test_walk_forward_evidence_thresholds() -> None:
+    config = GateConfig(min_dsr=0.5, min_rank_ic_t=2.0, min_trades=20)
+    good = {"dsr": 0.9, "rank_ic_t": 2.5, "n_trades": 40}
+    assert evidence_failure(good, config) is None
+    why = evidence_failure({"dsr": 0.2, "rank_ic_t": float("nan"), "n_trades": 3}, config)
+    assert "deflated Sharpe 0.200 < 0.5" in why
+    assert "rank-IC t n/a < 2" in why and "3 trades < 20" in why
+    assert "None trades" in evidence_failure(good | {"n_trades": None}, config)
 
 
 def test_should_retrain_spec_threshold() -> None:
