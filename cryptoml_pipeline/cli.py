@@ -150,9 +150,15 @@ def prepare_run(args: argparse.Namespace):
         raise InputError(f"invalid argument: {_one_line(exc)}") from None
     resolved = market.resolved(settings)
     start, end = resolved["start"], resolved["end"]
-    from cryptoml_pipeline.modeling.folds import walk_forward_folds
+    from cryptoml_pipeline.modeling.folds import walk_forward_plan
 
-    walk_forward_folds(start, end, settings.walk_forward, timeframe=args.timeframe)  # >= 1 fold
+    walk_forward_plan(  # >= 1 fold, or one line and exit 2
+        start,
+        end,
+        settings.walk_forward,
+        timeframe=args.timeframe,
+        training_history_days=settings.data.training_history_days,
+    )
     pipeline = pipeline.model_copy(
         update={
             "start": start.isoformat(),

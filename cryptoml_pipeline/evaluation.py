@@ -16,6 +16,7 @@ from cryptoml_pipeline.modeling.folds import Fold
 from cryptoml_pipeline.settings import PipelineSettings
 from cryptoml_pipeline.trading.backtest import BacktestResult, simulate
 from cryptoml_pipeline.trading.baselines import buy_and_hold
+from cryptoml_pipeline.trading.break_even import break_even_taker_fee
 from cryptoml_pipeline.trading.controls import (
     cost_summary,
     random_same_turnover,
@@ -33,6 +34,7 @@ from cryptoml_pipeline.trading.integrator import integrated_decisions
 from cryptoml_pipeline.trading.metrics import accuracy_windows, compute_kpis, kpis_vs_targets
 from cryptoml_pipeline.trading.replay import replay_gross
 from cryptoml_pipeline.trading.rules import rule_decisions, rule_signals
+from cryptoml_pipeline.trading.shuffled_control import quantile_mapped_predictions, shuffled_power
 from cryptoml_pipeline.trading.signals import class_returns
 from cryptoml_pipeline.trading.tables import calibration_table, monthly_returns, trade_list
 
@@ -245,26 +247,40 @@ def evaluate_walk_forward(
             seed=ctl.seed,
         )
         controls["random_same_turnover"] = mc.to_dict()
-    shuffled_kpis = None
+    shuffled_kpis, power = None, {}
     if control_predictions is not None and not control_predictions.empty:
-        control_decisions = decisions_from_predictions(
-            control_predictions,
-            features,
-            timeframe=timeframe,
-            returns_by_class=returns_by_class,
-            **columns,
-        )
-        # over the control's own span (it may cover only the latest folds)
+        # over the control's own span (it may cover only some folds)
         control_start = control_predictions["timestamp"].min()
-        shuffled = simulate(
-            _span(oos_candles, control_start, span_end),
-            _span(oos_funding, control_start, span_end),
-            control_decisions,
-            **common,
-        )
+        control_candles = _span(oos_candles, control_start, span_end)
+        control_funding = _span(oos_funding, control_start, span_end)
+
+        def run_control(frame: pd.DataFrame) -> BacktestResult:
+            dec = decisions_from_predictions(
+                frame, features, timeframe=timeframe, returns_by_class=returns_by_class, **columns
+            )
+            return simulate(control_candles, control_funding, dec, **common)
+
+        shuffled = run_control(control_predictions)
+        mapped = False
+        real_trades = len(strategy.trades)
+        if len(shuffled.trades) < max(5, 0.25 * real_trades) and real_trades > 0:
+            # the rule leaves the control near-flat: give it the real model's forecast
+            # distribution (ranks kept) so that the decision rule really trades it
+            control_predictions = quantile_mapped_predictions(control_predictions, predictions)
+            shuffled, mapped = run_control(control_predictions), True
         shuffled_kpis = compute_kpis(shuffled, control_predictions, **kpi_opts)
         baselines["shuffled_labels"] = shuffled_kpis
-    controls["shuffled_labels"] = shuffled_label_verdict(shuffled_kpis, control_predictions)
+        if labels is not None:
+            power = shuffled_power(
+                control_predictions,
+                predictions,
+                labels,
+                n_trades=len(shuffled.trades),
+                quantile_mapped=mapped,
+                model=settings.strategy.model,
+                seed=ctl.seed,
+            )
+    controls["shuffled_labels"] = shuffled_label_verdict(shuffled_kpis, control_predictions) | power
     ordered = predictions.sort_values(["timestamp", "symbol"], kind="stable")
     acc_recent, acc_prior = accuracy_windows(
         prediction_correct(ordered).to_numpy(dtype=float),
@@ -275,6 +291,17 @@ def evaluate_walk_forward(
     forecast, periods = None, None
     if labels is not None:
         forecast, periods = _forecast_sections(
+            break_even=break_even_taker_fee(
+                oos_candles,
+                oos_funding,
+                decisions,
+                strategy,
+                costs=settings.costs,
+                slippage=settings.slippage,
+                timeframe=timeframe,
+                funding_interval_hours=interval,
+            ),
+            turnover=strategy_kpis.get("turnover"),
             predictions=predictions,
             labels=labels,
             strategy=strategy,
@@ -314,6 +341,8 @@ def evaluate_walk_forward(
 
 def _forecast_sections(
     *,
+    break_even: dict[str, Any],
+    turnover: float | None,
     predictions: pd.DataFrame,
     labels: pd.DataFrame,
     strategy: BacktestResult,
@@ -332,6 +361,9 @@ def _forecast_sections(
     forecast["scored_against"] = "realised_return = open[t+1+h] / open[t+1] - 1 (before costs)"
     forecast["strategy_sharpe_by_year"] = sharpe_by_year(strategy.equity)
     forecast["beta"] = beta_section(strategy.equity, universe_candles)
+    forecast["break_even_taker_fee"] = break_even.get("break_even_taker_fee")
+    forecast["break_even"] = break_even
+    forecast["turnover"] = turnover
     periods = periods_section(
         scored=scored,
         equity={"strategy": strategy.equity, "buy_and_hold": hold.equity},

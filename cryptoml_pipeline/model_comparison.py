@@ -19,8 +19,13 @@ from cryptoml_pipeline.modeling.folds import Fold
 from cryptoml_pipeline.modeling.zoo import classification_metrics
 from cryptoml_pipeline.settings import PipelineSettings
 from cryptoml_pipeline.trading.backtest import simulate
+from cryptoml_pipeline.trading.break_even import break_even_taker_fee
+from cryptoml_pipeline.trading.decisions import DAYS_PER_YEAR
 from cryptoml_pipeline.trading.engine import decisions_from_predictions
-from cryptoml_pipeline.trading.metrics import compute_kpis
+from cryptoml_pipeline.trading.forecast import sharpe_by_year
+from cryptoml_pipeline.trading.forecast_section import forecast_stats, scored_predictions
+from cryptoml_pipeline.trading.metrics import compute_kpis, daily_returns
+from cryptoml_pipeline.trading.statistics import deflated_sharpe_from_trials
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +65,11 @@ def strategy_kpis(
     settings: PipelineSettings,
     timeframe: str,
     n_trials: int,
+    labels: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
+    """The model's strategy KPIs through the same engine and simulator; with ``labels`` also
+    its forecast statistics, net Sharpe by year and break-even taker fee (``_daily`` holds the
+    daily returns for the deflation over every model, removed before reporting)."""
     common, columns, returns_by_class, kpi_opts = simulation_options(
         settings, timeframe, n_trials=n_trials
     )
@@ -68,9 +77,55 @@ def strategy_kpis(
     decisions = decisions_from_predictions(
         preds, features, timeframe=timeframe, returns_by_class=returns_by_class, **columns
     )
-    result = simulate(_in(candles, start, end), _in(funding, start, end), decisions, **common)
+    span_candles, span_funding = _in(candles, start, end), _in(funding, start, end)
+    result = simulate(span_candles, span_funding, decisions, **common)
     kpis = compute_kpis(result, preds, **(kpi_opts | {"bootstrap_samples": 0}))
-    return {k: kpis.get(k) for k in STRATEGY_KEYS}
+    out = {k: kpis.get(k) for k in STRATEGY_KEYS}
+    out["turnover"] = kpis.get("turnover")
+    out["sharpe_by_year"] = sharpe_by_year(result.equity)
+    out["_daily"] = daily_returns(result.equity, initial_equity=result.initial_equity)
+    if labels is not None:
+        stats = forecast_stats(
+            scored_predictions(preds, labels),
+            horizon=settings.target.horizon,
+            timeframe=timeframe,
+            with_folds=False,
+        )
+        out["forecast"] = {
+            k: stats.get(k) for k in ("rank_ic", "rank_ic_t", "ic", "ic_t", "hit_rate")
+        }
+        out["break_even_taker_fee"] = break_even_taker_fee(
+            span_candles,
+            span_funding,
+            decisions,
+            result,
+            costs=settings.costs,
+            slippage=settings.slippage,
+            timeframe=timeframe,
+            funding_interval_hours=settings.data.funding_interval_hours,
+        ).get("break_even_taker_fee")
+    return out
+
+
+def trial_set(settings: PipelineSettings, model_sharpes: list[float | None]) -> dict[str, Any]:
+    """Every configuration a headline result was chosen from: those tried to choose the default
+    configuration (``controls.n_trials`` / ``controls.trial_sharpes``, annualised) plus the
+    models compared in this run. The report's deflated Sharpes all use this one set."""
+    ctl = settings.controls
+    known = [float(x) for x in (ctl.trial_sharpes or ()) if x is not None]
+    models = [float(x) for x in model_sharpes if x is not None and np.isfinite(x)]
+    return {
+        "n_trials": int(ctl.n_trials + len(model_sharpes)),
+        "trial_sharpes": known + models,
+        "from_selection": int(ctl.n_trials),
+        "from_models": len(model_sharpes),
+    }
+
+
+def deflate(daily: pd.Series, trials: dict[str, Any]) -> dict[str, Any]:
+    """PSR / DSR of daily returns against the shared trial set (Sharpes annualised there)."""
+    per_day = [x / np.sqrt(DAYS_PER_YEAR) for x in trials["trial_sharpes"]]
+    return deflated_sharpe_from_trials(daily.to_numpy(np.float64), per_day, trials["n_trials"])
 
 
 def compare_models(
@@ -83,9 +138,20 @@ def compare_models(
     folds: list[Fold],
     settings: PipelineSettings,
     timeframe: str,
+    labels: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
-    """Per model: metrics per fold, overall metrics, strategy KPIs over the folds it predicted;
-    the ensemble's lift; the number of configurations tried."""
+    """Per model: metrics per fold, overall metrics, strategy KPIs and forecast statistics over
+    the folds it predicted; the ensemble's lift; the trial set every DSR is deflated by.
+
+    ``candles``/``features`` may hold the whole universe: strategies trade the predicted
+    (traded) symbols only."""
+    traded = set()
+    for frame in predictions.values():
+        if len(frame):
+            traded |= set(frame["symbol"].astype(str).unique())
+    candles = candles[candles["symbol"].astype(str).isin(traded)].reset_index(drop=True)
+    funding = funding[funding["symbol"].astype(str).isin(traded)].reset_index(drop=True)
+    features = features[features["symbol"].astype(str).isin(traded)].reset_index(drop=True)
     engine, engine_info = engine_predictions(predictions, candles, settings, timeframe)
     predictions = {**predictions, "engine": engine}
     cards = {**cards, "engine": [{"status": "trained", "n_trials": 1}]}
@@ -113,9 +179,16 @@ def compare_models(
             "span": [start.isoformat(), end.isoformat()],
             "metrics": classification_metrics(preds),
             "strategy": strategy_kpis(
-                preds, candles, funding, features, start, end, settings, timeframe, n_trials
+                preds, candles, funding, features, start, end, settings, timeframe, n_trials, labels
             ),
         }
+    available = [m for m in models.values() if m.get("available")]
+    trials = trial_set(settings, [m["strategy"].get("sharpe") for m in available])
+    for m in available:
+        daily = m["strategy"].pop("_daily")
+        deflated = deflate(daily, trials)
+        m["strategy"]["psr"], m["strategy"]["dsr"] = deflated["psr"], deflated["dsr"]
+        m["strategy"]["dsr_trials"] = deflated["dsr_trials"]
     lift = ensemble_lift(
         predictions,
         settings.ensemble.base_models,
@@ -129,7 +202,8 @@ def compare_models(
     if not engine_info["available"]:
         models["engine"] = {"available": False, "reasons": [engine_info["reason"]]}
     return {
-        "configurations_tried": n_trials,
+        "configurations_tried": trials["n_trials"],
+        "trials": trials,
         "prediction_engine": engine_info,
         "models": models,
         "per_fold": per_fold,
@@ -160,12 +234,11 @@ def ensemble_lift(
         if preds is None or preds.empty:
             continue
         same = preds.merge(keys, on=["timestamp", "symbol"]) if name != "ensemble" else ens
-        rows[name] = {
-            **classification_metrics(same),
-            "strategy": strategy_kpis(
-                same, candles, funding, features, start, end, settings, timeframe, n_trials
-            ),
-        }
+        kpis = strategy_kpis(
+            same, candles, funding, features, start, end, settings, timeframe, n_trials
+        )
+        kpis.pop("_daily")
+        rows[name] = {**classification_metrics(same), "strategy": kpis}
     bases = [b for b in base_models if b in rows and rows[b]["accuracy"] is not None]
     if not bases:
         return {"available": False, "reason": "no base model predicted the ensemble's rows"}
@@ -193,27 +266,42 @@ def ensemble_lift(
 
 
 def comparison_markdown(comparison: dict[str, Any]) -> str:
-    """A compact table for asset metadata."""
+    """A compact forecast-first table (asset metadata, README)."""
     lines = [
-        "| model | folds | accuracy | macro-F1 | log-loss | net return | Sharpe | DSR |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | folds | rank IC | rank-IC t | IC | hit rate | net Sharpe | Sharpe by year "
+        "| break-even fee | trades | DSR | accuracy |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
-    def f(v: Any, pct: bool = False) -> str:
+    def f(v: Any, pct: bool = False, digits: int = 3) -> str:
         if v is None or (isinstance(v, float) and not np.isfinite(v)):
             return "n/a"
-        return f"{v:.2%}" if pct else f"{v:.3f}"
+        return f"{v:.{max(digits - 1, 0)}%}" if pct else f"{v:.{digits}f}"
 
     for name, m in comparison["models"].items():
         if not m["available"]:
-            lines.append(f"| {name} | - | unavailable: {'; '.join(m['reasons'])[:120]} |||||| ")
+            lines.append(f"| {name} | - | unavailable: {'; '.join(m['reasons'])[:120]} |||||||||| ")
             continue
         met, st = m["metrics"], m["strategy"]
-        lines.append(
-            f"| {name} | {len(m['folds'])} | {f(met['accuracy'], True)} | {f(met['macro_f1'])} | "
-            f"{f(met['log_loss'])} | {f(st['total_return'], True)} | {f(st['sharpe'])} | "
-            f"{f(st['dsr'])} |"
+        fc = st.get("forecast") or {}
+        years = ", ".join(
+            f"{y}: {f(v, digits=2)}" for y, v in (st.get("sharpe_by_year") or {}).items()
         )
+        cells = [
+            name,
+            str(len(m["folds"])),
+            f(fc.get("rank_ic")),
+            f(fc.get("rank_ic_t"), digits=2),
+            f(fc.get("ic")),
+            f(fc.get("hit_rate"), True),
+            f(st["sharpe"], digits=2),
+            years or "n/a",
+            f(st.get("break_even_taker_fee"), True, 4),
+            str(st.get("n_trades")),
+            f(st["dsr"]),
+            f(met["accuracy"], True),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -265,8 +353,8 @@ def engine_predictions(
     in that regime yet); confidence-weighted probabilities are combined and
     the confidence is scaled by the ensemble's agreement (disagreement reduces size)."""
     from cryptoml_pipeline.modeling.ensemble import recent_accuracy
-    from cryptoml_pipeline.modeling.fold_training import PREDICTION_COLUMNS, PROB_COLUMNS
-    from cryptoml_pipeline.trading.prediction_engine import combine
+    from cryptoml_pipeline.modeling.predictions import conform, empty_predictions
+    from cryptoml_pipeline.trading.prediction_engine import combine_expected
     from cryptoml_pipeline.trading.risk import detect_regime, disagreement_multiplier
 
     members = {
@@ -274,12 +362,12 @@ def engine_predictions(
         for m, kind in ENGINE_MEMBERS.items()
         if m in predictions
         and len(predictions[m])
-        and np.isfinite(predictions[m][PROB_COLUMNS].to_numpy(dtype=np.float64)).all()
+        and np.isfinite(predictions[m]["expected_return"].to_numpy(dtype=np.float64)).any()
     }
     if len(members) < 2:
-        return pd.DataFrame(columns=PREDICTION_COLUMNS), {
+        return empty_predictions(), {
             "available": False,
-            "reason": f"fewer than two probability models: {sorted(members)}",
+            "reason": f"fewer than two models with expected returns: {sorted(members)}",
         }
     keys = None
     for m in members:
@@ -309,7 +397,12 @@ def engine_predictions(
     horizon = settings.target.reach
     rt = settings.retrain
     weights, switched_off = {}, {}
-    for m, frame in frames.items():
+    for m, frame in list(frames.items()):
+        # skill = the sign of the expected return against the sign of the realised class
+        frame = frame.assign(
+            signal=np.sign(frame["expected_return"].to_numpy(np.float64)),
+            label=np.sign(frame["label"].to_numpy(np.float64)),
+        )
         recent, prior = _windowed_accuracy(
             frame,
             horizon=horizon,
@@ -335,34 +428,47 @@ def engine_predictions(
         acc = np.where(np.isnan(acc), overall, acc)
         weights[m] = np.where(off, 0.0, np.nan_to_num(acc, nan=1.0))
         switched_off[m] = float(np.mean(off))
-    out = combine(
-        {m: f[PROB_COLUMNS].to_numpy(dtype=np.float64) for m, f in frames.items()},
-        members,
+    expected, confidence, agreement = combine_expected(
+        {m: f["expected_return"].to_numpy(dtype=np.float64) for m, f in frames.items()},
+        {m: f["confidence"].to_numpy(dtype=np.float64) for m, f in frames.items()},
         weights,
     )
     base = frames[next(iter(frames))]
-    preds = keys.copy()
-    preds["fold"] = base["fold"].to_numpy()
-    for j, col in enumerate(PROB_COLUMNS):
-        preds[col] = out.probabilities[:, j]
-    # every member switched off on a row: hold (no trade), whatever the probabilities say
+    # every member switched off on a row: hold (no trade)
     all_off = np.all(np.stack([weights[m] for m in frames]) == 0, axis=0)
-    signal = np.where(all_off, 0, out.signal)
-    preds["pred_class"] = (signal + 2).astype(np.int64)
-    preds["signal"] = signal
-    preds["confidence"] = np.where(
+    expected = np.where(all_off, 0.0, expected)
+    confidence = np.where(
         all_off,
         0.0,
-        out.confidence * disagreement_multiplier(out.agreement, settings.risk.disagreement_floor),
+        confidence * disagreement_multiplier(agreement, settings.risk.disagreement_floor),
     )
-    preds["label"] = base["label"].to_numpy()
+    raw = keys.assign(
+        fold=base["fold"].to_numpy(),
+        expected_return=expected,
+        confidence=confidence,
+        label=base["label"].to_numpy(),
+    )
+    preds = conform(raw, labels=settings.labels)
     preds = preds.sort_values(["timestamp", "symbol"], kind="stable").reset_index(drop=True)
     info = {
         "available": True,
         "members": members,
+        "combination": "expected returns weighted by recent sign skill x confidence, per regime",
         "share_of_rows_switched_off": switched_off,
-        "mean_agreement": float(np.mean(out.agreement)),
+        "mean_agreement": float(np.mean(agreement)),
         "share_of_rows_all_off": float(np.mean(all_off)),
         "regime_share": {r: float(np.mean(regime == r)) for r in np.unique(regime)},
     }
-    return preds[PREDICTION_COLUMNS], info
+    return preds, info
+
+
+def headline_deflation(
+    equity: pd.DataFrame, initial_equity: float, trials: dict[str, Any]
+) -> dict[str, Any]:
+    """The strategy's ``psr``, ``dsr``, ``dsr_trials``, ``dsr_trial_sharpe_var`` against the
+    run's one trial set (the models section uses the same): ``equity`` is the evaluation's
+    equity frame (``timestamp`` + a ``strategy`` column)."""
+    curve = equity.set_index("timestamp")["strategy"].dropna()
+    out = deflate(daily_returns(curve, initial_equity=initial_equity), trials)
+    out["dsr_trials"] = int(out["dsr_trials"])
+    return out

@@ -38,6 +38,17 @@ class DataConfig(_Frozen):
     history_days: int = Field(
         45, ge=0, description="history loaded before start for feature warm-up only"
     )
+    training_history_days: int = Field(
+        0,
+        ge=0,
+        description="universe history before start that models may TRAIN on (test windows and "
+        "trading stay inside [start, end)); members join where their files have data",
+    )
+
+    @property
+    def loaded_history_days(self) -> int:
+        """Days loaded before ``start``: the training history plus the feature warm-up."""
+        return self.history_days + self.training_history_days
 
 
 class RetryConfig(_Frozen):
@@ -239,6 +250,9 @@ class WalkForwardConfig(_Frozen):
     validation_fraction: float = Field(0.2, gt=0, lt=1)
     embargo_bars: int = Field(0, ge=0, description="extra bars dropped after the purge")
     max_folds: int | None = Field(None, description="keep only the most recent N folds")
+    expanding: bool = Field(
+        False, description="train each fold on all data before its test window (>= train_days)"
+    )
 
     @model_validator(mode="after")
     def _no_overlapping_tests(self) -> WalkForwardConfig:
@@ -353,7 +367,12 @@ class ControlsConfig(_Frozen):
     seed: int = 7
     bootstrap_samples: int = Field(1000, ge=0)
     bootstrap_block_days: int = Field(5, ge=1)
-    n_trials: int = Field(1, ge=1, description="configurations tried, for the deflated Sharpe")
+    n_trials: int = Field(
+        1, ge=1, description="configurations tried to choose this one (deflated Sharpe)"
+    )
+    trial_sharpes: tuple[float, ...] | None = Field(
+        None, description="their annualised net Sharpes (the trial variance of the DSR)"
+    )
 
 
 class IntegratorConfig(_Frozen):
@@ -431,17 +450,19 @@ class PaperConfig(_Frozen):
 
 
 class GbmConfig(_Frozen):
-    """Gradient-boosted baseline (LightGBM, CPU) on the same features and folds (issue #5)."""
+    """Gradient-boosted model (LightGBM, CPU) on the same features and folds (issue #5), the
+    strategy's default member: pooled over the universe, heavily regularised (a weak, noisy
+    target: many rows per leaf, few leaves, feature and row subsampling)."""
 
     enabled: bool = True
-    n_estimators: int = Field(400, gt=0, description="upper bound; early stopping on val slice")
+    n_estimators: int = Field(300, gt=0, description="upper bound; early stopping on val slice")
     learning_rate: float = Field(0.05, gt=0)
-    num_leaves: int = Field(31, ge=2)
-    min_child_samples: int = Field(100, ge=1)
-    feature_fraction: float = Field(0.8, gt=0, le=1)
-    bagging_fraction: float = Field(0.8, gt=0, le=1)
-    lambda_l2: float = Field(1.0, ge=0)
-    early_stopping_rounds: int = Field(30, gt=0)
+    num_leaves: int = Field(15, ge=2)
+    min_child_samples: int = Field(1000, ge=1)
+    feature_fraction: float = Field(0.5, gt=0, le=1)
+    bagging_fraction: float = Field(0.7, gt=0, le=1)
+    lambda_l2: float = Field(10.0, ge=0)
+    early_stopping_rounds: int = Field(100, gt=0)
     lags: tuple[int, ...] = Field((1, 4), description="extra lagged copies of every feature")
     num_threads: int = Field(2, ge=1)
 
@@ -633,7 +654,7 @@ def profile_settings(profile: ProfileName, **data_overrides: object) -> Pipeline
             ppo=PpoConfig(total_timesteps=10_000),
             tuning=TuningConfig(n_trials=4),
             # the shuffled-label control doubles training: on the demo, the two latest folds
-            controls=ControlsConfig(shuffled_label_folds=2),
+            controls=ControlsConfig(shuffled_label_folds=None),
         )
     elif profile == "full":
         # the GPU profile: the spec's model; batch size chosen for throughput on the card

@@ -218,7 +218,9 @@ class MarketDataResource(dg.ConfigurableResource):
                 seed=self.synthetic_seed,
                 universe=list(data.universe or ()),
                 signal_strength=self.synthetic_signal_strength,
-                history=pd.Timedelta(days=data.history_days),  # warm-up history, as for parquet
+                history=pd.Timedelta(
+                    days=data.loaded_history_days
+                ),  # warm-up history, as for parquet
             )
         if self.kind == "ccxt":
             # the store may not hold the data yet: download the requested window first
@@ -233,7 +235,7 @@ class MarketDataResource(dg.ConfigurableResource):
             data.timeframe,
             resolved["start"],
             resolved["end"],
-            history=pd.Timedelta(days=data.history_days),
+            history=pd.Timedelta(days=data.loaded_history_days),
             funding_interval_hours=data.funding_interval_hours,
             universe=list(data.universe or ()),
         )

@@ -16,6 +16,7 @@ validation slice and no validation label reaches into the test window.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,6 +107,8 @@ def walk_forward_folds(
         train_start = test_start - train
         if train_start < start_ts:
             break
+        if config.expanding:  # every fold trains on all the data before its test window
+            train_start = start_ts
         windows.append((train_start, test_start, test_end))
         if config.max_folds is not None and len(windows) >= config.max_folds:
             break
@@ -132,10 +135,15 @@ def walk_forward_folds(
     ]
 
 
-def final_training_fold(end: object, config: WalkForwardConfig, *, timeframe: str = "1h") -> Fold:
-    """The production fold: train on ``[end - train_days, end)``, empty test window at ``end``."""
+def final_training_fold(
+    end: object, config: WalkForwardConfig, *, timeframe: str = "1h", start: object = None
+) -> Fold:
+    """The production fold: train on ``[end - train_days, end)`` (``[start, end)`` for an
+    expanding walk-forward), empty test window at ``end``."""
     end_ts = to_utc(end)
     train_start = end_ts - pd.Timedelta(days=config.train_days)
+    if config.expanding and start is not None:
+        train_start = min(train_start, to_utc(start))
     return Fold(
         key="final",
         index=0,
@@ -170,3 +178,26 @@ def fold_row_masks(
         val=np.asarray(val, dtype=bool),
         test=np.asarray(test, dtype=bool),
     )
+
+
+def walk_forward_plan(
+    start: object,
+    end: object,
+    config: WalkForwardConfig,
+    *,
+    timeframe: str = "1h",
+    training_history_days: int = 0,
+) -> list[Fold]:
+    """The run's folds: :func:`walk_forward_folds` over ``[start - training_history, end)``,
+    keeping the folds whose TEST window starts at or after ``start`` — models may train on the
+    history before the run's window, every prediction lies inside it."""
+    start_ts = to_utc(start)
+    history = pd.Timedelta(days=training_history_days)
+    folds = walk_forward_folds(start_ts - history, end, config, timeframe=timeframe)
+    inside = [f for f in folds if f.test_start >= start_ts]
+    if not inside:
+        raise InputError(
+            f"no walk-forward test window fits inside [{start_ts}, {to_utc(end)}) "
+            f"({config.train_days} train + {config.test_days} test days)"
+        )
+    return [dataclasses.replace(f, index=i) for i, f in enumerate(inside)]

@@ -118,3 +118,37 @@ class MLPredictionEngine:
         kinds = {m: self.models[m].kind for m in active}
         base = {m: self.models[m].weight * (weights or {}).get(m, 1.0) for m in active}
         return combine(outputs, kinds, base)
+
+
+def combine_expected(
+    expected: Mapping[str, np.ndarray],
+    confidence: Mapping[str, np.ndarray],
+    weights: Mapping[str, float | np.ndarray],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Combine members on the prediction schema: ``(expected_return, confidence, agreement)``.
+
+    The expected return is the average of the members' expected returns weighted by
+    ``weight x confidence`` (weights: e.g. recent out-of-sample skill, 0 where the risk layer
+    switched a member off); the confidence is the weighted mean confidence; the agreement is the
+    weighted share of members whose expected return has the ensemble's sign. A row where every
+    weight is 0 gets expected return 0 (no trade)."""
+    if not expected:
+        raise InputError("the prediction engine has no model to combine")
+    names = list(expected)
+    er = np.stack([np.asarray(expected[m], dtype=np.float64) for m in names])  # [M, n]
+    conf = np.stack([np.nan_to_num(np.asarray(confidence[m], np.float64)) for m in names])
+    n = er.shape[1]
+    base = np.stack(
+        [
+            np.clip(np.broadcast_to(np.asarray(weights.get(m, 1.0), np.float64), (n,)), 0, None)
+            for m in names
+        ]
+    )
+    w = np.where(np.isfinite(er), base * conf, 0.0)
+    total = w.sum(axis=0)
+    safe = np.where(total > 0, total, 1.0)
+    combined = np.where(total > 0, (w * np.nan_to_num(er)).sum(axis=0) / safe, 0.0)
+    agree = (np.sign(np.nan_to_num(er)) == np.sign(combined)[None, :]).astype(np.float64)
+    agreement = np.where(total > 0, (w * agree).sum(axis=0) / safe, 0.0)
+    confidence_out = np.where(total > 0, (w * conf).sum(axis=0) / safe, 0.0)
+    return combined, np.clip(confidence_out, 0.0, 1.0), agreement

@@ -33,6 +33,7 @@ from cryptoml_pipeline.management.serving import (
     score_on_window,
     validation_mask,
 )
+from cryptoml_pipeline.model_comparison import headline_deflation
 from cryptoml_pipeline.modeling.folds import final_training_fold
 from cryptoml_pipeline.modeling.forecast_model import (
     ForecastModel,
@@ -64,7 +65,11 @@ def candidate_model(
     included)."""
     settings = pipeline.settings()
     fold = final_training_fold(
-        to_utc(dataset_info["end"]), settings.walk_forward, timeframe=dataset_info["timeframe"]
+        to_utc(dataset_info["end"]),
+        settings.walk_forward,
+        timeframe=dataset_info["timeframe"],
+        start=to_utc(dataset_info["start"])
+        - pd.Timedelta(days=settings.data.training_history_days),
     )
     model = fit_forecast_model(
         settings.strategy.model,
@@ -229,15 +234,19 @@ def _flat(evidence: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def walk_forward_evidence(backtest: dict[str, Any]) -> dict[str, Any]:
-    """What the deployment decision rests on: the strategy's out-of-sample record."""
+def walk_forward_evidence(
+    backtest: dict[str, Any], model_comparison: dict[str, Any], initial_equity: float
+) -> dict[str, Any]:
+    """What the deployment decision rests on: the strategy's out-of-sample record, its Sharpe
+    deflated by the run's one trial set (selection trials + models compared)."""
     strategy = backtest.get("strategy") or {}
     forecast = backtest.get("forecast") or {}
+    deflated = headline_deflation(backtest["equity"], initial_equity, model_comparison["trials"])
     return {
         "sharpe": strategy.get("sharpe"),
-        "psr": strategy.get("psr"),
-        "dsr": strategy.get("dsr"),
-        "dsr_trials": strategy.get("dsr_trials"),
+        "psr": deflated["psr"],
+        "dsr": deflated["dsr"],
+        "dsr_trials": deflated["dsr_trials"],
         "n_trades": strategy.get("n_trades"),
         "rank_ic": forecast.get("rank_ic"),
         "rank_ic_t": forecast.get("rank_ic_t"),
@@ -249,6 +258,7 @@ def deployed_model(
     context: dg.AssetExecutionContext,
     candidate_model: Any,  # ForecastModel
     backtest: dict[str, Any],
+    model_comparison: dict[str, Any],
     fold_plan: list[dict[str, Any]],
     pipeline: PipelineResource,
 ) -> dict[str, Any]:
@@ -265,7 +275,7 @@ def deployed_model(
     gate = entry.metrics.get("gate")
     if gate is None:
         raise dg.Failure(f"candidate {version} has no deploy-gate decision: run deploy_gate")
-    evidence = walk_forward_evidence(backtest)
+    evidence = walk_forward_evidence(backtest, model_comparison, settings.costs.initial_equity)
     missing = evidence_failure(evidence, settings.gate)
     registry.update_metrics(version, {"walk_forward": evidence})
     current = registry.deployed()

@@ -15,6 +15,7 @@ from cryptoml_pipeline.defs.assets.modeling import plan_folds
 from cryptoml_pipeline.defs.resources import PipelineResource
 from cryptoml_pipeline.evaluation import Evaluation, evaluate_walk_forward
 from cryptoml_pipeline.features.report import features_section
+from cryptoml_pipeline.model_comparison import headline_deflation
 from cryptoml_pipeline.modeling.predictions import validate_predictions
 from cryptoml_pipeline.reporting.report import build_report, write_report
 from cryptoml_pipeline.reporting.ui_metadata import (
@@ -203,6 +204,11 @@ def backtest_report(
     comparison (every model of the zoo on the same folds)."""
     settings = pipeline.settings()
     ev = _evaluation_from_bundle(backtest)
+    # one deflated Sharpe: the trial set of the model comparison (selection + models compared)
+    deflated = headline_deflation(
+        ev.equity, settings.costs.initial_equity, model_comparison["trials"]
+    )
+    ev.strategy.update(deflated)
     fold_keys = [f["key"] for f in fold_plan]
     importance, missing = load_importance_partitions(pipeline.output_dir, fold_keys)
     plan, plan_source = feature_plan_metadata(

@@ -14,7 +14,7 @@ from cryptoml_pipeline.modeling.fold_training import (
     predict_fold,
     train_fold,
 )
-from cryptoml_pipeline.modeling.folds import Fold, walk_forward_folds
+from cryptoml_pipeline.modeling.folds import Fold, walk_forward_plan
 from cryptoml_pipeline.timing import to_utc
 
 GROUP = "modeling"
@@ -69,11 +69,12 @@ def fold_plan(
 ) -> list[dict[str, Any]]:
     """Purged + embargoed walk-forward folds over the run's window; syncs the fold partitions."""
     settings = pipeline.settings()
-    folds = walk_forward_folds(
+    folds = walk_forward_plan(
         to_utc(dataset_info["start"]),
         to_utc(dataset_info["end"]),
         settings.walk_forward,
         timeframe=dataset_info["timeframe"],
+        training_history_days=settings.data.training_history_days,
     )
     plan = [fold_to_dict(f) for f in folds]
     sync_fold_partitions(context.instance, [f["key"] for f in plan])

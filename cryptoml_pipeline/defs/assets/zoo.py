@@ -231,7 +231,7 @@ def ensemble_predictions(
 @dg.asset(group_name=GROUP)
 def model_comparison(
     context: dg.AssetExecutionContext,
-    oos_predictions: pd.DataFrame,
+    fold_predictions: dict,
     gbm_predictions: dict,
     lstm_cnn_predictions: dict,
     ppo_predictions: dict,
@@ -239,15 +239,17 @@ def model_comparison(
     ohlcv: pd.DataFrame,
     funding: pd.DataFrame,
     feature_table: pd.DataFrame,
+    label_table: pd.DataFrame,
     fold_plan: list[dict[str, Any]],
     dataset_info: dict,
     pipeline: PipelineResource,
 ) -> dict[str, Any]:
-    """Accuracy, macro-F1, log-loss per model and fold; each model's strategy through the same
+    """Rank IC / IC / t / hit rate, net Sharpe by year, break-even fee, accuracy, macro-F1,
+    log-loss per model and fold; each model's strategy through the same
     engine and simulator; the ensemble's lift over its best base model."""
     settings = pipeline.settings()
     preds = {
-        "transformer": oos_predictions,
+        "transformer": _all_folds(fold_predictions),
         "gbm": _all_folds(gbm_predictions),
         "lstm_cnn": _all_folds(lstm_cnn_predictions),
         "ppo": _all_folds(ppo_predictions),
@@ -267,6 +269,7 @@ def model_comparison(
         folds=plan_folds(fold_plan),
         settings=settings,
         timeframe=dataset_info["timeframe"],
+        labels=label_table,
     )
     context.add_output_metadata(
         {
