@@ -1,61 +1,116 @@
-"""``cryptoml signal --symbol BTC/USDT``: the deployed model's signal for the latest closed bar,
-printed as JSON. Reads the parquet data directory; errors print one line (exit 2)."""
+"""``cryptoml signal``: the deployed model's signal for the last closed bar, as JSON on stdout.
+
+Every setting (universe, timeframe, features, costs, risk) comes from the model's manifest. The
+data source is the run's: the parquet data directory (``--data-dir``, else the README's rule),
+or, for a model trained on the synthetic market, that market regenerated exactly as the run did
+(``MarketDataResource`` with the run's settings; seed and signal strength are the resource's).
+
+Output: one JSON object for one ``--symbol``; a JSON list (in the order given) for several
+comma-separated symbols or none (= every traded symbol). Logs go to stderr. Nothing deployed:
+one line naming the latest candidate and why it was not deployed (exit 2); ``--candidate``
+serves that candidate, saying on stderr that it is not deployed.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import sys
 from pathlib import Path
 
 import pandas as pd
 
 from cryptoml_pipeline.errors import InputError
 from cryptoml_pipeline.locations import resolve_data_location
-from cryptoml_pipeline.market.layout import perpetual_symbol, spot_symbol
 from cryptoml_pipeline.market.store import ParquetStore
-from cryptoml_pipeline.settings import PROFILES, profile_settings
-from cryptoml_pipeline.timing import timeframe_to_timedelta
-from cryptoml_pipeline.trading.realtime import LoadedModel, latest_signal, load_engine, tail_bars
+from cryptoml_pipeline.serving.market import check_symbols, store_tail
+from cryptoml_pipeline.serving.models import ServedModel, load_served
+from cryptoml_pipeline.serving.signal import signals
+
+logger = logging.getLogger(__name__)
+SIDES = {"long": 1, "short": -1, "flat": 0}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     sig = sub.add_parser("signal", help="print the deployed model's latest signal as JSON")
-    sig.add_argument("--symbol", required=True, help="ccxt symbol, e.g. BTC/USDT")
+    sig.add_argument(
+        "--symbol",
+        help="ccxt symbol, e.g. BTC/USDT (one JSON object); comma-separated for several, or "
+        "omitted for every traded symbol (a JSON list)",
+    )
     sig.add_argument("--data-dir", help="parquet data directory (default: see README)")
     sig.add_argument("--output-dir", default="output", help="where `cryptoml run` deployed")
-    sig.add_argument("--profile", default="demo", choices=PROFILES, help="feature settings")
+    sig.add_argument(
+        "--candidate",
+        action="store_true",
+        help="serve the latest registry candidate (not deployed for trading)",
+    )
+    sig.add_argument(
+        "--position",
+        default="flat",
+        help="the held position the decision reviews: flat|long|short for every symbol, or "
+        "SYMBOL=SIDE,... (default flat)",
+    )
+    sig.add_argument("--equity", type=float, help="account equity for sizing (default: costs)")
 
 
-def read_tail(
-    store: ParquetStore, symbol: str, loaded: LoadedModel, n_bars: int
-) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """The last ``n_bars`` closed candles of the traded instrument (perpetual, else spot) and
-    the perpetual's funding over the same span (None when there is no funding file)."""
-    tf = loaded.timeframe
-    perp, spot = perpetual_symbol(symbol), spot_symbol(symbol)
-    instrument = perp if store.has_candles(perp, tf) else spot
-    coverage = store.candle_coverage(instrument, tf)
-    if coverage is None:
-        raise InputError(f"no {tf} candles for {symbol} in {store.root}")
-    end = coverage[1] + timeframe_to_timedelta(tf)
-    start = end - n_bars * timeframe_to_timedelta(tf)
-    candles = store.read_candles(instrument, tf, start, end, as_symbol=symbol)
-    funding = None
-    if store.has_funding(perp):
-        funding = store.read_funding(perp, start - pd.Timedelta(hours=8), end, as_symbol=symbol)
-    return candles, funding
+def parse_symbols(raw: str | None) -> list[str]:
+    symbols = [s.strip() for s in (raw or "").split(",") if s.strip()]
+    bad = [s for s in symbols if "/" not in s]
+    if bad:
+        raise InputError(f"symbol {bad[0]!r} is not a ccxt symbol like BTC/USDT")
+    return symbols
+
+
+def parse_positions(raw: str, symbols: list[str]) -> dict[str, int]:
+    raw = raw.strip()
+    if raw in SIDES:
+        return dict.fromkeys(symbols, SIDES[raw])
+    out = {}
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        symbol, _, side = part.partition("=")
+        if side not in SIDES:
+            raise InputError(f"--position {part!r}: expected flat|long|short or SYMBOL=SIDE")
+        out[symbol.strip()] = SIDES[side]
+    return out
+
+
+def market_frames(
+    served: ServedModel, data_dir: str | None, symbols: list[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Candles and funding from the run's data source (module docstring)."""
+    if served.synthetic:
+        from cryptoml_pipeline.defs.resources import MarketDataResource
+
+        settings = served.settings
+        if settings.data.end is None and served.data_end is not None:
+            data = settings.data.model_copy(update={"end": served.data_end.to_pydatetime()})
+            settings = settings.model_copy(update={"data": data})
+        market = MarketDataResource(kind="synthetic").load(settings)
+        return market.candles, market.funding
+    location = resolve_data_location(data_dir)
+    if location.kind != "parquet" or location.path is None or not location.path.is_dir():
+        raise InputError(
+            f"model {served.version} was trained on parquet data; no data directory found "
+            f"({location.reason}): pass --data-dir"
+        )
+    return store_tail(ParquetStore(location.path), served, symbols)
 
 
 def cmd_signal(args: argparse.Namespace) -> int:
-    if "/" not in args.symbol:
-        raise InputError(f"symbol {args.symbol!r} is not a ccxt symbol like BTC/USDT")
-    location = resolve_data_location(args.data_dir)
-    if location.kind != "parquet" or location.path is None or not location.path.is_dir():
-        raise InputError(f"no parquet data directory for signals ({location.reason})")
-    settings = profile_settings(args.profile)
-    loaded = load_engine(Path(args.output_dir))
-    candles, funding = read_tail(
-        ParquetStore(location.path), args.symbol, loaded, tail_bars(loaded, settings.features)
-    )
-    print(json.dumps(latest_signal(loaded, candles, funding, settings.features)))  # noqa: T201
+    symbols = parse_symbols(args.symbol)
+    served = load_served(Path(args.output_dir), candidate=args.candidate)
+    if not served.deployed:
+        print(  # noqa: T201
+            f"cryptoml: warning: model {served.version} is a candidate, NOT deployed for trading "
+            f"({served.reason or 'no reason recorded'})",
+            file=sys.stderr,
+        )
+    wanted = check_symbols(served, symbols)
+    positions = parse_positions(args.position, wanted)
+    candles, funding = market_frames(served, args.data_dir, wanted)
+    records = signals(served, candles, funding, wanted, position=positions, equity=args.equity)
+    body = records[0] if len(symbols) == 1 else records
+    print(json.dumps(body, allow_nan=False))  # noqa: T201
     return 0

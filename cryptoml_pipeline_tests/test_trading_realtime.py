@@ -1,208 +1,240 @@
-"""Real-time signal path: the tail feature window equals the full feature build, and the fast
-path gives the same signal as the general ``build_features`` path."""
+"""Real-time serving: the signal from the universe's causal tail equals the prediction on the full
+history, the last closed bar of every needed series (never forward-filled), the model loading
+(deployed / candidate / nothing deployed) and the backtest's own decision rules."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
-import torch
 
-from cryptoml_pipeline.features.build import build_features, feature_columns, warmup_bars
+from cryptoml_pipeline.errors import InputError
+from cryptoml_pipeline.evaluation import simulation_options
+from cryptoml_pipeline.features.build import compute_features
+from cryptoml_pipeline.management.db import open_database
 from cryptoml_pipeline.management.deployment_store import deploy
-from cryptoml_pipeline.modeling.fold_training import FoldModel, fold_from_dict
-from cryptoml_pipeline.modeling.nets.transformer import CryptoTransformer
-from cryptoml_pipeline.modeling.scaling import fit_scaler
-from cryptoml_pipeline.settings import profile_settings
-from cryptoml_pipeline.trading.realtime import (
-    TailFeatures,
-    latest_signal,
-    load_engine,
-    tail_bars,
-    tail_features,
+from cryptoml_pipeline.management.registry import ModelRegistry
+from cryptoml_pipeline.management.serving import save_and_register
+from cryptoml_pipeline.market.layout import perpetual_symbol
+from cryptoml_pipeline.market.store import ParquetStore
+from cryptoml_pipeline.market.synthetic import synthetic_market
+from cryptoml_pipeline.modeling.folds import final_training_fold
+from cryptoml_pipeline.modeling.forecast_model import (
+    ForecastModel,
+    fit_forecast_model,
+    predict_forecast,
 )
+from cryptoml_pipeline.modeling.labels import make_labels
+from cryptoml_pipeline.serving import (
+    NotDeployedError,
+    closed_bars,
+    decide,
+    load_served,
+    signals,
+    store_tail,
+)
+from cryptoml_pipeline.settings import PipelineSettings, profile_settings
+from cryptoml_pipeline.trading.backtest import simulate
+from cryptoml_pipeline.trading.decisions import make_decisions
 
-CONFIG = profile_settings("demo").features
-SEQ = 16
+TRADED = ("BTC/USDT", "ETH/USDT")
+UNIVERSE = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
+START = pd.Timestamp("2025-01-01", tz="UTC")
+END = pd.Timestamp("2025-03-15", tz="UTC")
 
 
-def synthetic_market(n: int = 1400, seed: int = 5) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Seeded 1h candles (with volume) of BTC/USDT and 8h funding over the same span."""
-    rng = np.random.default_rng(seed)
-    close = 40_000 * np.exp(np.cumsum(rng.normal(0, 0.006, n)))
-    open_ = np.concatenate([[40_000.0], close[:-1]])
-    span = np.abs(rng.normal(0, 0.003, n)) * close
-    ts = pd.date_range("2024-01-01", periods=n, freq="1h", tz="UTC")
+@dataclass(frozen=True)
+class Deployed:
+    output_dir: Path
+    store: ParquetStore
+    candles: pd.DataFrame
+    funding: pd.DataFrame
+    model: ForecastModel
+    settings: PipelineSettings
+
+
+def tiny_settings() -> PipelineSettings:
+    base = profile_settings("tiny")
+    data = base.data.model_copy(update={"symbols": TRADED, "universe": UNIVERSE})
+    return base.model_copy(update={"data": data})
+
+
+def write_store(root: Path, candles: pd.DataFrame, funding: pd.DataFrame) -> ParquetStore:
+    store = ParquetStore(root)
+    for symbol, rows in candles.groupby("symbol"):
+        instrument = perpetual_symbol(str(symbol)) if symbol in TRADED else str(symbol)
+        store.write_candles(rows.drop(columns="symbol"), instrument, "1h")
+    for symbol, rows in funding.groupby("symbol"):
+        store.write_funding(rows.drop(columns="symbol"), perpetual_symbol(str(symbol)))
+    return store
+
+
+def manifest_fields(settings: PipelineSettings, *, synthetic: bool) -> dict:
+    """What ``defs/assets/deployment.candidate_model`` adds to a candidate's manifest."""
+    return {
+        "version": "signal-test",
+        "symbols": list(TRADED),
+        "universe": list(UNIVERSE),
+        "timeframe": "1h",
+        "settings": settings.model_dump(mode="json"),
+        "data": {
+            "source": "synthetic" if synthetic else "parquet",
+            "synthetic": synthetic,
+            "train_end": END.isoformat(),
+        },
+    }
+
+
+def build_deployed(root: Path) -> Deployed:
+    settings = tiny_settings()
+    market = synthetic_market(
+        TRADED, "1h", START, END, seed=3, universe=UNIVERSE, history=pd.Timedelta(days=20)
+    )
+    candles, funding = market.candles, market.funding
+    features = compute_features(candles, funding, settings.features, timeframe="1h")
+    labels = make_labels(candles, settings.target, settings.labels, timeframe="1h")
+    fold = final_training_fold(END, settings.walk_forward, timeframe="1h")
+    model = fit_forecast_model("gbm", features, labels, fold, settings, "1h", traded=list(TRADED))
+    model.manifest.update(manifest_fields(settings, synthetic=False))
+    deploy(root / "output", model, dict(model.manifest))
+    store = write_store(root / "data", candles, funding)
+    return Deployed(root / "output", store, candles, funding, model, settings)
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory: pytest.TempPathFactory) -> Deployed:
+    return build_deployed(tmp_path_factory.mktemp("realtime"))
+
+
+def _reference(dep: Deployed, symbol: str, bar: pd.Timestamp) -> pd.Series:
+    """The model's prediction at ``bar`` on the features of the WHOLE history."""
+    table = compute_features(dep.candles, dep.funding, dep.settings.features, timeframe="1h")
+    mask = ((table["symbol"] == symbol) & (table["timestamp"] == bar)).to_numpy()
+    return predict_forecast(dep.model, table, None, mask, dep.settings, "1h", tag="ref").iloc[0]
+
+
+def test_signal_from_the_store_equals_the_full_history_prediction(deployed: Deployed) -> None:
+    served = load_served(deployed.output_dir)
+    assert served.deployed and served.universe == UNIVERSE
+    candles, funding = store_tail(deployed.store, served, ["ETH/USDT"])
+    span = candles["timestamp"].max() - candles["timestamp"].min()
+    assert span < END - START - pd.Timedelta(days=20)  # only a tail was read
+    assert set(candles["symbol"]) == set(UNIVERSE)  # every universe member
+    [record] = signals(served, candles, funding, ["ETH/USDT"])
+    last = END - pd.Timedelta(hours=1)
+    assert record["bar_open"] == last.isoformat()
+    ref = _reference(deployed, "ETH/USDT", last)
+    assert record["expected_return"] == pytest.approx(ref["expected_return"], abs=1e-9, rel=0)
+    assert record["confidence"] == pytest.approx(ref["confidence"], abs=1e-9, rel=0)
+    assert record["signal"] == int(ref["signal"])
+    assert record["decision"]["action"] in ("enter", "hold")
+
+
+def test_a_member_missing_the_last_bar_moves_the_signal_back(deployed: Deployed) -> None:
+    served = load_served(deployed.output_dir)
+    candles, funding = store_tail(deployed.store, served, ["BTC/USDT"])
+    last = candles["timestamp"].max()
+    late = (candles["symbol"] == "SOL/USDT") & (candles["timestamp"] == last)
+    bars = closed_bars(served, candles[~late], funding, ["BTC/USDT"])
+    assert bars == {"BTC/USDT": last - pd.Timedelta(hours=1)}  # never filled forward
+
+
+def test_funding_not_yet_settled_moves_the_signal_back(deployed: Deployed) -> None:
+    served = load_served(deployed.output_dir)
+    candles, funding = store_tail(deployed.store, served, ["BTC/USDT", "ETH/USDT"])
+    last_settlement = funding["timestamp"].max()
+    stale = (funding["symbol"] == "BTC/USDT") & (funding["timestamp"] == last_settlement)
+    bars = closed_bars(served, candles, funding[~stale], ["BTC/USDT", "ETH/USDT"])
+    assert bars["BTC/USDT"] == last_settlement - pd.Timedelta(hours=1)
+    assert bars["ETH/USDT"] == candles["timestamp"].max()
+    record = signals(served, candles, funding[~stale], ["BTC/USDT"])[0]
+    assert record["bar_open"] == bars["BTC/USDT"].isoformat()
+    ref = _reference(deployed, "BTC/USDT", bars["BTC/USDT"])
+    assert record["expected_return"] == pytest.approx(ref["expected_return"], abs=1e-9, rel=0)
+
+
+def test_an_untraded_symbol_is_refused(deployed: Deployed) -> None:
+    served = load_served(deployed.output_dir)
+    with pytest.raises(InputError, match="does not trade"):
+        signals(served, deployed.candles, deployed.funding, ["SOL/USDT"])
+
+
+def test_nothing_deployed_names_the_candidate_and_its_reason(
+    deployed: Deployed, tmp_path: Path
+) -> None:
+    out = tmp_path / "output"
+    with pytest.raises(NotDeployedError, match="no deployed model and no candidate"):
+        load_served(out)
+    registry = ModelRegistry(open_database(out))
+    save_and_register(registry, out, deployed.model, {})
+    registry.reject("signal-test", "not deployed: no evidence of edge (DSR 0.10 < 0.95)")
+    with pytest.raises(NotDeployedError, match=r"signal-test was not deployed: .*DSR 0\.10"):
+        load_served(out)
+    served = load_served(out, candidate=True)
+    assert not served.deployed and "no evidence of edge" in (served.reason or "")
+    assert served.symbols == TRADED
+
+
+@pytest.mark.parametrize(
+    ("signal", "confidence", "expected"),
+    [(2, 0.9, 0.03), (-1, 0.6, -0.03), (2, 0.9, 0.0001), (1, 0.9, -0.02), (0, 0.9, 0.05)],
+)
+def test_an_entry_is_what_the_backtest_does_with_the_decision(
+    signal: int, confidence: float, expected: float
+) -> None:
+    """``decide`` enters exactly when the simulator (the backtest's own kernel) trades the same
+    decision at the next open, with the simulator's notional."""
+    settings = tiny_settings()
+    ts = pd.date_range("2025-01-01", periods=3, freq="1h", tz="UTC")
     candles = pd.DataFrame(
         {
             "timestamp": ts,
             "symbol": "BTC/USDT",
-            "open": open_,
-            "high": np.maximum(open_, close) + span,
-            "low": np.minimum(open_, close) - span,
-            "close": close,
-            "volume": rng.lognormal(3.0, 0.5, n),
+            "open": [100.0, 101.0, 102.0],
+            "high": [101.0, 102.0, 103.0],
+            "low": [99.0, 100.5, 101.5],
+            "close": [101.0, 102.0, 102.5],
+            "volume": 10.0,
         }
     )
-    settle = pd.date_range(ts[0], ts[-1], freq="8h")
-    funding = pd.DataFrame(
-        {
-            "timestamp": settle,
-            "symbol": "BTC/USDT",
-            "funding_rate": rng.normal(1e-4, 2e-4, len(settle)),
-        }
+    funding = pd.DataFrame({"timestamp": ts[:1], "symbol": "BTC/USDT", "funding_rate": [0.0]})
+    vol, atr = 0.6, 0.01
+    decision = decide(
+        signal=signal,
+        confidence=confidence,
+        expected_return=expected,
+        volatility=vol,
+        atr_pct=atr,
+        settings=settings,
+        timeframe="1h",
     )
-    return candles, funding
-
-
-def tail_of(
-    candles: pd.DataFrame, funding: pd.DataFrame, n: int
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The last ``n`` candles and the funding from 8h before them on (as ``read_tail`` does)."""
-    tail = candles.tail(n).reset_index(drop=True)
-    start = tail["timestamp"].iloc[0] - pd.Timedelta(hours=8)
-    return tail, funding.loc[funding["timestamp"] >= start].reset_index(drop=True)
-
-
-def deploy_tiny_model(
-    output_dir: Path, candles: pd.DataFrame, funding: pd.DataFrame, steps: int = 5
-) -> list[str]:
-    """Train a tiny transformer a few Adam steps on the synthetic features and deploy it."""
-    torch.manual_seed(0)
-    table = build_features(candles, funding, CONFIG, "1h").table.dropna().reset_index(drop=True)
-    cols = feature_columns(table)
-    scaler = fit_scaler(table[cols].to_numpy(np.float64))
-    model_config = profile_settings("demo").model.model_copy(
-        update={
-            "d_model": 16,
-            "nhead": 2,
-            "num_layers": 1,
-            "dim_feedforward": 32,
-            "head_hidden": 16,
-            "sequence_length": SEQ,
-        }
+    decisions = make_decisions(
+        ts[:1].to_series().reset_index(drop=True),
+        pd.Series(["BTC/USDT"]),
+        [signal],
+        [confidence],
+        [vol],
+        [atr],
+        [expected],
     )
-    model = CryptoTransformer(len(cols), model_config)
-    x = scaler.transform(table[cols].to_numpy(np.float64))
-    windows = np.stack([x[i - SEQ : i] for i in range(SEQ, len(x) - 1, 7)])
-    ret = table["ret_1"].to_numpy()
-    ends = np.arange(SEQ, len(x) - 1, 7)
-    labels = np.digitize(ret[ends], np.quantile(ret[ends], [0.2, 0.4, 0.6, 0.8]))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    model.train()
-    for _ in range(steps):
-        opt.zero_grad()
-        logits = model(torch.as_tensor(windows, dtype=torch.float32))
-        loss = torch.nn.functional.cross_entropy(logits, torch.as_tensor(labels))
-        loss.backward()
-        opt.step()
-    model.eval()
-    manifest = {
-        "fold": {
-            "key": "tiny",
-            "index": 0,
-            "train_start": "2024-01-01T00:00:00+00:00",
-            "val_start": "2024-02-01T00:00:00+00:00",
-            "test_start": "2024-02-15T00:00:00+00:00",
-            "test_end": "2024-03-01T00:00:00+00:00",
-        },
-        "scaler": scaler.to_dict(),
-        "feature_cols": cols,
-        "input_dim": len(cols),
-        "n_classes": 5,
-        "model_config": model_config.model_dump(mode="json"),
-        "timeframe": "1h",
-        "version": "tiny-test",
-    }
-    # deploy takes a forecast model (the fold model the trainer returns), not a bare network
-    fold_model = FoldModel(
-        fold=fold_from_dict(manifest["fold"]),
-        model=model,
-        scaler=scaler,
-        feature_cols=cols,
-        manifest=manifest,
-    )
-    deploy(output_dir, fold_model, manifest)
-    return cols
+    common = simulation_options(settings, "1h")[0] | {"min_hold_bars": 1}
+    result = simulate(candles, funding, decisions, **common)
+    trades = result.trades
+    assert (decision.action == "enter") is (len(trades) == 1)
+    if decision.action == "enter":
+        trade = trades.iloc[0]
+        assert trade["side"] == decision.side
+        assert trade["quantity"] * trade["entry_price"] == pytest.approx(decision.notional)
 
 
-@pytest.fixture(scope="module")
-def market() -> tuple[pd.DataFrame, pd.DataFrame]:
-    return synthetic_market()
-
-
-def test_tail_window_equals_full_build_last_rows(market) -> None:
-    candles, funding = market
-    full = build_features(candles, funding, CONFIG, "1h").table
-    cols = feature_columns(full)
-    assert {"funding_zscore_90", "liq_cascade_proxy", "vol_rank_720", "hour_sin"} <= set(cols)
-    n_tail = warmup_bars(CONFIG) + SEQ + 1
-    tail, tail_funding = tail_of(candles, funding, n_tail)
-    window = TailFeatures(CONFIG, cols).window(tail, tail_funding, SEQ)
-    assert window is not None and window.shape == (SEQ, len(cols))
-    assert np.isfinite(window).all()
-    # the same functions on the same tail: bit-identical to build_features on that tail
-    on_tail = build_features(tail, tail_funding, CONFIG, "1h").table
-    np.testing.assert_array_equal(window, on_tail[cols].to_numpy(np.float64)[-SEQ:])
-    # and equal to the FULL-history build's last rows within the declared warm-up tolerance
-    np.testing.assert_allclose(
-        window, full[cols].to_numpy(np.float64)[-SEQ:], rtol=1e-7, atol=1e-12
-    )
-
-
-def test_tail_window_subset_of_columns_in_model_order(market) -> None:
-    candles, funding = market
-    cols = ["session_us", "rsi_14", "funding_rate", "volume_z_168", "hour_cos"]
-    tail, tail_funding = tail_of(candles, funding, warmup_bars(CONFIG) + SEQ + 1)
-    window = TailFeatures(CONFIG, cols).window(tail, tail_funding, SEQ)
-    ref = build_features(tail, tail_funding, CONFIG, "1h").table[cols].to_numpy()[-SEQ:]
-    np.testing.assert_array_equal(window, ref)
-
-
-def test_tail_window_defers_to_general_path(market) -> None:
-    candles, funding = market
-    tail, tail_funding = tail_of(candles, funding, 300)
-    builder = TailFeatures(CONFIG, ["rsi_14", "funding_zscore_90"])
-    assert builder.window(tail, tail_funding, SEQ) is not None
-    assert builder.window(tail.iloc[::-1], tail_funding, SEQ) is None  # unsorted rows
-    assert builder.window(pd.concat([tail, tail.tail(1)]), tail_funding, SEQ) is None  # dup
-    two = pd.concat([tail, tail.assign(symbol="ETH/USDT")], ignore_index=True)
-    assert builder.window(two, tail_funding, SEQ) is None  # several symbols
-    assert builder.window(tail, None, SEQ) is None  # needs funding, none given
-    micro = TailFeatures(CONFIG, ["volume_z_168"])
-    assert micro.window(tail.drop(columns="volume"), None, SEQ) is None  # needs volume
-    assert not TailFeatures(CONFIG, ["corr_BTC_24"]).supported  # cross-asset: general path
-
-
-def test_funding_settlements_cached_until_they_change(market) -> None:
-    candles, funding = market
-    tail, tail_funding = tail_of(candles, funding, 300)
-    builder = TailFeatures(CONFIG, ["funding_zscore_90"])
-    builder.window(tail, tail_funding, SEQ)
-    first = builder._settled
-    builder.window(tail, tail_funding.copy(), SEQ)
-    assert builder._settled is first  # same settlements: reused
-    changed = tail_funding.assign(funding_rate=tail_funding["funding_rate"] * 2)
-    out = builder.window(tail, changed, SEQ)
-    assert builder._settled is not first
-    ref = build_features(tail, changed, CONFIG, "1h").table[["funding_zscore_90"]]
-    np.testing.assert_array_equal(out, ref.to_numpy()[-SEQ:])
-
-
-def test_latest_signal_tail_path_equals_general_path(market, tmp_path: Path) -> None:
-    candles, funding = market
-    deploy_tiny_model(tmp_path, candles.head(1000), funding)
-    loaded = load_engine(tmp_path)
-    assert loaded.sequence_length == SEQ
-    n_tail = tail_bars(loaded, CONFIG)
-    for end in (len(candles) - 3, len(candles)):  # two different latest bars
-        tail, tail_funding = tail_of(candles.head(end), funding, n_tail)
-        fast = latest_signal(loaded, tail, tail_funding, CONFIG)
-        general = latest_signal(loaded, tail, tail_funding, CONFIG, tail_path=False)
-        assert fast == general
-        assert fast["bar_open"] == tail["timestamp"].iloc[-1].isoformat()
-        assert fast["signal"] in (-2, -1, 0, 1, 2)
-        assert sum(fast["probabilities"]) == pytest.approx(1.0)
-    assert tail_features(loaded, CONFIG) is tail_features(loaded, CONFIG)  # cached per model
+def test_a_held_position_is_reviewed_like_the_kernel() -> None:
+    settings = tiny_settings()
+    args = {"volatility": 0.6, "atr_pct": 0.01, "settings": settings, "timeframe": "1h"}
+    hold = decide(signal=1, confidence=0.4, expected_return=0.0, position=1, **args)
+    assert (hold.action, hold.side) == ("hold", "long")  # no cost filter on a hold
+    flip = decide(signal=-2, confidence=0.9, expected_return=-0.05, position=1, **args)
+    assert (flip.action, flip.flip_to) == ("exit", "short") and flip.notional
+    out = decide(signal=-1, confidence=0.9, expected_return=-0.0001, position=1, **args)
+    assert (out.action, out.flip_to) == ("exit", None)

@@ -1,0 +1,128 @@
+"""Real-time inputs of the signal: the causal tail of every universe member's candles and the
+traded symbols' funding, and the last bar every needed series has closed.
+
+A bar ``t`` (open time) is *closed for symbol X* when every universe member has its candle at
+``t`` (only closed candles are ever stored or generated) and X's funding is known through the
+bar: X's last settlement ``S`` satisfies ``t < S + funding interval`` (a later bar would need a
+settlement the data does not have yet, and taking ``S`` for it would forward-fill a stale rate).
+Nothing is filled: a member missing the latest bar moves the signal back to the last bar all have.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+from cryptoml_pipeline.errors import InputError
+from cryptoml_pipeline.features.build import warmup_period
+from cryptoml_pipeline.market import derived
+from cryptoml_pipeline.market.layout import perpetual_symbol, spot_symbol
+from cryptoml_pipeline.market.source import load_market_data
+from cryptoml_pipeline.market.store import ParquetStore
+from cryptoml_pipeline.serving.models import ServedModel
+from cryptoml_pipeline.timing import timeframe_to_timedelta
+
+
+def tail_span(served: ServedModel) -> pd.Timedelta:
+    """History before the signal's bar that its features need: the declared warm-up (funding
+    z-score window included), the rows the model reads before the bar, and one spare bar."""
+    settings = served.settings
+    bar = timeframe_to_timedelta(served.timeframe)
+    warm = warmup_period(settings.features, served.timeframe, settings.data.funding_interval_hours)
+    return warm + (served.history_rows + 2) * bar
+
+
+def _funding_interval(served: ServedModel) -> pd.Timedelta:
+    return pd.Timedelta(hours=served.settings.data.funding_interval_hours)
+
+
+def _needs_funding(served: ServedModel) -> bool:
+    return served.settings.features.sentiment_flow.enabled
+
+
+def member_label(served: ServedModel, member: str) -> str:
+    """The ``symbol`` a member's candles carry: a traded symbol's own name (perpetual candles),
+    another member's spot symbol (as ``market.source.load_market_data`` labels them)."""
+    return member if member in served.symbols else spot_symbol(member)
+
+
+def check_symbols(served: ServedModel, symbols: Sequence[str]) -> list[str]:
+    symbols = list(dict.fromkeys(symbols)) or list(served.symbols)
+    unknown = [s for s in symbols if s not in served.symbols]
+    if unknown:
+        raise InputError(
+            f"model {served.version} does not trade {unknown}; it trades {list(served.symbols)}"
+        )
+    return symbols
+
+
+def closed_bars(
+    served: ServedModel,
+    candles: pd.DataFrame,
+    funding: pd.DataFrame | None,
+    symbols: Sequence[str],
+) -> dict[str, pd.Timestamp]:
+    """Per symbol, the last bar closed by every universe member and by the symbol's funding."""
+    labels = [member_label(served, m) for m in served.universe]
+    present = candles[candles["symbol"].astype(str).isin(labels)]
+    missing = sorted(set(labels) - set(present["symbol"].astype(str).unique()))
+    if missing:
+        raise InputError(f"no {served.timeframe} candles for universe member(s) {missing}")
+    per_bar = present.groupby("timestamp")["symbol"].nunique()
+    common = per_bar.index[per_bar.to_numpy() == len(labels)]
+    if len(common) == 0:
+        raise InputError("the universe members have no bar in common")
+    out = {}
+    for symbol in symbols:
+        usable = common
+        if _needs_funding(served):
+            rows = (
+                funding.loc[funding["symbol"].astype(str) == symbol, "timestamp"]
+                if funding is not None
+                else pd.Series(dtype="datetime64[ns, UTC]")
+            )
+            if rows.empty:
+                raise InputError(f"no funding settlements for {symbol}")
+            usable = common[common < rows.max() + _funding_interval(served)]
+            if len(usable) == 0:
+                raise InputError(f"{symbol}: funding ends {rows.max()}, before the candles")
+        out[symbol] = pd.Timestamp(usable.max())
+    return out
+
+
+def store_tail(
+    store: ParquetStore, served: ServedModel, symbols: Sequence[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The universe's candles and the traded symbols' funding from the store, covering the
+    tail of every requested symbol's latest closed bar (read as the run read them:
+    ``market.source.load_market_data``, perpetuals for traded symbols, spot otherwise)."""
+    symbols = check_symbols(served, symbols)
+    tf = served.timeframe
+    bar = timeframe_to_timedelta(tf)
+    lasts = {}
+    for member in served.universe:
+        instrument = perpetual_symbol(member) if member in served.symbols else spot_symbol(member)
+        cov = derived.candle_coverage(store, instrument, tf)
+        if cov is None:
+            raise InputError(f"no {tf} candles of {instrument} (universe member) in {store.root}")
+        lasts[member] = cov[1]
+    end = min(lasts.values()) + bar
+    first_needed = end - bar
+    if _needs_funding(served):
+        for symbol in symbols:
+            cov = store.funding_coverage(perpetual_symbol(symbol))
+            if cov is None:
+                raise InputError(f"no funding of {perpetual_symbol(symbol)} in {store.root}")
+            first_needed = min(first_needed, cov[1] + _funding_interval(served) - bar)
+    start = first_needed.floor(bar) - tail_span(served)
+    data = load_market_data(
+        store,
+        list(served.symbols),
+        tf,
+        start,
+        end,
+        funding_interval_hours=served.settings.data.funding_interval_hours,
+        universe=list(served.universe),
+    )
+    return data.candles, data.funding
