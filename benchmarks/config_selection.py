@@ -23,26 +23,24 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
-
 from cryptoml_pipeline.defs.resources import MarketDataResource
-from cryptoml_pipeline.evaluation import simulation_options
+from cryptoml_pipeline.experiments.study import study_configuration
 from cryptoml_pipeline.features import build_features
 from cryptoml_pipeline.locations import resolve_data_location
-from cryptoml_pipeline.modeling.folds import walk_forward_folds
-from cryptoml_pipeline.modeling.gbm import predict_gbm_fold, train_gbm_fold
-from cryptoml_pipeline.modeling.labels import make_labels
-from cryptoml_pipeline.settings import PipelineSettings, apply_overrides, profile_settings
-from cryptoml_pipeline.trading.backtest import simulate
-from cryptoml_pipeline.trading.break_even import break_even_taker_fee
-from cryptoml_pipeline.trading.engine import decisions_from_predictions
-from cryptoml_pipeline.trading.forecast_section import forecast_stats, scored_predictions
-from cryptoml_pipeline.trading.metrics import compute_kpis
+from cryptoml_pipeline.settings import apply_overrides, profile_settings
 
 GRID = {
     "target.kind": ["vol_scaled_return", "triple_barrier"],
     "target.horizon": [8, 24],
-    "walk_forward.expanding": [False, True],
+    # rolling 180-day training windows, or expanding windows over two extra years of history
+    "training": ["rolling", "expanding_history"],
+}
+TRAINING = {
+    "rolling": {"walk_forward": {"expanding": False}, "data": {"training_history_days": 0}},
+    "expanding_history": {
+        "walk_forward": {"expanding": True},
+        "data": {"training_history_days": 730},
+    },
 }
 FIXED = {"tuning": {"n_trials": 0}}
 
@@ -50,6 +48,10 @@ FIXED = {"tuning": {"n_trials": 0}}
 def overrides_of(combo: dict[str, object]) -> dict:
     out: dict = {}
     for path, value in combo.items():
+        if path == "training":
+            for section, values in TRAINING[str(value)].items():
+                out.setdefault(section, {}).update(values)
+            continue
         node = out
         *parents, leaf = path.split(".")
         for p in parents:
@@ -58,69 +60,11 @@ def overrides_of(combo: dict[str, object]) -> dict:
     return out
 
 
-def evaluate(
-    settings: PipelineSettings,
-    candles: pd.DataFrame,
-    funding: pd.DataFrame,
-    feats: pd.DataFrame,
-    traded: list[str],
-    start: pd.Timestamp,
-    end: pd.Timestamp,
-) -> dict:
-    tf = settings.data.timeframe
-    labels = make_labels(candles, settings.target, settings.labels, timeframe=tf)
-    history = pd.Timedelta(days=settings.data.training_history_days)
-    folds = [
-        f
-        for f in walk_forward_folds(start - history, end, settings.walk_forward, timeframe=tf)
-        if f.test_start >= start
-    ]
-    parts = []
-    for fold in folds:
-        model = train_gbm_fold(feats, labels, fold, settings, tf)
-        parts.append(predict_gbm_fold(model, feats, labels, fold, settings, tf, traded=traded))
-    preds = pd.concat(parts, ignore_index=True)
-    span0, span1 = folds[0].test_start, folds[-1].test_end
-    inside = lambda f: f[(f["timestamp"] >= span0) & (f["timestamp"] < span1)]  # noqa: E731
-    tc = inside(candles[candles["symbol"].isin(traded)])
-    tfund = inside(funding)
-    common, columns, returns_by_class, kpi_opts = simulation_options(settings, tf)
-    tfeat = feats[feats["symbol"].isin(traded)]
-    decisions = decisions_from_predictions(
-        preds, tfeat, timeframe=tf, returns_by_class=returns_by_class, **columns
-    )
-    result = simulate(tc, tfund, decisions, **common)
-    kpis = compute_kpis(result, preds, **(kpi_opts | {"bootstrap_samples": 0}))
-    fc = forecast_stats(
-        scored_predictions(preds, labels),
-        horizon=settings.target.horizon,
-        timeframe=tf,
-        with_folds=False,
-    )
-    be = break_even_taker_fee(
-        tc, tfund, decisions, result, costs=settings.costs, slippage=settings.slippage, timeframe=tf
-    )
-    return {
-        "folds": len(folds),
-        "span": [span0.isoformat(), span1.isoformat()],
-        "rank_ic": fc["rank_ic"],
-        "rank_ic_t": fc["rank_ic_t"],
-        "ic": fc["ic"],
-        "hit_rate": fc["hit_rate"],
-        "net_sharpe": kpis["sharpe"],
-        "total_return": kpis["total_return"],
-        "n_trades": kpis["n_trades"],
-        "turnover": kpis["turnover"],
-        "break_even_taker_fee": be.get("break_even_taker_fee"),
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir")
     parser.add_argument("--end", help="end of the development data (default: all of it)")
     parser.add_argument("--output", default="benchmarks/results/config_selection.json")
-    parser.add_argument("--training-history-days", type=int, default=None)
     args = parser.parse_args(argv)
     location = resolve_data_location(args.data_dir)
     if location.kind != "parquet" or location.path is None:
@@ -129,13 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     base = profile_settings("demo")
     if args.end:
         base = base.model_copy(update={"data": base.data.model_copy(update={"end": args.end})})
-    if args.training_history_days is not None:
-        data_cfg = base.data.model_copy(
-            update={"training_history_days": args.training_history_days}
-        )
-        base = base.model_copy(update={"data": data_cfg})
+    # load the longest history any configuration trains on; each one uses its own part
+    longest = max(v["data"]["training_history_days"] for v in TRAINING.values())
+    loaded = base.model_copy(
+        update={"data": base.data.model_copy(update={"training_history_days": longest})}
+    )
     market = MarketDataResource(kind="parquet", data_dir=str(location.path))
-    data = market.load(base)
+    data = market.load(loaded)
     tf = base.data.timeframe
     traded = list(data.traded_symbols)
     feats = build_features(data.candles, data.funding, base.features, timeframe=tf).table
@@ -151,8 +95,14 @@ def main(argv: list[str] | None = None) -> int:
         settings = apply_overrides(base, FIXED | overrides_of(combo))
         started = time.perf_counter()
         try:
-            stats = evaluate(
-                settings, data.candles, data.funding, feats, traded, data.start, data.end
+            stats = study_configuration(
+                settings,
+                candles=data.candles,
+                funding=data.funding,
+                features=feats,
+                traded=traded,
+                start=data.start,
+                end=data.end,
             )
             status = "ok"
         except Exception as exc:  # a failed configuration stays in the table with its error
@@ -167,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     out = {
         "selection_rule": "best walk-forward net Sharpe among configurations with rank-IC t > 0",
         "grid": GRID,
+        "training": TRAINING,
         "fixed": FIXED,
         "data": {
             "traded": traded,

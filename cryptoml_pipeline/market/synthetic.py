@@ -1,8 +1,9 @@
 """A seeded SYNTHETIC market, for demos and tests without data. Says nothing about real markets.
 
 Prices follow a regime-switching geometric Brownian motion shared by all assets (one Markov chain
-of bull / bear / stress regimes, correlated shocks through a common factor), with hourly volatility
-of about 0.5-1 %. Candles are valid OHLC with positive volume, each open the previous close.
+of calm / normal / stress volatility regimes without drift, correlated shocks through a common
+factor), with hourly volatility of about 0.5-1 %; with ``signal_strength = 0`` returns are
+unpredictable (pure noise around a volatility regime). Candles are valid OHLC with positive volume, each open the previous close.
 Funding settles every 8h at 00/08/16 UTC with small, mean-reverting rates whose level depends on
 the regime; only the traded symbols have funding, the other universe members are "spot" series.
 
@@ -76,7 +77,10 @@ PLANTED_WINDOW = 24  # bars of the planted reversal's trailing return and volati
 PLANTED_CLIP = 3.0
 
 # Regimes: hourly drift, hourly volatility, funding level (per 8h), mean stay (hours).
-_DRIFT = np.array([2.0e-4, -1.5e-4, -4.0e-4])
+# No regime drift: a drifting regime would be a second, unplanted predictable component
+# (momentum), so that ``signal_strength = 0`` would not be pure noise. Regimes move volatility
+# and funding only.
+_DRIFT = np.zeros(3)
 _VOL = np.array([0.0055, 0.0075, 0.0110])
 _FUNDING_LEVEL = np.array([1.5e-4, 0.5e-4, -0.5e-4])
 _STAY_HOURS = np.array([240.0, 160.0, 48.0])

@@ -201,3 +201,19 @@ def walk_forward_plan(
             f"({config.train_days} train + {config.test_days} test days)"
         )
     return [dataclasses.replace(f, index=i) for i, f in enumerate(inside)]
+
+
+def capped_fold(fold: Fold, train_days: int, *, validation_fraction: float, timeframe: str) -> Fold:
+    """``fold`` with its training window cut to the last ``train_days`` before its test window
+    (unchanged when already shorter): the heavier networks train on rolling windows even when
+    the pooled model's walk-forward expands."""
+    start = max(fold.train_start, fold.test_start - pd.Timedelta(days=train_days))
+    if start == fold.train_start:
+        return fold
+    return dataclasses.replace(
+        fold,
+        train_start=start,
+        val_start=validation_start(
+            start, fold.test_start, validation_fraction, timeframe=timeframe
+        ),
+    )

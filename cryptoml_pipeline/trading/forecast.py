@@ -69,7 +69,13 @@ def newey_west_lags(n_obs: int, *, horizon: int, bars_per_day: int) -> int:
     if horizon < 1 or bars_per_day < 1:
         raise InputError(f"horizon and bars_per_day must be >= 1, got {horizon}, {bars_per_day}")
     overlap = max(math.ceil(horizon / bars_per_day), 1) + 1
-    auto = math.floor(4.0 * (n_obs / 100.0) ** (2.0 / 9.0)) if n_obs > 0 else 0
+    # Newey-West (1994) plug-in, and at least 1.5 n^(1/3): forecasts built from slow features
+    # (weekly volatility, monthly regimes) persist for weeks, so daily ICs stay autocorrelated
+    auto = (
+        max(math.floor(4.0 * (n_obs / 100.0) ** (2.0 / 9.0)), math.ceil(1.5 * n_obs ** (1 / 3)))
+        if n_obs > 0
+        else 0
+    )
     return max(min(max(overlap, auto), n_obs - 1), 0)
 
 
@@ -163,14 +169,15 @@ def information_coefficients(
         rank_x = pd.Series(x).rank().to_numpy()
         rank_y = pd.Series(y).rank().to_numpy()
         rank_ic = _single(_grouped_pearson(pooled_keys, rank_x, rank_y))
-        ranks = pd.DataFrame({"day": day, "x": x, "y": y}).groupby("day")[["x", "y"]].rank()
-        daily_ic = _grouped_pearson(day, x, y).dropna().to_numpy()
-        daily_rank_ic = (
-            _grouped_pearson(day, ranks["x"].to_numpy(), ranks["y"].to_numpy()).dropna().to_numpy()
-        )
+        # daily contributions to the POOLED coefficient: rows standardised with the pooled mean
+        # and std (never the day's own: demeaning a backward-looking forecast and a forward
+        # return inside each day biases a within-day correlation), averaged per day
+        daily_ic = _daily_contributions(day, x, y)
+        daily_rank_ic = _daily_contributions(day, rank_x, rank_y)
+        xs = _cross_sectional_daily(frame.loc[valid], x, y, day)
     else:
         ic = rank_ic = None
-        daily_ic = daily_rank_ic = np.empty(0)
+        daily_ic = daily_rank_ic = xs = np.empty(0)
 
     n_days = len(daily_rank_ic)
     lags = newey_west_lags(n_days, horizon=horizon, bars_per_day=bars_per_day)
@@ -187,7 +194,35 @@ def information_coefficients(
         "n_days": n_days,
         "hit_rate": hit_rate,
         "hit_rate_n": hit_n,
+        "cross_sectional_rank_ic_daily_mean": _mean_or_none(xs),
+        "cross_sectional_rank_ic_t": newey_west_t(xs, lags),
+        "cross_sectional_days": len(xs),
     }
+
+
+def _daily_contributions(day: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per day: mean of ``zx * zy`` over its rows, with ``z`` standardised over ALL rows; the
+    day-weighted mean of the series is the pooled Pearson coefficient."""
+    sx, sy = float(np.std(x)), float(np.std(y))
+    if len(x) < 3 or sx == 0 or sy == 0:
+        return np.empty(0)
+    prod = (x - x.mean()) / sx * ((y - y.mean()) / sy)
+    return pd.Series(prod).groupby(day).mean().to_numpy()
+
+
+def _cross_sectional_daily(
+    frame: pd.DataFrame, x: np.ndarray, y: np.ndarray, day: np.ndarray
+) -> np.ndarray:
+    """Per day: the mean over its bars of the rank IC ACROSS SYMBOLS at that bar (bars with
+    fewer than 3 symbols or no spread skipped) — the pure cross-sectional view."""
+    if "symbol" not in frame.columns or frame["symbol"].nunique() < 3:
+        return np.empty(0)
+    bar = utc_ns(frame["timestamp"])
+    g = pd.DataFrame({"bar": bar, "day": day, "x": x, "y": y})
+    ranks = g.groupby("bar")[["x", "y"]].rank()
+    per_bar = _grouped_pearson(bar, ranks["x"].to_numpy(), ranks["y"].to_numpy())
+    days = pd.Series(g.groupby("bar")["day"].first())
+    return per_bar.groupby(days.reindex(per_bar.index).to_numpy()).mean().dropna().to_numpy()
 
 
 def per_fold(

@@ -14,10 +14,19 @@ from cryptoml_pipeline.modeling.fold_training import (
     predict_fold,
     train_fold,
 )
-from cryptoml_pipeline.modeling.folds import Fold, walk_forward_plan
+from cryptoml_pipeline.modeling.folds import Fold, capped_fold, walk_forward_plan
 from cryptoml_pipeline.timing import to_utc
 
 GROUP = "modeling"
+
+
+def heavy_fold(fold: Fold, settings, timeframe: str) -> Fold:
+    """The fold the heavier networks (transformer, LSTM-CNN, PPO) train on: a rolling window of
+    ``walk_forward.train_days`` even when the pooled LightGBM's walk-forward expands."""
+    wf = settings.walk_forward
+    return capped_fold(
+        fold, wf.train_days, validation_fraction=wf.validation_fraction, timeframe=timeframe
+    )
 
 
 def traded_only(frame: pd.DataFrame, dataset_info: dict) -> pd.DataFrame:
@@ -112,7 +121,9 @@ def fold_model(
     traded symbols (5 classes; its expected return comes from the class-conditional mean
     realised returns of its training rows)."""
     settings = pipeline.settings()
-    fold = find_fold(fold_plan, context.partition_key)
+    fold = heavy_fold(
+        find_fold(fold_plan, context.partition_key), settings, dataset_info["timeframe"]
+    )
     # a retried or re-launched run resumes from the last finished epoch
     checkpoint = pipeline.output_path / "checkpoints" / "fold_model" / f"{fold.key}.ckpt"
     model = train_fold(
@@ -149,7 +160,9 @@ def fold_predictions(
     pipeline: PipelineResource,
 ) -> pd.DataFrame:
     """The fold's model predicts its test window only."""
-    fold = find_fold(fold_plan, context.partition_key)
+    fold = heavy_fold(
+        find_fold(fold_plan, context.partition_key), pipeline.settings(), dataset_info["timeframe"]
+    )
     stale = stale_reason(fold_model, fold, dataset_info)
     if stale:
         raise dg.Failure(f"fold_model[{fold.key}] is stale ({stale}); re-materialize it")

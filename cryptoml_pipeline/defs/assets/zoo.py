@@ -17,7 +17,7 @@ import dagster as dg
 import pandas as pd
 
 from cryptoml_pipeline.defs.assets.evaluation import table_metadata
-from cryptoml_pipeline.defs.assets.modeling import find_fold, plan_folds, traded_only
+from cryptoml_pipeline.defs.assets.modeling import find_fold, heavy_fold, plan_folds, traded_only
 from cryptoml_pipeline.defs.partitions import fold_partitions
 from cryptoml_pipeline.defs.resources import MarketDataResource, PipelineResource
 from cryptoml_pipeline.model_comparison import compare_models, comparison_markdown
@@ -121,6 +121,7 @@ def lstm_cnn_predictions(
     """The spec's multi-timeframe LSTM-CNN; only where all its timeframes exist in the store."""
 
     def run(fold: Fold, settings: PipelineSettings, out: Path) -> ZooResult:
+        fold = heavy_fold(fold, settings, dataset_info["timeframe"])
         cfg = settings.lstm_cnn
         longest = max(timeframe_to_timedelta(tf) for tf in cfg.timeframes)
         scales = market.candles_by_timeframe(
@@ -169,7 +170,7 @@ def ppo_predictions(
             traded_only(label_table, dataset_info),
             traded_only(ohlcv, dataset_info),
             funding,
-            fold,
+            heavy_fold(fold, settings, tf),
             settings,
             tf,
             out,

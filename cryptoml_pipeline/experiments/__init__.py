@@ -1,0 +1,1 @@
+"""Configuration studies on the pipeline's own domain functions (no Dagster)."""
