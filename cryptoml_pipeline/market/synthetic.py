@@ -3,7 +3,8 @@
 Prices follow a regime-switching geometric Brownian motion shared by all assets (one Markov chain
 of calm / normal / stress volatility regimes without drift, correlated shocks through a common
 factor), with hourly volatility of about 0.5-1 %; with ``signal_strength = 0`` returns are
-unpredictable (pure noise around a volatility regime). Candles are valid OHLC with positive volume, each open the previous close.
+unpredictable (pure noise around a volatility regime). Candles are valid OHLC with positive
+volume, each open the previous close.
 Funding settles every 8h at 00/08/16 UTC with small, mean-reverting rates whose level depends on
 the regime; only the traded symbols have funding, the other universe members are "spot" series.
 
