@@ -4,11 +4,12 @@ default traded symbols (every perpetual with funding). The model is trained here
 training fold as ``candidate_model`` trains it and deployed with ``deployment_store.deploy``.
 
 Timed (data already read into memory, as in a live loop that appends each new bar): one
-``serving.signals`` call = candle repair + ``compute_features`` over every universe member on the
-causal tail + ``predict_forecast`` + the backtest's decision. Each call sees a NEW bar (the data
-ends one bar later per call), so nothing can come from a cache of the previous call. Reported per
-symbol: one symbol per call, and all traded symbols in one call divided by their number. The
-store read of the tail (``serving.store_tail``) is timed separately. Writes
+``serving.signals`` call = ``compute_features`` over every universe member on the causal tail +
+``predict_forecast`` + the backtest's decision. Each call sees a NEW bar (the data ends one bar
+later per call), so nothing can come from a cache of the previous call. Reported per symbol: one
+symbol per call, and all traded symbols in one call divided by their number. The store read of
+the tail (``serving.store_tail``) is timed separately. The 1-minute load average is recorded:
+on the shared 2-core machine other jobs inflate every figure. Writes
 benchmarks/results/signal_latency.json.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import statistics
 import tempfile
 import time
@@ -105,6 +107,7 @@ def main() -> None:
     single: dict[str, list[float]] = {s: [] for s in symbols}
     batch: list[float] = []
     decisions: dict[str, str] = {}
+    load_before = os.getloadavg()[0]
     for k in range(N_CALLS + N_WARM):
         end = last - (N_CALLS + N_WARM - 1 - k) * bar
         start = end + bar - tail_span(served)
@@ -133,9 +136,11 @@ def main() -> None:
             "n_features": len(model.feature_cols),
             "tail_bars": int(tail_span(served) / bar),
         },
-        "timed": "serving.signals on in-memory data: candle repair + compute_features over the "
+        "timed": "serving.signals on in-memory data: compute_features over the "
         "whole universe tail + predict_forecast + decision; a new bar every call; shared "
         "2-core machine with other jobs running",
+        "load_average_1min": {"before": load_before, "after": os.getloadavg()[0]},
+        "cpu_cores": os.cpu_count(),
         "per_symbol_one_call_each": _stats(all_single),
         "per_symbol_all_traded_in_one_call": _stats(batch),
         "by_symbol_one_call_each": {s: _stats(ms) for s, ms in single.items()},

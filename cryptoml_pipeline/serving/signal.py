@@ -81,6 +81,9 @@ def signals(
     symbols = check_symbols(served, symbols)
     bars = closed_bars(served, candles, funding, symbols)
     table = tail_features(served, candles, funding, bars)
+    missing = [c for c in served.model.feature_cols if c not in table.columns]
+    if missing:  # e.g. open interest / trades / sentiment sources: not read by the signal yet
+        raise InputError(f"the signal's features lack the model's columns {missing}")
     key = table["symbol"].astype(str).to_numpy()
     stamp = table["timestamp"].astype("datetime64[ns, UTC]").array.asi8
     mask = np.zeros(len(table), dtype=bool)
