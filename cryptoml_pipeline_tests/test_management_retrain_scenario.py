@@ -40,11 +40,30 @@ REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("CRYPTOML_TEST_ARTIFACTS", REPO / "output" / "test-artifacts"))
 
 
+# The scenario is about the retraining machinery, not about edge: the strategy trades the
+# transformer (whose output layer the script can push to one class), the cost filter is off so the
+# tiny model trades at all, and the walk-forward evidence thresholds for deployment are lowered
+# (the tiny model has none; the thresholds themselves are tested in test_management.py). The
+# deploy gate's own sanity checks and its margin over the deployed model stay as configured.
+SCENARIO_CONFIG = """\
+strategy:
+  model: transformer
+risk:
+  edge_cost_multiple: null
+gate:
+  min_dsr: 0.0
+  min_rank_ic_t: -100.0
+  min_trades: 0
+"""
+
+
 def _resources(out: Path, shared_data: Path, end: str):
+    config = out.parent / "scenario.yaml"
+    config.write_text(SCENARIO_CONFIG, encoding="utf-8")
     args = build_parser().parse_args(
         [
             *("run", "--profile", "tiny", "--symbols", "BTC/USDT", "--output-dir", str(out)),
-            *("--data-dir", str(shared_data), "--end", end),
+            *("--data-dir", str(shared_data), "--end", end, "--config", str(config)),
         ]
     )
     return prepare_run(args)
@@ -60,7 +79,7 @@ def _degrade(registry: ModelRegistry, out: Path, version: str) -> str:
     save_model(target, good.model, manifest)
     registry.register(version=manifest["version"], artifact_dir=target, manifest=manifest)
     registry.promote(manifest["version"], "SCRIPTED: simulate a deployed model that went bad")
-    deploy(out, good.model, manifest)
+    deploy(out, good, manifest)  # the FoldModel (deploy takes a forecast model)
     return manifest["version"]
 
 
@@ -100,6 +119,7 @@ def test_degradation_triggers_one_retrain_that_passes_the_gate(
     monkeypatch.delenv("CRYPTOML_DB_URL", raising=False)
     out = tmp_path / "output"
     pipeline, market = _resources(out, shared_data, "2025-06-01")
+    assert pipeline.settings().strategy.model == "transformer"
     report = execute_pipeline(pipeline, market)
     registry = ModelRegistry(open_database(out))
     v1 = registry.deployed().version
