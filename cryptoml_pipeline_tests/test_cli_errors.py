@@ -25,7 +25,10 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["--symbols", "XRP/USDT"], "XRP/USDT"),
+        # XRP has a perpetual with funding in the shared data; ADA has no file at all
+        (["--symbols", "ADA/USDT"], "traded symbol 'ADA/USDT' has no 1h perpetual candles"),
+        (["--symbols", "AVAX/USDT"], "only spot candles: it can be a --universe member"),
+        (["--symbols", "BTC/USDT", "--universe", "ADA/USDT"], "universe member 'ADA/USDT'"),
         (["--symbols", " , "], "no symbols"),
         (["--start", "2031-01-01", "--end", "2031-02-01"], "outside"),
         (["--start", "not-a-date"], "not-a-date"),
