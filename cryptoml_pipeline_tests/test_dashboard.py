@@ -32,7 +32,10 @@ ARTIFACTS = Path(os.environ.get("CRYPTOML_TEST_ARTIFACTS", REPO / "output" / "te
 def server(tmp_path_factory, shared_data):
     out = tmp_path_factory.mktemp("dash")
     deployed = deploy_tiny_model(shared_data, out)
-    settings = deployed.settings
+    # the tiny 1-epoch model's expected moves never clear the default cost filter (2x round-trip
+    # cost): switch it off so the paper panel has orders (the filter: test_paper_replay.py)
+    risk = deployed.settings.risk.model_copy(update={"edge_cost_multiple": None})
+    settings = deployed.settings.model_copy(update={"risk": risk})
     model = load_verified(ModelRegistry(deployed.engine), deployed.version)
     start, end = pd.Timestamp("2025-06-01", tz="UTC"), pd.Timestamp("2025-06-04", tz="UTC")
     market = load_market(shared_data, settings, start, end + pd.Timedelta(days=1), live=False)
