@@ -44,14 +44,25 @@ def test_full_materialization_on_postgres(tmp_path, shared_data, pg_server, monk
     monkeypatch.setenv("DAGSTER_PG_PASSWORD", "unused-trust-auth")
     monkeypatch.setenv("CRYPTOML_DB_URL", registry_db)
     out = tmp_path / "output"
+    # the test is about the storage, not about edge: the tiny model deploys only with the cost
+    # filter off (so it trades) and the walk-forward evidence thresholds lowered
+    config = tmp_path / "storage_test.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "risk": {"edge_cost_multiple": None},
+                "gate": {"min_dsr": 0.0, "min_rank_ic_t": -100.0, "min_trades": 0},
+            }
+        )
+    )
     args = build_parser().parse_args(
         [
             *("run", "--profile", "tiny", "--symbols", "BTC/USDT", "--output-dir", str(out)),
-            *("--data-dir", str(shared_data), "--end", "2025-06-01"),
+            *("--data-dir", str(shared_data), "--end", "2025-06-01", "--config", str(config)),
         ]
     )
     report = execute_pipeline(*prepare_run(args))
-    assert report["deployment"]["deployed"] is True
+    assert report["deployment"]["deployed"] is True, report["deployment"]["reason"]
     with dg.DagsterInstance.get() as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
