@@ -455,14 +455,19 @@ class GbmConfig(_Frozen):
     target: many rows per leaf, few leaves, feature and row subsampling)."""
 
     enabled: bool = True
-    n_estimators: int = Field(300, gt=0, description="upper bound; early stopping on val slice")
-    learning_rate: float = Field(0.05, gt=0)
+    n_estimators: int = Field(200, gt=0, description="trees (an upper bound with early stopping)")
+    learning_rate: float = Field(0.03, gt=0)
     num_leaves: int = Field(15, ge=2)
     min_child_samples: int = Field(1000, ge=1)
     feature_fraction: float = Field(0.5, gt=0, le=1)
     bagging_fraction: float = Field(0.7, gt=0, le=1)
     lambda_l2: float = Field(10.0, ge=0)
     early_stopping_rounds: int = Field(100, gt=0)
+    stopping_metric: Literal["none", "rank_ic", "l2"] = Field(
+        "none",
+        description="regression: early stopping on validation rank IC or L2, or none (all "
+        "n_estimators trees: a weak signal's short validation window stops far too early)",
+    )
     lags: tuple[int, ...] = Field((1, 4), description="extra lagged copies of every feature")
     num_threads: int = Field(2, ge=1)
 

@@ -103,9 +103,39 @@ def design_matrix(
     return np.hstack(blocks), names
 
 
+REQUIRED_MAX_NAN_SHARE = 0.2
+
+
+def required_columns(features: pd.DataFrame, feature_cols: list[str]) -> list[str]:
+    """Features a row must have to be used: those that are missing only during warm-up (at
+    most 20 % NaN over the table). A family some universe members lack altogether (funding of a
+    spot-only member, open interest) stays a LightGBM missing value instead of dropping those
+    members from the pooled training set."""
+    share = features[feature_cols].isna().mean()
+    return [c for c in feature_cols if share[c] <= REQUIRED_MAX_NAN_SHARE]
+
+
+def _complete(features: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    if not columns:
+        return np.ones(len(features), dtype=bool)
+    return np.isfinite(features[columns].to_numpy(dtype=np.float64)).all(axis=1)
+
+
+def _rank_ic_eval(preds: np.ndarray, data: lgb.Dataset) -> tuple[str, float, bool]:
+    """Validation rank IC (Spearman of the forecast against the target), higher is better:
+    early stopping on forecast skill instead of L2, which a weak signal barely moves."""
+    y = np.asarray(data.get_label(), dtype=np.float64)
+    p = np.asarray(preds, dtype=np.float64)
+    if len(p) < 3 or p.std() == 0 or y.std() == 0:
+        return "rank_ic", 0.0, True
+    ranks_p, ranks_y = pd.Series(p).rank().to_numpy(), pd.Series(y).rank().to_numpy()
+    return "rank_ic", float(np.corrcoef(ranks_p, ranks_y)[0, 1]), True
+
+
 def _params(cfg: GbmConfig, seed: int, *, n_classes: int | None) -> dict:
+    metric = "l2" if cfg.stopping_metric == "l2" else "None"
     task = (
-        {"objective": "regression", "metric": "l2"}
+        {"objective": "regression", "metric": metric}
         if n_classes is None
         else {"objective": "multiclass", "num_class": n_classes}
     )
@@ -143,7 +173,8 @@ def train_gbm_fold(
     target = labels["target"].to_numpy(dtype=np.float64)
     realised = scoring_returns(labels)
     sample_w = labels["weight"].to_numpy(dtype=np.float64)
-    usable = np.isfinite(target) & np.isfinite(X[:, : len(feature_cols)]).all(axis=1)
+    required = required_columns(features, feature_cols)
+    usable = np.isfinite(target) & _complete(features, required)
     masks = fold_masks(features, fold, settings, timeframe)
     fit, val = masks.fit & usable, masks.val & usable
     if fit.sum() < 2 * cfg.min_child_samples:
@@ -171,8 +202,11 @@ def train_gbm_fold(
     train_set = lgb.Dataset(
         X[fit], y_all[fit], weight=w_all[fit], feature_name=names, free_raw_data=True
     )
-    valid_sets, callbacks = [], []
-    if val.any():
+    valid_sets, callbacks, feval = [], [], None
+    if n_classes is None and cfg.stopping_metric == "rank_ic":
+        feval = _rank_ic_eval
+    stop = n_classes is not None or cfg.stopping_metric != "none"
+    if val.any() and stop:
         valid_sets = [lgb.Dataset(X[val], y_all[val], weight=w_all[val], reference=train_set)]
         callbacks = [lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)]
     start = time.perf_counter()
@@ -182,6 +216,7 @@ def train_gbm_fold(
         num_boost_round=cfg.n_estimators,
         valid_sets=valid_sets,
         callbacks=callbacks,
+        feval=feval,
     )
     seconds = time.perf_counter() - start
     best_iter = int(booster.best_iteration or booster.current_iteration())
@@ -223,6 +258,7 @@ def train_gbm_fold(
             "class_returns": class_returns,
             "confidence_reference": list(map(float, confidence_ref)),
             "feature_cols": feature_cols,
+            "required_cols": required,
             "design_columns": names,
             "gbm_config": cfg.model_dump(mode="json"),
             "best_iteration": best_iter,
@@ -311,7 +347,8 @@ def predict_gbm_rows(
         raise InputError(f"{tag}: feature table lacks the gbm model's features {missing}")
     lags = tuple(model.manifest["gbm_config"]["lags"])
     X, _ = design_matrix(features, model.feature_cols, lags, timeframe)
-    usable = np.isfinite(X[:, : len(model.feature_cols)]).all(axis=1)
+    required = model.manifest.get("required_cols", model.feature_cols)
+    usable = _complete(features, required)
     rows = np.flatnonzero(np.asarray(row_mask, dtype=bool) & usable)
     expected, confidence, probs = gbm_forecast(model, features, rows, X)
     return assemble(
