@@ -657,7 +657,7 @@ def profile_settings(profile: ProfileName, **data_overrides: object) -> Pipeline
                 sequence_length=24, conv_channels=32, lstm_hidden=64, attention_heads=4
             ),
             ppo=PpoConfig(total_timesteps=10_000),
-            tuning=TuningConfig(n_trials=4),
+            tuning=TuningConfig(n_trials=0),  # the selection study ran without inner tuning
             # the shuffled-label control doubles training: on the demo, the two latest folds
             controls=ControlsConfig(shuffled_label_folds=None),
         )
