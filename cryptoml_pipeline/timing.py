@@ -31,11 +31,6 @@ def known_at(timestamps: pd.Series | pd.DatetimeIndex, timeframe: str) -> pd.Ser
     return pd.Series(timestamps) + timeframe_to_timedelta(timeframe)
 
 
-def execution_time(signal_timestamps: pd.Series | pd.DatetimeIndex, timeframe: str) -> pd.Series:
-    """When a signal computed from a row is filled: the open of the next bar."""
-    return known_at(signal_timestamps, timeframe)
-
-
 def to_utc(value: object) -> pd.Timestamp:
     """Parse a date/time into a tz-aware UTC ``Timestamp`` (naive input is taken as UTC)."""
     ts = pd.Timestamp(value)

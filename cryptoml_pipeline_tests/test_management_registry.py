@@ -80,6 +80,8 @@ def test_promote_retires_previous_and_rollback_restores_it(engine, tmp_path) -> 
     back = reg.rollback("bad live results")
     assert back.version == "v1" and back.stage == "deployed"
     assert [m.version for m in reg.list_versions("retired")] == ["v2"]
+    with pytest.raises(InputError, match="unknown stage"):
+        reg.list_versions("live")
     events = [e["event"] for e in reg.events("v1")]
     assert events == ["registered", "promoted", "retired", "promoted"]
 

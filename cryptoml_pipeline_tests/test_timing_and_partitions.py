@@ -7,7 +7,6 @@ from cryptoml_pipeline.defs.partitions import FOLDS
 from cryptoml_pipeline.evaluation import _window_return
 from cryptoml_pipeline.timing import (
     bars_per_day,
-    execution_time,
     known_at,
     timeframe_to_timedelta,
     to_utc,
@@ -26,7 +25,7 @@ def test_timeframes() -> None:
 def test_row_known_one_bar_after_its_open_and_fills_at_next_open() -> None:
     ts = pd.Series(pd.to_datetime(["2025-01-01 10:00"], utc=True))
     assert known_at(ts, "1h").iloc[0] == pd.Timestamp("2025-01-01 11:00", tz="UTC")
-    assert execution_time(ts, "4h").iloc[0] == pd.Timestamp("2025-01-01 14:00", tz="UTC")
+    assert known_at(ts, "4h").iloc[0] == pd.Timestamp("2025-01-01 14:00", tz="UTC")
 
 
 def test_to_utc_localises_naive_and_converts_aware() -> None:

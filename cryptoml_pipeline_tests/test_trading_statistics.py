@@ -10,7 +10,7 @@ from cryptoml_pipeline.trading.controls import shuffled_label_verdict
 from cryptoml_pipeline.trading.shuffle import shuffle_training_labels
 from cryptoml_pipeline.trading.statistics import (
     bootstrap_intervals,
-    deflated_sharpe,
+    deflated_sharpe_from_trials,
     expected_max_sharpe,
     probabilistic_sharpe,
 )
@@ -27,8 +27,12 @@ def test_psr_is_high_for_a_clear_edge_and_half_for_none() -> None:
 
 def test_dsr_falls_with_the_number_of_trials() -> None:
     r = np.random.default_rng(1).normal(0.002, 0.01, 300)
-    assert deflated_sharpe(r, 1) == pytest.approx(probabilistic_sharpe(r))
-    assert deflated_sharpe(r, 100) < deflated_sharpe(r, 10) < deflated_sharpe(r, 1)
+
+    def dsr(n_trials: int) -> float:
+        return deflated_sharpe_from_trials(r, None, n_trials)["dsr"]
+
+    assert dsr(1) == pytest.approx(probabilistic_sharpe(r))
+    assert dsr(100) < dsr(10) < dsr(1)
     assert expected_max_sharpe(1, 0.1) == 0.0
 
 

@@ -102,9 +102,6 @@ class FeaturePlan:
     def names(self) -> list[str]:
         return [name for family in FAMILIES for name in self.families.get(family, [])]
 
-    def family_of(self) -> dict[str, str]:
-        return {n: f for f, names in self.families.items() for n in names}
-
     def metadata(self) -> dict[str, object]:
         """JSON-able summary for asset metadata, reports and docs."""
         return {

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from cryptoml_pipeline.errors import DataValidationError, InputError
-from cryptoml_pipeline.management.schema import model_events, model_versions, utc
+from cryptoml_pipeline.management.schema import STAGES, model_events, model_versions, utc
 from cryptoml_pipeline.modeling.persistence import file_sha256
 
 logger = logging.getLogger(__name__)
@@ -279,6 +279,8 @@ class ModelRegistry:
     def list_versions(self, stage: str | None = None) -> list[ModelVersion]:
         query = sa.select(model_versions).order_by(model_versions.c.created_at, model_versions.c.id)
         if stage is not None:
+            if stage not in STAGES:
+                raise InputError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
             query = query.where(model_versions.c.stage == stage)
         with self.engine.connect() as conn:
             return [_row_to_version(r) for r in conn.execute(query).all()]

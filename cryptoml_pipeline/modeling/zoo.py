@@ -55,8 +55,6 @@ from cryptoml_pipeline.trading.signals import entropy_confidence
 
 logger = logging.getLogger(__name__)
 
-ZOO_MODELS = ("gbm", "lstm_cnn", "ppo", "ensemble")
-
 
 @dataclass
 class ZooResult:

@@ -44,16 +44,6 @@ def stop_price(entry_price: float, direction: int, stop_distance: float) -> floa
     return entry_price * (1.0 - direction * stop_distance)
 
 
-def stop_fill_raw(direction: int, bar_open: float, low: float, high: float, stop: float) -> float:
-    """Raw (pre-slippage) stop fill in a bar, or NaN when the bar does not touch the stop.
-
-    A bar that opens beyond the stop (gap) fills at its open; otherwise at the stop price.
-    """
-    if direction > 0:
-        return min(bar_open, stop) if low <= stop else float("nan")
-    return max(bar_open, stop) if high >= stop else float("nan")
-
-
 @dataclass
 class Position:
     direction: int  # +1 long, -1 short

@@ -39,7 +39,7 @@ from cryptoml_pipeline.trading.market_grid import (
 )
 from cryptoml_pipeline.trading.metrics import daily_returns, sharpe_ratio
 from cryptoml_pipeline.trading.replay import replay_fills
-from cryptoml_pipeline.trading.statistics import block_bootstrap_indices, probabilistic_sharpe
+from cryptoml_pipeline.trading.statistics import block_bootstrap_indices
 
 log = logging.getLogger(__name__)
 
@@ -335,18 +335,6 @@ def cost_summary(net: BacktestResult, gross: BacktestResult) -> dict[str, float 
         "gross_n_trades": len(gross.trades),
         "net_n_trades": len(net.trades),
     }
-
-
-def gross_costs(costs: CostConfig) -> CostConfig:
-    """The same costs with fees and slippage set to zero (funding stays). Not the gross run of
-    the report any more (that replays the net fills: :func:`replay.replay_gross`)."""
-    return costs.model_copy(update={"taker_fee": 0.0, "maker_fee": 0.0, "slippage_bps": 0.0})
-
-
-def psr_of(result: BacktestResult) -> float | None:
-    return probabilistic_sharpe(
-        daily_returns(result.equity, initial_equity=result.initial_equity).to_numpy()
-    )
 
 
 def quantile_map(values: np.ndarray, reference: np.ndarray) -> np.ndarray:

@@ -133,15 +133,6 @@ def deflated_sharpe_from_trials(
     }
 
 
-def deflated_sharpe(
-    returns: np.ndarray, n_trials: int, trial_sharpes: np.ndarray | None = None
-) -> float | None:
-    """PSR against the expected best Sharpe of ``n_trials`` configurations (per-period trial
-    Sharpes; see :func:`deflated_sharpe_from_trials`, whose ``dsr`` this returns)."""
-    value = deflated_sharpe_from_trials(returns, trial_sharpes, n_trials)["dsr"]
-    return None if value is None else float(value)
-
-
 def block_bootstrap_indices(n: int, samples: int, block: int, seed: int) -> np.ndarray:
     """``[samples, n]`` indices of a moving-block bootstrap (circular blocks of ``block``)."""
     rng = np.random.default_rng(seed)
