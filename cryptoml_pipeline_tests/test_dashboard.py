@@ -113,7 +113,7 @@ def _importance_table(fold: str, values: dict[str, float]) -> pd.DataFrame:
 
 
 def test_importance_panel_prefers_stored_permutation_importance(tmp_path) -> None:
-    from cryptoml_pipeline.defs.io_manager import write_value
+    from cryptoml_pipeline.artifact_store import write_value
     from cryptoml_pipeline.management.db import open_database
     from cryptoml_pipeline.settings import profile_settings
 

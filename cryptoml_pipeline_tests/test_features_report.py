@@ -10,8 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cryptoml_pipeline.defs.assets.importance import load_importance_partitions
-from cryptoml_pipeline.defs.io_manager import write_value
+from cryptoml_pipeline.artifact_store import load_importance_partitions, write_value
 from cryptoml_pipeline.features.build import plan_features
 from cryptoml_pipeline.features.importance import IMPORTANCE_COLUMNS
 from cryptoml_pipeline.features.report import features_html, features_section

@@ -78,12 +78,12 @@ def permutation_importance_summary(output_dir: Path | str | None) -> tuple[pd.Da
     are stored (or importance was disabled, which stores empty tables)."""
     if output_dir is None:
         return summarise_importance(pd.DataFrame()), []
-    from cryptoml_pipeline.defs.assets.importance import (  # dagster: imported only when needed
-        FEATURE_IMPORTANCE_KEY,
+    from cryptoml_pipeline.artifact_store import (  # model loaders (torch): only when needed
+        FEATURE_IMPORTANCE_ASSET,
         load_importance_partitions,
     )
 
-    root = Path(output_dir, "assets", *FEATURE_IMPORTANCE_KEY.path)
+    root = Path(output_dir, "assets", FEATURE_IMPORTANCE_ASSET)
     keys = sorted(p.stem for p in root.glob("*.parquet")) if root.is_dir() else []
     found, _missing = load_importance_partitions(output_dir, keys)
     tables = [t for t in found.values() if len(t)]

@@ -1,13 +1,12 @@
 """Per-fold permutation feature importance (fold partitions), stored for the report/dashboard."""
 
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pandas as pd
 
+from cryptoml_pipeline.artifact_store import FEATURE_IMPORTANCE_ASSET, load_importance_partitions
 from cryptoml_pipeline.defs.assets.modeling import find_fold, stale_reason
-from cryptoml_pipeline.defs.io_manager import read_value
 from cryptoml_pipeline.defs.partitions import fold_partitions
 from cryptoml_pipeline.defs.resources import PipelineResource
 from cryptoml_pipeline.features.build import plan_features
@@ -16,7 +15,8 @@ from cryptoml_pipeline.modeling.fold_training import FoldModel
 from cryptoml_pipeline.settings import PipelineSettings
 
 GROUP = "modeling"
-FEATURE_IMPORTANCE_KEY = dg.AssetKey("feature_importance")
+FEATURE_IMPORTANCE_KEY = dg.AssetKey(FEATURE_IMPORTANCE_ASSET)
+__all__ = ["FEATURE_IMPORTANCE_KEY", "feature_importance", "load_importance_partitions"]
 
 
 @dg.asset(group_name=GROUP, partitions_def=fold_partitions)
@@ -56,34 +56,6 @@ def feature_importance(
         }
     )
     return table
-
-
-def load_importance_partitions(
-    base_dir: str | Path, fold_keys: list[str]
-) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
-    """Read the stored ``feature_importance`` fold partitions without failing on a missing one.
-
-    Returns ``({fold: table}, {fold: why it is missing})``. Reads where ``ArtifactIOManager``
-    (``base_dir``/assets/feature_importance/<fold>) writes; a fold with no stored table, an
-    unreadable one or one missing ``IMPORTANCE_COLUMNS`` is listed as missing with the reason.
-    """
-    found: dict[str, pd.DataFrame] = {}
-    missing: dict[str, str] = {}
-    root = Path(base_dir, "assets", *FEATURE_IMPORTANCE_KEY.path)
-    for key in fold_keys:
-        try:
-            table = read_value(root / key)
-        except FileNotFoundError:
-            missing[key] = "feature_importance partition not materialized (run train_folds_job)"
-            continue
-        except Exception as exc:  # a corrupt artifact must not take the report down
-            missing[key] = f"unreadable: {type(exc).__name__}: {exc}"
-            continue
-        if not isinstance(table, pd.DataFrame) or not set(IMPORTANCE_COLUMNS) <= set(table):
-            missing[key] = "stored value is not an importance table"
-            continue
-        found[key] = table
-    return found, missing
 
 
 def feature_plan_metadata(
