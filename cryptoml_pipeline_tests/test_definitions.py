@@ -128,3 +128,62 @@ def test_workspace_code_location_validates(tmp_path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "All code locations passed validation" in proc.stdout + proc.stderr
+
+
+_IMPORT_PROBE = """
+import os, socket, sqlalchemy
+before = dict(os.environ)
+calls = []
+def _connect(self, *args):
+    calls.append(("connect", repr(args)))
+    raise OSError("network at import")
+socket.socket.connect = _connect
+_engine = sqlalchemy.create_engine
+def _create_engine(*args, **kwargs):
+    calls.append(("create_engine", repr(args)))
+    return _engine(*args, **kwargs)
+sqlalchemy.create_engine = _create_engine
+import cryptoml_pipeline.definitions as d
+assert d.defs is not None
+ours = [k for k in set(os.environ) | set(before) if k.startswith(("CRYPTOML", "DAGSTER"))]
+changed = [k for k in ours if os.environ.get(k) != before.get(k)]
+print("CHANGED", changed)
+print("CALLS", calls)
+"""
+
+
+def test_importing_definitions_has_no_side_effects(tmp_path) -> None:
+    """What the webserver/daemon do at start-up: import the module. No directory or file is
+    created (cwd, DAGSTER_HOME, output dir), no environment variable of ours is written, no
+    database engine is built and nothing is connected to."""
+    import os
+    import subprocess
+    import sys
+
+    cwd, home, dagster_home = tmp_path / "cwd", tmp_path / "home", tmp_path / "dagster_home"
+    for d in (cwd, home, dagster_home):
+        d.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CRYPTOML_", "DAGSTER_"))} | {
+        "HOME": str(home),
+        "DAGSTER_HOME": str(dagster_home),
+        "MPLCONFIGDIR": str(tmp_path / "mpl"),  # matplotlib's own font cache, not ours
+        "PYTHONPATH": str(PKG.parent),
+        "CRYPTOML_OUTPUT_DIR": str(tmp_path / "out"),
+        "CRYPTOML_DATABASE_URL": f"sqlite:///{tmp_path / 'db' / 'registry.sqlite'}",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", _IMPORT_PROBE],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "CHANGED []" in proc.stdout and "CALLS []" in proc.stdout, proc.stdout
+    created = sorted(
+        str(p.relative_to(tmp_path))
+        for p in tmp_path.rglob("*")
+        if not p.is_relative_to(tmp_path / "mpl")
+    )
+    assert created == ["cwd", "dagster_home", "home"]
