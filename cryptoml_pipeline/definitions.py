@@ -2,6 +2,9 @@
 
 ``dagster dev`` / the webserver load ``defs`` (resources from environment variables);
 ``cryptoml run`` calls :func:`build_definitions` with its command-line arguments.
+Importing this module has no side effects: environment variables are read, never written; no
+directory is created and no database or network connection is opened (resources are clients
+built when a run starts).
 """
 
 from __future__ import annotations
@@ -32,7 +35,11 @@ from cryptoml_pipeline.defs.jobs import (
     retrain_job,
     train_folds_job,
 )
-from cryptoml_pipeline.defs.resources import MarketDataResource, PipelineResource
+from cryptoml_pipeline.defs.resources import (
+    DatabaseResource,
+    MarketDataResource,
+    PipelineResource,
+)
 from cryptoml_pipeline.defs.schedules import ingest_job_schedule, nightly_job_schedule
 from cryptoml_pipeline.defs.sensors import (
     degradation_sensor,
@@ -57,7 +64,15 @@ ASSET_MODULES = [
 ]
 
 
-def build_definitions(pipeline: PipelineResource, market: MarketDataResource) -> dg.Definitions:
+def build_definitions(
+    pipeline: PipelineResource,
+    market: MarketDataResource,
+    database: DatabaseResource | None = None,
+) -> dg.Definitions:
+    """``database``: default ``$CRYPTOML_DB_URL`` (as a ``dg.EnvVar``) when set, else the SQLite
+    file under ``pipeline.output_dir``. Nothing is created or connected until a run uses it."""
+    if database is None:
+        database = DatabaseResource.for_output_dir(pipeline.output_dir)
     return dg.Definitions(
         assets=dg.load_assets_from_modules(ASSET_MODULES),
         asset_checks=ALL_CHECKS,
@@ -72,6 +87,7 @@ def build_definitions(pipeline: PipelineResource, market: MarketDataResource) ->
         resources={
             "pipeline": pipeline,
             "market": market,
+            "database": database,
             "landing": landing.landing_resource_from_env(),
             "io_manager": ArtifactIOManager(base_dir=pipeline.output_dir),
         },

@@ -169,7 +169,7 @@ def test_importing_definitions_has_no_side_effects(tmp_path) -> None:
         "MPLCONFIGDIR": str(tmp_path / "mpl"),  # matplotlib's own font cache, not ours
         "PYTHONPATH": str(PKG.parent),
         "CRYPTOML_OUTPUT_DIR": str(tmp_path / "out"),
-        "CRYPTOML_DATABASE_URL": f"sqlite:///{tmp_path / 'db' / 'registry.sqlite'}",
+        "CRYPTOML_DB_URL": f"sqlite:///{tmp_path / 'db' / 'registry.sqlite'}",
     }
     proc = subprocess.run(
         [sys.executable, "-c", _IMPORT_PROBE],

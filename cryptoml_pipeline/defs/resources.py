@@ -1,13 +1,19 @@
 """Dagster resources: thin typed wrappers that turn run configuration into domain settings/data."""
 
 import logging
+import os
 from pathlib import Path
 from typing import Literal
 
 import dagster as dg
 import pandas as pd
+from pydantic import PrivateAttr
+from sqlalchemy import Engine
 
 from cryptoml_pipeline.errors import InputError
+from cryptoml_pipeline.management.db import DB_URL_ENV, make_engine, redacted, sqlite_url, upgrade
+from cryptoml_pipeline.management.registry import ModelRegistry
+from cryptoml_pipeline.management.tracker import ModelPerformanceTracker
 from cryptoml_pipeline.market import (
     MarketData,
     ParquetStore,
@@ -239,3 +245,47 @@ class MarketDataResource(dg.ConfigurableResource):
             funding_interval_hours=data.funding_interval_hours,
             universe=list(data.universe or ()),
         )
+
+
+class DatabaseResource(dg.ConfigurableResource):
+    """The registry / performance-tracker database as a client: one engine per run, built (and the
+    schema migrated to head) on first use, disposed when the run's resources are torn down.
+
+    ``url``: an SQLAlchemy URL. Production sets it from ``dg.EnvVar("CRYPTOML_DB_URL")`` (the
+    password stays in the environment; Dagster shows the variable's name, never its value); the
+    default is the SQLite file under the pipeline's output directory. Only the redacted URL is
+    ever logged."""
+
+    url: str
+
+    _engine: Engine | None = PrivateAttr(default=None)
+
+    @classmethod
+    def for_output_dir(cls, output_dir: str | Path) -> "DatabaseResource":
+        """``$CRYPTOML_DB_URL`` (as a ``dg.EnvVar``) when set, else ``OUTPUT/cryptoml.db``."""
+        if os.environ.get(DB_URL_ENV):
+            return cls(url=dg.EnvVar(DB_URL_ENV))
+        return cls(url=sqlite_url(output_dir))
+
+    @property
+    def redacted_url(self) -> str:
+        return redacted(self.url)
+
+    def engine(self) -> Engine:
+        if self._engine is None:
+            log.info("database %s (schema -> head)", self.redacted_url)
+            engine = make_engine(self.url)
+            upgrade(engine)
+            self._engine = engine
+        return self._engine
+
+    def registry(self) -> ModelRegistry:
+        return ModelRegistry(self.engine())
+
+    def tracker(self) -> ModelPerformanceTracker:
+        return ModelPerformanceTracker(self.engine())
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None

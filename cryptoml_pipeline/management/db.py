@@ -26,6 +26,11 @@ def database_url(output_dir: Path | str) -> str:
     url = os.environ.get(DB_URL_ENV)
     if url:
         return url
+    return sqlite_url(output_dir)
+
+
+def sqlite_url(output_dir: Path | str) -> str:
+    """The default database: the SQLite file ``OUTPUT/cryptoml.db``."""
     return f"sqlite:///{Path(output_dir).resolve() / DB_FILE}"
 
 

@@ -15,9 +15,8 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from cryptoml_pipeline.defs.resources import PipelineResource
+from cryptoml_pipeline.defs.resources import DatabaseResource, PipelineResource
 from cryptoml_pipeline.errors import InputError
-from cryptoml_pipeline.management.db import open_database
 from cryptoml_pipeline.management.deployment_store import deploy
 from cryptoml_pipeline.management.gate import (
     GateDecision,
@@ -48,10 +47,6 @@ GROUP = "deployment"
 SANITY_DAYS = 7
 
 
-def registry_for(pipeline: PipelineResource) -> ModelRegistry:
-    return ModelRegistry(open_database(pipeline.output_dir))
-
-
 @dg.asset(group_name=GROUP)
 def candidate_model(
     context: dg.AssetExecutionContext,
@@ -59,6 +54,7 @@ def candidate_model(
     label_table: pd.DataFrame,
     dataset_info: dict,
     pipeline: PipelineResource,
+    database: DatabaseResource,
 ) -> Any:  # ForecastModel (Dagster types no unions)
     """The strategy model trained on the most recent training window, registered as a
     candidate; its manifest carries every setting the real-time signal needs (universe
@@ -95,7 +91,7 @@ def candidate_model(
     model.manifest["universe"] = list(dataset_info.get("universe") or dataset_info["symbols"])
     model.manifest["timeframe"] = dataset_info["timeframe"]
     model.manifest["settings"] = settings.model_dump(mode="json")
-    registry = registry_for(pipeline)
+    registry = database.registry()
     importance = feature_importance(model)
     entry = save_and_register(
         registry,
@@ -207,8 +203,9 @@ def deploy_gate(
     label_table: pd.DataFrame,
     dataset_info: dict,
     pipeline: PipelineResource,
+    database: DatabaseResource,
 ) -> dg.AssetCheckResult:
-    registry = registry_for(pipeline)
+    registry = database.registry()
     version = str(candidate_model.manifest["version"])
     decision, evidence = gate_candidate(
         registry, version, feature_table, label_table, dataset_info, pipeline
@@ -261,6 +258,7 @@ def deployed_model(
     model_comparison: dict[str, Any],
     fold_plan: list[dict[str, Any]],
     pipeline: PipelineResource,
+    database: DatabaseResource,
 ) -> dict[str, Any]:
     """Promote the candidate when the deploy gate passed it AND the walk-forward evidence
     supports trading it; otherwise keep the deployed one and record why.
@@ -269,7 +267,7 @@ def deployed_model(
     checksums verified, never the in-memory candidate."""
     settings = pipeline.settings()
     output = Path(pipeline.output_dir)
-    registry = registry_for(pipeline)
+    registry = database.registry()
     version = str(candidate_model.manifest["version"])
     entry = registry.require(version)
     gate = entry.metrics.get("gate")

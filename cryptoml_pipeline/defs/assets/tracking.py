@@ -12,8 +12,7 @@ from cryptoml_pipeline.dashboard.plots import (
     predictions_vs_outcomes_png,
     rolling_metrics_png,
 )
-from cryptoml_pipeline.defs.resources import PipelineResource
-from cryptoml_pipeline.management.db import open_database
+from cryptoml_pipeline.defs.resources import DatabaseResource, PipelineResource
 from cryptoml_pipeline.management.health import assess, drift_frames
 from cryptoml_pipeline.management.registry import ModelRegistry
 from cryptoml_pipeline.management.serving import load_verified
@@ -35,11 +34,12 @@ def prediction_log(
     label_table: pd.DataFrame,
     dataset_info: dict,
     pipeline: PipelineResource,
+    database: DatabaseResource,
 ) -> dict[str, Any]:
     """Store the deployed model's predictions for every bar since the last tracked one (after
     its training window) and fill the outcomes whose horizon has passed by the data's end."""
     settings = pipeline.settings()
-    engine = open_database(pipeline.output_dir)
+    engine = database.engine()
     deployed = ModelRegistry(engine).deployed()
     if deployed is None:
         raise dg.Failure("no model is deployed in the registry: run the main job first")
@@ -79,11 +79,12 @@ def model_health(
     feature_table: pd.DataFrame,
     dataset_info: dict,
     pipeline: PipelineResource,
+    database: DatabaseResource,
 ) -> dict[str, Any]:
     """Rolling metrics, spec should_retrain (recent 50 vs prior 150), PSI drift, model age.
     The retrain sensor reads ``should_retrain`` from this asset's metadata."""
     settings = pipeline.settings()
-    engine = open_database(pipeline.output_dir)
+    engine = database.engine()
     registry = ModelRegistry(engine)
     entry = registry.require(prediction_log["version"])
     model = load_verified(registry, entry.version)
