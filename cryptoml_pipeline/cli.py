@@ -200,11 +200,12 @@ def _first_error(result) -> str:
 
 
 def execute_pipeline(pipeline, market) -> dict:
-    """Run prepare -> every fold partition -> evaluate on the persistent instance."""
+    """Run prepare -> every fold partition of its plan -> evaluate on the persistent instance, in
+    process, with the driver the retrain sensors use (:mod:`cryptoml_pipeline.defs.chain`)."""
     import dagster as dg
 
     from cryptoml_pipeline.definitions import build_definitions
-    from cryptoml_pipeline.defs.partitions import FOLDS
+    from cryptoml_pipeline.defs.chain import run_chain
 
     ensure_dagster_home()
     # during runs Dagster's managed logger prints our records; don't print them twice
@@ -212,11 +213,12 @@ def execute_pipeline(pipeline, market) -> dict:
     defs = build_definitions(pipeline, market)
     with dg.DagsterInstance.get() as instance:
 
-        def run(job: str, partition_key: str | None = None) -> None:
+        def run(job: str, partition_key: str | None, tags: dict[str, str]) -> str:
             result = defs.resolve_job_def(job).execute_in_process(
                 instance=instance,
                 partition_key=partition_key,
                 run_config=_run_config(),
+                tags=tags,
                 raise_on_error=False,
             )
             if not result.success:
@@ -225,13 +227,12 @@ def execute_pipeline(pipeline, market) -> dict:
                     f"{job}{where} failed: {_first_error(result)} (run {result.run_id}; "
                     "details in `make ui`)"
                 )
+            return result.run_id
 
-        run("prepare_job")
-        folds = instance.get_dynamic_partitions(FOLDS)
-        for i, key in enumerate(sorted(folds), 1):
-            print(f"[cryptoml] training fold {i}/{len(folds)}: {key}", file=sys.stderr)
-            run("train_folds_job", key)
-        run("evaluate_job")
+        def on_fold(i: int, n: int, key: str) -> None:
+            print(f"[cryptoml] training fold {i}/{n}: {key}", file=sys.stderr)
+
+        run_chain(instance, run, on_fold=on_fold)
     report_path = Path(pipeline.output_dir) / "reports" / "report.json"
     return json.loads(report_path.read_text())
 

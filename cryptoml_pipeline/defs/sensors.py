@@ -3,21 +3,40 @@
 ``degradation_sensor`` reads the backtest's accuracy metadata (the performance tracker until the
 Management issue adds one) and requests one ``retrain_job`` run per degradation. Two run-status
 sensors then chain the rest on Dagster's own run launcher: every fold partition of the new plan
-(``train_folds_job``), then ``evaluate_job`` (backtest -> candidate -> deploy gate -> report)."""
+(``train_folds_job``), then ``evaluate_job`` (backtest -> candidate -> deploy gate -> report) —
+the steps :mod:`.chain` decides for ``cryptoml run`` too."""
 
 import json
 
 import dagster as dg
 
+from cryptoml_pipeline.defs.chain import (
+    FOLD_KEYS_TAG,
+    FOLD_PLAN_KEY,
+    RETRAIN_RUN_TAG,
+    after_fold,
+    after_prepare,
+    fold_run_requests,
+    folds_finished,
+    planned_fold_keys,
+)
 from cryptoml_pipeline.defs.jobs import evaluate_job, retrain_job, train_folds_job
-from cryptoml_pipeline.defs.partitions import FOLDS
 from cryptoml_pipeline.management.retrain_policy import should_retrain
 from cryptoml_pipeline.settings import RetrainConfig
 
 BACKTEST_KEY = dg.AssetKey("backtest")
-FOLD_PLAN_KEY = dg.AssetKey("fold_plan")
-RETRAIN_RUN_TAG = "cryptoml/retrain_run"
-FOLD_KEYS_TAG = "cryptoml/fold_keys"
+__all__ = [
+    "FOLD_KEYS_TAG",
+    "FOLD_PLAN_KEY",
+    "RETRAIN_RUN_TAG",
+    "degradation_sensor",
+    "fold_run_requests",
+    "folds_finished",
+    "model_health_sensor",
+    "planned_fold_keys",
+    "retrain_evaluate_sensor",
+    "retrain_folds_sensor",
+]
 
 
 def _metadata_float(metadata: dict, key: str) -> float | None:
@@ -59,49 +78,7 @@ def degradation_sensor(context: dg.SensorEvaluationContext):
     )
 
 
-# --- the retrain chain: retrain_job -> one train_folds_job per fold -> evaluate_job -------------
-
-
-def fold_run_requests(retrain_run_id: str, fold_keys: list[str]) -> list[dg.RunRequest]:
-    """One train_folds_job run per fold of the plan the retrain run wrote; each run carries the
-    plan's keys so completeness is judged against that plan, not whatever exists later."""
-    keys = sorted(fold_keys)
-    return [
-        dg.RunRequest(
-            run_key=f"{retrain_run_id}:{key}",
-            partition_key=key,
-            tags={RETRAIN_RUN_TAG: retrain_run_id, FOLD_KEYS_TAG: ",".join(keys)},
-        )
-        for key in keys
-    ]
-
-
-def planned_fold_keys(instance: dg.DagsterInstance, run_id: str) -> list[str] | None:
-    """The fold keys of the fold_plan materialized by run ``run_id`` (from its metadata)."""
-    for record in instance.fetch_materializations(FOLD_PLAN_KEY, limit=20).records:
-        if record.run_id == run_id and record.asset_materialization is not None:
-            entry = record.asset_materialization.metadata.get("fold_keys")
-            value = getattr(entry, "value", entry)
-            return list(value) if value is not None else None
-    return None
-
-
-def folds_finished(instance: dg.DagsterInstance, retrain_run_id: str, fold_keys: list[str]) -> bool:
-    """True when every fold partition has a successful train_folds_job run of this retrain."""
-    runs = instance.get_runs(
-        filters=dg.RunsFilter(
-            job_name=train_folds_job.name,
-            tags={RETRAIN_RUN_TAG: retrain_run_id},
-            statuses=[dg.DagsterRunStatus.SUCCESS],
-        )
-    )
-    done = {run.tags.get("dagster/partition") for run in runs}
-    return bool(fold_keys) and set(fold_keys) <= done
-
-
-def _superseded(instance: dg.DagsterInstance, keys: list[str]) -> bool:
-    """The fold partitions no longer match the plan (another plan was written meanwhile)."""
-    return sorted(instance.get_dynamic_partitions(FOLDS)) != sorted(keys)
+# --- the retrain chain: retrain_job -> one train_folds_job per fold -> evaluate_job (.chain) ---
 
 
 @dg.run_status_sensor(
@@ -112,13 +89,7 @@ def _superseded(instance: dg.DagsterInstance, keys: list[str]) -> bool:
     description="After a retrain_job run: train every fold of the plan it wrote",
 )
 def retrain_folds_sensor(context: dg.RunStatusSensorContext):
-    run_id = context.dagster_run.run_id
-    keys = planned_fold_keys(context.instance, run_id)
-    if not keys:
-        return dg.SkipReason(f"retrain run {run_id} wrote no fold plan")
-    if _superseded(context.instance, keys):
-        return dg.SkipReason(f"the fold plan of retrain run {run_id} was superseded")
-    return fold_run_requests(run_id, keys)
+    return after_prepare(context.instance, context.dagster_run.run_id, RETRAIN_RUN_TAG)
 
 
 @dg.run_status_sensor(
@@ -129,18 +100,7 @@ def retrain_folds_sensor(context: dg.RunStatusSensorContext):
     description="When every fold of a retrain has succeeded: backtest, gate and deploy, report",
 )
 def retrain_evaluate_sensor(context: dg.RunStatusSensorContext):
-    tags = context.dagster_run.tags
-    retrain_run_id = tags.get(RETRAIN_RUN_TAG)
-    if not retrain_run_id:
-        return dg.SkipReason("not part of a retrain")
-    keys = [k for k in tags.get(FOLD_KEYS_TAG, "").split(",") if k]
-    if _superseded(context.instance, keys):
-        return dg.SkipReason(f"the fold plan of retrain {retrain_run_id} was superseded")
-    if not folds_finished(context.instance, retrain_run_id, keys):
-        return dg.SkipReason("other folds of this retrain are still running")
-    return dg.RunRequest(
-        run_key=f"{retrain_run_id}:evaluate", tags={RETRAIN_RUN_TAG: retrain_run_id}
-    )
+    return after_fold(context.instance, context.dagster_run.tags, RETRAIN_RUN_TAG)
 
 
 # --- the performance tracker -> retrain -----------------------------------------------------
