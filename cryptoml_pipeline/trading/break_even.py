@@ -50,6 +50,8 @@ def break_even_taker_fee(
             slip=slip,
             schedule=schedule,
         )
+        if (res.equity <= 0).any():  # ruined: returns on a non-positive equity mean nothing
+            return -1e9
         daily = daily_returns(res.equity, initial_equity=net.initial_equity)
         return sharpe_ratio(daily.to_numpy())
 
