@@ -72,7 +72,7 @@ def test_full_profile_refuses_cpu_without_flag(tmp_path: Path) -> None:
 def test_failed_run_is_summarised_by_the_root_cause() -> None:
     from types import SimpleNamespace as NS
 
-    from cryptoml_pipeline.cli import _first_error
+    from cryptoml_pipeline.cli.run import _first_error
 
     root = NS(message="InputError: fold X: no valid labeled sequences\n", cause=None)
     wrapper = NS(message="DagsterExecutionStepExecutionError: Error in op", cause=root)

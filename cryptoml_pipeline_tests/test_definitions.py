@@ -8,15 +8,7 @@ import cryptoml_pipeline
 PKG = Path(cryptoml_pipeline.__file__).parent
 # Dagster wiring: defs/, definitions.py and the command lines (which launch jobs and build
 # resources). Everything else is domain.
-WIRING = {
-    "defs",
-    "definitions.py",
-    "cli",
-    "cli.py",
-    "paper_cli.py",
-    "signal_cli.py",
-    "dashboard_cli.py",
-}
+WIRING = {"defs", "definitions.py", "cli"}
 DOMAIN = sorted(
     p.name
     for p in PKG.iterdir()

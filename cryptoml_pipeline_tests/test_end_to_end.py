@@ -8,7 +8,8 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from cryptoml_pipeline.cli import build_parser, execute_pipeline, prepare_run
+from cryptoml_pipeline.cli import build_parser
+from cryptoml_pipeline.cli.run import execute_pipeline, prepare_run
 from cryptoml_pipeline.defs.partitions import FOLDS
 from cryptoml_pipeline.modeling.forecast_model import load_forecast_model, model_kind
 from cryptoml_pipeline.reporting.report import validate_report

@@ -152,7 +152,8 @@ def test_pipeline_report_has_importance_and_survives_a_missing_partition(
 
     import dagster as dg
 
-    from cryptoml_pipeline.cli import build_parser, execute_pipeline, prepare_run
+    from cryptoml_pipeline.cli import build_parser
+    from cryptoml_pipeline.cli.run import execute_pipeline, prepare_run
     from cryptoml_pipeline.definitions import build_definitions
 
     home = tmp_path / "dagster_home"

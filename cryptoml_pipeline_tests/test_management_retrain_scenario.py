@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cryptoml_pipeline.cli import build_parser, execute_pipeline, prepare_run
+from cryptoml_pipeline.cli import build_parser
+from cryptoml_pipeline.cli.run import execute_pipeline, prepare_run
 from cryptoml_pipeline.definitions import build_definitions
 from cryptoml_pipeline.defs.sensors import (
     model_health_sensor,

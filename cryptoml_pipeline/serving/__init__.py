@@ -1,7 +1,7 @@
 """Real-time serving: the deployed (or candidate) model with its run's settings and universe
 (:mod:`.models`), the causal tail of the universe's market data and the last closed bar
 (:mod:`.market`), and the signal with the backtest's decision (:mod:`.signal`,
-:mod:`.decision`). Dagster-free; ``cryptoml signal`` (``signal_cli.py``) is its command line."""
+:mod:`.decision`). Dagster-free; ``cryptoml signal`` (``cli/signal.py``) is its command line."""
 
 from cryptoml_pipeline.serving.decision import Decision, decide
 from cryptoml_pipeline.serving.market import closed_bars, store_tail, tail_span

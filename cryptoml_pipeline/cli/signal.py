@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from cryptoml_pipeline.cli.args import add_data_dir, add_output_dir
+from cryptoml_pipeline.cli.args import parse_symbols as _parse_symbols
 from cryptoml_pipeline.errors import InputError
 from cryptoml_pipeline.locations import resolve_data_location
 from cryptoml_pipeline.market.store import ParquetStore
@@ -39,8 +41,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="ccxt symbol, e.g. BTC/USDT (one JSON object); comma-separated for several, or "
         "omitted for every traded symbol (a JSON list)",
     )
-    sig.add_argument("--data-dir", help="parquet data directory (default: see README)")
-    sig.add_argument("--output-dir", default="output", help="where `cryptoml run` deployed")
+    add_data_dir(sig)
+    add_output_dir(sig, help="where `cryptoml run` deployed")
     sig.add_argument(
         "--candidate",
         action="store_true",
@@ -56,11 +58,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def parse_symbols(raw: str | None) -> list[str]:
-    symbols = [s.strip() for s in (raw or "").split(",") if s.strip()]
-    bad = [s for s in symbols if "/" not in s]
-    if bad:
-        raise InputError(f"symbol {bad[0]!r} is not a ccxt symbol like BTC/USDT")
-    return symbols
+    """``--symbol``: none (= every traded symbol), one or several, comma-separated."""
+    return _parse_symbols(raw, required=False)
 
 
 def parse_positions(raw: str, symbols: list[str]) -> dict[str, int]:
@@ -102,7 +101,7 @@ def cmd_signal(args: argparse.Namespace) -> int:
     symbols = parse_symbols(args.symbol)
     served = load_served(Path(args.output_dir), candidate=args.candidate)
     if not served.deployed:
-        print(  # noqa: T201
+        print(
             f"cryptoml: warning: model {served.version} is a candidate, NOT deployed for trading "
             f"({served.reason or 'no reason recorded'})",
             file=sys.stderr,
@@ -112,5 +111,5 @@ def cmd_signal(args: argparse.Namespace) -> int:
     candles, funding = market_frames(served, args.data_dir, wanted)
     records = signals(served, candles, funding, wanted, position=positions, equity=args.equity)
     body = records[0] if len(symbols) == 1 else records
-    print(json.dumps(body, allow_nan=False))  # noqa: T201
+    print(json.dumps(body, allow_nan=False))
     return 0

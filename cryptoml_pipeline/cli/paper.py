@@ -11,17 +11,25 @@ from pathlib import Path
 
 import pandas as pd
 
+from cryptoml_pipeline.cli.args import (
+    add_data_dir,
+    add_output_dir,
+    add_profile,
+    add_symbols,
+    add_timeframe,
+    parse_symbols,
+)
 from cryptoml_pipeline.errors import InputError
-from cryptoml_pipeline.settings import DEFAULT_SYMBOLS, PROFILES
+from cryptoml_pipeline.settings import DEFAULT_SYMBOLS
 
 
-def add_paper_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("paper", help="paper-trade the deployed model bar by bar (replay or live)")
-    p.add_argument("--output-dir", default="output", help="where the registry database lives")
-    p.add_argument("--data-dir", help="parquet data directory (default: see README)")
-    p.add_argument("--symbols", default=",".join(DEFAULT_SYMBOLS))
-    p.add_argument("--timeframe", default="1h")
-    p.add_argument("--profile", default="demo", choices=PROFILES)
+    add_output_dir(p, help="where the registry database lives")
+    add_data_dir(p)
+    add_symbols(p, default=",".join(DEFAULT_SYMBOLS))
+    add_timeframe(p)
+    add_profile(p)
     p.add_argument("--start", help="replay: first bar (UTC); live: ignored")
     p.add_argument("--end", help="replay: end, exclusive (default: start + 7 days)")
     p.add_argument("--run-name", default=None, help="paper account name (default: settings)")
@@ -31,7 +39,6 @@ def add_paper_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _settings(args: argparse.Namespace):
-    from cryptoml_pipeline.cli import parse_symbols
     from cryptoml_pipeline.settings import profile_settings
 
     return profile_settings(

@@ -7,19 +7,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cryptoml_pipeline.settings import PROFILES
+from cryptoml_pipeline.cli.args import add_output_dir, add_profile, add_timeframe
 
 
-def add_dashboard_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("dashboard", help="serve the monitoring dashboard on 127.0.0.1")
-    p.add_argument(
-        "--output-dir",
-        default="output",
-        help="pipeline output (registry database unless $CRYPTOML_DB_URL, assets)",
-    )
+    add_output_dir(p, help="pipeline output (registry database unless $CRYPTOML_DB_URL, assets)")
     p.add_argument("--port", type=int, default=8050)
-    p.add_argument("--profile", default="demo", choices=PROFILES)
-    p.add_argument("--timeframe", default="1h")
+    add_profile(p)
+    add_timeframe(p)
     p.add_argument("--paper-run", default=None, help="paper account shown (default: settings)")
 
 

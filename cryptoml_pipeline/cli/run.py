@@ -1,7 +1,5 @@
-"""``cryptoml`` command line: ``run`` (the main job end-to-end) and ``data`` (download via ccxt).
-
-Bad arguments print ONE line on stderr naming the problem and exit with code 2 (no traceback).
-"""
+"""``cryptoml run``: materialize the whole asset graph (prepare -> every fold -> evaluate, the
+driver of :mod:`cryptoml_pipeline.defs.chain`) and print the KPIs."""
 
 from __future__ import annotations
 
@@ -12,14 +10,21 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import NoReturn
 
-from cryptoml_pipeline.errors import DataValidationError, InputError
+from cryptoml_pipeline.cli.args import (
+    add_data_dir,
+    add_output_dir,
+    add_profile,
+    add_symbols,
+    add_timeframe,
+    add_universe,
+    one_line,
+    parse_symbols,
+)
+from cryptoml_pipeline.errors import InputError
 from cryptoml_pipeline.locations import REPO_ROOT, has_market_data, resolve_data_location
-from cryptoml_pipeline.settings import DEFAULT_SYMBOLS, PROFILES
 from cryptoml_pipeline.timing import to_utc
 
-EXIT_BAD_INPUT = 2
 DEFAULT_DAGSTER_YAML = """telemetry:
   enabled: false
 python_logs:
@@ -28,64 +33,27 @@ python_logs:
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # one line, exit 2
-        print(f"cryptoml: error: {message}", file=sys.stderr)
-        raise SystemExit(EXIT_BAD_INPUT)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="cryptoml", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+def add_parser(sub: argparse._SubParsersAction) -> None:
     run = sub.add_parser("run", help="materialize the whole asset graph and print the KPIs")
-    run.add_argument("--data-dir", help="parquet data directory (default: see README)")
-    run.add_argument(
-        "--symbols",
+    add_data_dir(run)
+    add_symbols(
+        run,
         help="traded symbols, each as its USDT-M perpetual, comma-separated "
         "(default: every perpetual with funding in the data)",
     )
-    run.add_argument(
-        "--universe",
-        help="symbols the models train on, pooled (traded symbols always included; "
-        "default: every spot series with data in the window)",
-    )
+    add_universe(run)
     run.add_argument("--config", help="YAML of setting overrides, e.g. configs/spec.yaml")
     run.add_argument(
         "--holdout-start",
         help="UTC date: the report splits into 'development' and 'held_back' periods there",
     )
-    run.add_argument("--timeframe", default="1h")
+    add_timeframe(run)
     run.add_argument("--start", help="UTC date/time, inclusive (default: end - 730 days)")
     run.add_argument("--end", help="UTC date/time, exclusive (default: last common bar + 1 bar)")
-    run.add_argument("--profile", default="demo", choices=PROFILES)
-    run.add_argument("--output-dir", default="output")
+    add_profile(run)
+    add_output_dir(run)
     run.add_argument("--synthetic", action="store_true", help="force the synthetic market")
     run.add_argument("--allow-cpu", action="store_true", help="let the 'full' profile run on CPU")
-    data = sub.add_parser("data", help="download candles + funding via ccxt into a data directory")
-    data.add_argument("--data-dir", default="data")
-    data.add_argument("--symbols", default=",".join(DEFAULT_SYMBOLS))
-    data.add_argument("--timeframe", default="1h", help="one or more, comma-separated: 5m,1h")
-    data.add_argument("--days", type=int, default=800)
-    data.add_argument("--exchange", default="binance", help="any ccxt exchange id")
-    from cryptoml_pipeline.dashboard_cli import add_dashboard_parser
-    from cryptoml_pipeline.paper_cli import add_paper_parser
-
-    add_paper_parser(sub)
-    add_dashboard_parser(sub)
-    from cryptoml_pipeline.signal_cli import add_parser as add_signal_parser
-
-    add_signal_parser(sub)
-    return parser
-
-
-def parse_symbols(raw: str) -> list[str]:
-    symbols = [s.strip() for s in raw.split(",") if s.strip()]
-    if not symbols:
-        raise InputError("no symbols selected (--symbols is empty)")
-    bad = [s for s in symbols if "/" not in s]
-    if bad:
-        raise InputError(f"symbol {bad[0]!r} is not a ccxt symbol like BTC/USDT")
-    return symbols
 
 
 def ensure_dagster_home() -> Path:
@@ -147,7 +115,7 @@ def prepare_run(args: argparse.Namespace):
         if args.holdout_start:
             to_utc(args.holdout_start)
     except ValueError as exc:  # unparsable date or invalid setting
-        raise InputError(f"invalid argument: {_one_line(exc)}") from None
+        raise InputError(f"invalid argument: {one_line(exc)}") from None
     resolved = market.resolved(settings)
     start, end = resolved["start"], resolved["end"]
     from cryptoml_pipeline.modeling.folds import walk_forward_plan
@@ -168,19 +136,6 @@ def prepare_run(args: argparse.Namespace):
         }
     )
     return pipeline, market
-
-
-def _one_line(exc: Exception) -> str:
-    """A pydantic error as one line: ``loc: message``."""
-    errors = getattr(exc, "errors", None)
-    if callable(errors):
-        try:
-            first = errors()[0]
-            loc = ".".join(str(p) for p in first.get("loc", ()))
-            return f"{loc}: {first.get('msg')}" if loc else str(first.get("msg"))
-        except (IndexError, TypeError, KeyError):
-            pass
-    return str(exc).splitlines()[0]
 
 
 def _run_config() -> dict:
@@ -273,55 +228,3 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"report: {Path(pipeline.output_dir) / 'reports' / 'report.html'}")
     print(f"wall time: {time.monotonic() - started:.0f} s")
     return 0
-
-
-def cmd_data(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from cryptoml_pipeline.market import ParquetStore
-    from cryptoml_pipeline.market.ccxt_source import make_exchange
-    from cryptoml_pipeline.market.ingest import backfill, summarise
-    from cryptoml_pipeline.settings import IngestConfig
-
-    symbols = parse_symbols(args.symbols)
-    timeframes = tuple(t.strip() for t in args.timeframe.split(",") if t.strip())
-    config = IngestConfig(exchange=args.exchange, symbols=tuple(symbols), timeframes=timeframes)
-    now = pd.Timestamp.now(tz="UTC")
-    start = now.floor("D") - pd.Timedelta(days=args.days)
-    # incremental: only days the store lacks are fetched; unfinished candles are never stored
-    results = backfill(
-        ParquetStore(Path(args.data_dir)), make_exchange(args.exchange), start, now, config, now=now
-    )
-    print(f"{summarise(results)['rows_written']} rows written to {Path(args.data_dir).resolve()}")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    # INFO progress of runs is printed by Dagster's managed loggers (dagster.yaml); the root
-    # handler only adds warnings from outside runs, so nothing is printed twice
-    handler = logging.StreamHandler()
-    handler.setLevel(logging.WARNING)  # a handler level: INFO records propagating from runs stop
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=logging.WARNING, handlers=[handler])
-    args = build_parser().parse_args(argv)
-    try:
-        if args.command == "signal":
-            from cryptoml_pipeline.signal_cli import cmd_signal
-
-            return cmd_signal(args)
-        if args.command in ("paper", "dashboard"):
-            from cryptoml_pipeline.dashboard_cli import cmd_dashboard
-            from cryptoml_pipeline.paper_cli import cmd_paper
-
-            return {"paper": cmd_paper, "dashboard": cmd_dashboard}[args.command](args)
-        return {"run": cmd_run, "data": cmd_data}[args.command](args)
-    except (InputError, DataValidationError) as exc:  # bad arguments or bad data: one line
-        print(f"cryptoml: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except RuntimeError as exc:
-        print(f"cryptoml: failed: {exc}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
