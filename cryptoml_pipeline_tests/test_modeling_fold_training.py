@@ -19,8 +19,8 @@ from cryptoml_pipeline.modeling.fold_training import (
 )
 from cryptoml_pipeline.modeling.folds import fold_row_masks, walk_forward_folds
 from cryptoml_pipeline.modeling.labels import make_labels
-from cryptoml_pipeline.modeling.predictions import signal_from_expected
 from cryptoml_pipeline.modeling.persistence import load_model, save_model
+from cryptoml_pipeline.modeling.predictions import signal_from_expected
 from cryptoml_pipeline.modeling.scaling import fit_scaler
 from cryptoml_pipeline.settings import (
     ModelConfig,
