@@ -73,7 +73,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SIGNAL_STRENGTH = 0.03
+DEFAULT_SIGNAL_STRENGTH = 0.08  # strong enough for the default (cost-filtered) rule to trade
 PLANTED_WINDOW = 24  # bars of the planted reversal's trailing return and volatility
 PLANTED_CLIP = 3.0
 
