@@ -102,9 +102,11 @@ def test_sign_calibration_error_and_scores() -> None:
     realised = 2 * expected  # every call right, same order
     conf = np.linspace(0.0, 1.0, 10)
     assert sign_calibration_error(expected, conf, realised) == pytest.approx(0.0)
-    # the confident half always wrong, the other half right: inverted by 1.0
+    # the confident half always wrong, the other half right: inverted by 1.0, less two
+    # standard errors of the difference of two hit rates (p = 0.5, 5 rows each)
     wrong_when_sure = np.where(conf >= np.median(conf), -realised, realised)
-    assert sign_calibration_error(expected, conf, wrong_when_sure) == pytest.approx(1.0)
+    se = np.sqrt(0.25 * (1 / 5 + 1 / 5))
+    assert sign_calibration_error(expected, conf, wrong_when_sure) == pytest.approx(1.0 - 2 * se)
     # informative confidence (right when sure) is floored at 0, never negative
     right_when_sure = np.where(conf >= np.median(conf), realised, -realised)
     assert sign_calibration_error(expected, conf, right_when_sure) == 0.0

@@ -4,8 +4,9 @@
    confidences in [0, 1] (probability distributions where it has them), its confidence checked
    against the realised sign — the confidence is a rank of forecast strength, so "calibrated"
    means more confident calls hit the realised sign at least as often: the sign hit rate of the
-   less confident half minus that of the more confident half (``calibration_error``, 0 when
-   confidence is informative) <= bound — and batch latency per row <= bound; and
+   less confident half minus that of the more confident half, beyond two standard errors
+   (``calibration_error``, 0 when confidence is informative or the gap is noise) <= bound — and
+   batch latency per row <= bound; and
 2. it beats the deployed model on the recent purged validation window (the candidate's own
    validation slice, purged from its fit rows) by ``margin`` in rank IC of its expected return
    against the realised return — unless nothing is deployed or the deployed model has another
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from cryptoml_pipeline.settings import GateConfig
 
@@ -68,8 +70,10 @@ def outputs_are_sane(
 def sign_calibration_error(
     expected: np.ndarray, confidence: np.ndarray, realised: np.ndarray
 ) -> float:
-    """How much confidence is anti-informative about the realised sign: hit rate of the rows
-    below the median confidence minus that of the rows at or above it, floored at 0."""
+    """How much confidence is anti-informative about the realised sign, beyond chance: the hit
+    rate of the rows below the median confidence minus that of the rows at or above it, less
+    two standard errors of that difference, floored at 0 (so an uninformative confidence on a
+    few hundred rows does not fail by sampling noise)."""
     e, c, r = (np.asarray(x, dtype=np.float64) for x in (expected, confidence, realised))
     keep = np.isfinite(e) & np.isfinite(c) & np.isfinite(r) & (e != 0) & (r != 0)
     e, c, r = e[keep], c[keep], r[keep]
@@ -79,7 +83,9 @@ def sign_calibration_error(
     high = c >= np.median(c)
     if high.all() or not high.any():
         return 0.0
-    return float(max(0.0, hit[~high].mean() - hit[high].mean()))
+    p = float(hit.mean())
+    se = np.sqrt(max(p * (1 - p), 1e-12) * (1 / (~high).sum() + 1 / high.sum()))
+    return float(max(0.0, hit[~high].mean() - hit[high].mean() - 2.0 * se))
 
 
 def score_predictions(
@@ -93,7 +99,7 @@ def score_predictions(
         return ValidationScore(0, None, None, None, None)
     latency = None if seconds is None else 1000.0 * seconds / max(len(e), 1)
     ek, rk = e[keep], r[keep]
-    ranks = np.argsort(np.argsort(ek)), np.argsort(np.argsort(rk))
+    ranks = pd.Series(ek).rank().to_numpy(), pd.Series(rk).rank().to_numpy()  # average ties
     ic = float(np.corrcoef(*ranks)[0, 1]) if n > 2 and ek.std() > 0 and rk.std() > 0 else None
     called = (ek != 0) & (rk != 0)
     hit = float((np.sign(ek[called]) == np.sign(rk[called])).mean()) if called.any() else None
