@@ -36,7 +36,17 @@ SETTINGS = PipelineSettings(
     walk_forward=WalkForwardConfig(
         train_days=45, test_days=10, step_days=10, validation_fraction=0.2, embargo_bars=1
     ),
-    gbm=GbmConfig(n_estimators=40, min_child_samples=20, early_stopping_rounds=10, num_threads=1),
+    gbm=GbmConfig(
+        n_estimators=40,
+        min_child_samples=20,
+        early_stopping_rounds=10,
+        num_threads=1,
+        learning_rate=0.05,
+        num_leaves=31,
+        feature_fraction=0.8,
+        bagging_fraction=0.8,
+        lambda_l2=1.0,
+    ),
 )
 META_TRAINING = TrainingConfig(
     batch_size=64,
