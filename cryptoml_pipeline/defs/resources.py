@@ -165,6 +165,22 @@ class MarketDataResource(dg.ConfigurableResource):
             funding_interval_hours=data.funding_interval_hours,
         )
 
+    def symbols_with_timeframes(
+        self, symbols: list[str], timeframes: list[str]
+    ) -> tuple[list[str], dict[str, str]]:
+        """``(symbols whose every timeframe is stored, {skipped symbol: reason})``."""
+        if self.kind == "synthetic" or not self.data_dir:
+            return [], dict.fromkeys(symbols, "the synthetic market has no finer timeframes")
+        store = self._store()
+        have, skipped = [], {}
+        for s in symbols:
+            missing = [tf for tf in timeframes if not store.has_candles(s, tf)]
+            if missing:
+                skipped[s] = f"no {', '.join(missing)} candles in the store"
+            else:
+                have.append(s)
+        return have, skipped
+
     def candles_by_timeframe(
         self,
         symbols: list[str],

@@ -123,22 +123,33 @@ def lstm_cnn_predictions(
     def run(fold: Fold, settings: PipelineSettings, out: Path) -> ZooResult:
         fold = heavy_fold(fold, settings, dataset_info["timeframe"])
         cfg = settings.lstm_cnn
+        # a traded symbol without the finer timeframes is skipped with its reason, never fatal
+        have, skipped = market.symbols_with_timeframes(
+            list(dataset_info["symbols"]), list(cfg.timeframes)
+        )
+        if not have:
+            return unavailable(
+                "lstm_cnn", fold, f"no traded symbol has {cfg.timeframes}: {skipped}"
+            )
         longest = max(timeframe_to_timedelta(tf) for tf in cfg.timeframes)
         scales = market.candles_by_timeframe(
-            list(dataset_info["symbols"]),
+            have,
             list(cfg.timeframes),
             fold.train_start - (cfg.sequence_length + 2) * longest,
             fold.test_end + longest,
         )
-        return run_lstm_cnn(
-            traded_only(feature_table, dataset_info),
-            traded_only(label_table, dataset_info),
+        info = {"symbols": have}
+        result = run_lstm_cnn(
+            traded_only(feature_table, info),
+            traded_only(label_table, info),
             fold,
             settings,
             dataset_info["timeframe"],
             scales,
             out,
         )
+        result.card["skipped_symbols"] = skipped
+        return result
 
     return _train_fold_model(
         context, pipeline, fold_plan, "lstm_cnn", pipeline.settings().lstm_cnn.enabled, run
