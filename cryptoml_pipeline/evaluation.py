@@ -27,6 +27,7 @@ from cryptoml_pipeline.trading.forecast import sharpe_by_year
 from cryptoml_pipeline.trading.forecast_section import (
     beta_section,
     forecast_stats,
+    period_bounds,
     periods_section,
     scored_predictions,
 )
@@ -245,6 +246,7 @@ def evaluate_walk_forward(
             decisions=decisions,
             n_paths=ctl.random_paths,
             seed=ctl.seed,
+            periods=period_bounds(span_start, span_end, holdout_start),
         )
         controls["random_same_turnover"] = mc.to_dict()
     shuffled_kpis, power = None, {}
@@ -289,6 +291,7 @@ def evaluate_walk_forward(
     )
     exposure = strategy.exposure.rename("strategy").rename_axis("timestamp").reset_index()
     forecast, periods = None, None
+    mc_summary = mc if ctl.random_paths > 0 else None
     if labels is not None:
         forecast, periods = _forecast_sections(
             break_even=break_even_taker_fee(
@@ -302,6 +305,7 @@ def evaluate_walk_forward(
                 funding_interval_hours=interval,
             ),
             turnover=strategy_kpis.get("turnover"),
+            random_paths=mc_summary,
             predictions=predictions,
             labels=labels,
             strategy=strategy,
@@ -343,6 +347,7 @@ def _forecast_sections(
     *,
     break_even: dict[str, Any],
     turnover: float | None,
+    random_paths: Any,
     predictions: pd.DataFrame,
     labels: pd.DataFrame,
     strategy: BacktestResult,
@@ -372,7 +377,17 @@ def _forecast_sections(
         holdout_start=holdout_start,
         horizon=horizon,
         timeframe=timeframe,
+        initial_equity={
+            "strategy": strategy.initial_equity,
+            "buy_and_hold": hold.initial_equity,
+        },
     )
+    for period in periods:
+        period["random_same_turnover"] = (
+            random_paths.period_summary(period["name"], period["strategy"]["sharpe"])
+            if random_paths is not None
+            else None
+        )
     return forecast, periods
 
 

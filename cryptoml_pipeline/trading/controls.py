@@ -20,7 +20,8 @@ one-sided p-value (``(1 + #paths with Sharpe >= the strategy's) / (1 + #paths)``
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -63,6 +64,24 @@ class MonteCarloSummary:
     p_value: float | None
     strategy_turnover: float | None = None
     method: str = MC_METHOD.format(size="initial")
+    # per named period (development / held_back): every path's net Sharpe inside it
+    period_sharpes: dict[str, list[float | None]] = field(default_factory=dict)
+
+    def period_summary(self, name: str, strategy_sharpe: float | None) -> dict[str, Any] | None:
+        """The random paths inside one period: Sharpe p5/p50/p95 and the strategy's rank."""
+        values = [v for v in self.period_sharpes.get(name, []) if v is not None]
+        if not values:
+            return None
+        out: dict[str, Any] = {
+            "n_paths": len(values),
+            "sharpe_p5_p50_p95": np.percentile(values, [5, 50, 95]).tolist(),
+        }
+        if strategy_sharpe is not None:
+            out["strategy_percentile"] = float(np.mean(np.asarray(values) < strategy_sharpe))
+            out["p_value"] = float(
+                (1 + np.sum(np.asarray(values) >= strategy_sharpe)) / (1 + len(values))
+            )
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         finite = [s for s in self.sharpe if s is not None]
@@ -173,6 +192,7 @@ def random_same_turnover(
     n_paths: int = 200,
     seed: int = 7,
     size_of: Literal["initial", "equity"] = "initial",
+    periods: Sequence[tuple[str, pd.Timestamp, pd.Timestamp]] = (),
 ) -> MonteCarloSummary:
     """Monte-Carlo distribution of the random same-turnover strategy (see module docstring).
 
@@ -206,6 +226,7 @@ def random_same_turnover(
     sharpes: list[float | None] = []
     returns: list[float] = []
     turnovers: list[float] = []
+    by_period: dict[str, list[float | None]] = {name: [] for name, _, _ in periods}
     for _ in range(n_paths):
         path, fractions = random_placement(strategy.fills, grid, rng, sizes)
         result = replay_fills(
@@ -220,6 +241,8 @@ def random_same_turnover(
             fraction_of=size_of,
         )
         sharpes.append(_sharpe(result))
+        for name, lo, hi in periods:
+            by_period[name].append(_period_sharpe(result.equity, lo, hi, initial))
         returns.append(float(result.equity.iloc[-1] / initial - 1.0))
         turnovers.append(float((result.traded_notional or 0.0) / initial))
     finite = np.array([s for s in sharpes if s is not None], dtype=np.float64)
@@ -237,7 +260,21 @@ def random_same_turnover(
         p_value,
         strategy_turnover=float((strategy.traded_notional or 0.0) / initial),
         method=MC_METHOD.format(size="initial" if size_of == "initial" else "entry"),
+        period_sharpes=by_period,
     )
+
+
+def _period_sharpe(
+    equity: pd.Series, lo: pd.Timestamp, hi: pd.Timestamp, initial: float
+) -> float | None:
+    """Net annualised Sharpe of the daily returns inside ``[lo, hi)`` (first day against the
+    equity before the period)."""
+    inside = equity[(equity.index >= lo) & (equity.index < hi)]
+    if inside.empty:
+        return None
+    before = equity[equity.index < lo]
+    base = float(before.iloc[-1]) if len(before) else initial
+    return sharpe_ratio(daily_returns(inside, initial_equity=base).to_numpy())
 
 
 def shuffled_label_verdict(

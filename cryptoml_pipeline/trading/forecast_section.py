@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from cryptoml_pipeline.timing import bars_per_day
@@ -25,6 +24,7 @@ from cryptoml_pipeline.trading.forecast import (
     per_fold,
     sharpe_by_year,
 )
+from cryptoml_pipeline.trading.metrics import daily_returns, sharpe_ratio
 
 TOP_KEYS = ("rank_ic", "rank_ic_t", "ic", "ic_t", "hit_rate", "t_method")
 
@@ -56,21 +56,17 @@ def forecast_stats(
     return out
 
 
-def _sharpe_daily(daily: pd.Series) -> float | None:
-    r = daily.dropna().to_numpy(dtype=np.float64)
-    if len(r) < 2 or float(np.std(r, ddof=1)) < 1e-12:
-        return None
-    return float(np.mean(r) / np.std(r, ddof=1) * np.sqrt(365.0))
-
-
-def equity_summary(equity: pd.Series) -> dict[str, Any]:
-    """Net annualised Sharpe (daily returns, 365 days), total return and Sharpe by year."""
+def equity_summary(equity: pd.Series, initial: float | None = None) -> dict[str, Any]:
+    """Net annualised Sharpe (daily returns, 365 days — the headline KPI's definition: the
+    first day measured against ``initial``, the equity before the period), total return and
+    Sharpe by year."""
     if equity.empty:
         return {"sharpe": None, "total_return": None, "sharpe_by_year": {}}
-    daily = daily_equity_returns(equity)
+    base = float(equity.iloc[0]) if initial is None else float(initial)
+    daily = daily_returns(equity, initial_equity=base)
     return {
-        "sharpe": _sharpe_daily(daily),
-        "total_return": float(equity.iloc[-1] / equity.iloc[0] - 1.0),
+        "sharpe": sharpe_ratio(daily.to_numpy()),
+        "total_return": float(equity.iloc[-1] / base - 1.0),
         "sharpe_by_year": sharpe_by_year(equity),
     }
 
@@ -90,6 +86,25 @@ def _slice(series: pd.Series, start: pd.Timestamp, end: pd.Timestamp) -> pd.Seri
     return series[(series.index >= start) & (series.index < end)]
 
 
+def period_bounds(
+    start: pd.Timestamp, end: pd.Timestamp, holdout_start: pd.Timestamp | None
+) -> list[tuple[str, pd.Timestamp, pd.Timestamp]]:
+    """``development`` (then ``held_back`` when the hold-out start lies inside the span)."""
+    if holdout_start is None or not (start < holdout_start < end):
+        return [("development", start, end)]
+    return [("development", start, holdout_start), ("held_back", holdout_start, end)]
+
+
+def _before(
+    equity: dict[str, pd.Series], name: str, lo: pd.Timestamp, initial: dict[str, float] | None
+) -> float | None:
+    """The equity a period starts from: the last mark before it, else the initial equity."""
+    earlier = equity[name][equity[name].index < lo]
+    if len(earlier):
+        return float(earlier.iloc[-1])
+    return None if initial is None else initial.get(name)
+
+
 def periods_section(
     *,
     scored: pd.DataFrame,
@@ -100,13 +115,11 @@ def periods_section(
     horizon: int,
     timeframe: str,
     random_sharpes: Callable[[pd.Timestamp, pd.Timestamp], dict[str, Any]] | None = None,
+    initial_equity: dict[str, float] | None = None,
 ) -> list[dict[str, Any]]:
     """``development`` then ``held_back`` (when ``holdout_start`` lies inside the span): each
     ``{name, start, end, strategy, buy_and_hold, random_same_turnover, forecast}``."""
-    if holdout_start is None or not (start < holdout_start < end):
-        bounds = [("development", start, end)]
-    else:
-        bounds = [("development", start, holdout_start), ("held_back", holdout_start, end)]
+    bounds = period_bounds(start, end, holdout_start)
     out = []
     for name, lo, hi in bounds:
         ts = scored["timestamp"]
@@ -116,8 +129,14 @@ def periods_section(
                 "name": name,
                 "start": lo.isoformat(),
                 "end": hi.isoformat(),
-                "strategy": equity_summary(_slice(equity["strategy"], lo, hi)),
-                "buy_and_hold": equity_summary(_slice(equity["buy_and_hold"], lo, hi)),
+                "strategy": equity_summary(
+                    _slice(equity["strategy"], lo, hi),
+                    _before(equity, "strategy", lo, initial_equity),
+                ),
+                "buy_and_hold": equity_summary(
+                    _slice(equity["buy_and_hold"], lo, hi),
+                    _before(equity, "buy_and_hold", lo, initial_equity),
+                ),
                 "random_same_turnover": random_sharpes(lo, hi) if random_sharpes else None,
                 "forecast": forecast_stats(
                     part, horizon=horizon, timeframe=timeframe, with_folds=False
