@@ -36,6 +36,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--live", action="store_true", help="poll live ccxt bars (needs network)")
     p.add_argument("--bar-delay", type=float, default=0.0, help="replay: seconds between bars")
     p.add_argument("--max-bars", type=int, default=None, help="stop after N bars this session")
+    p.add_argument(
+        "--candidate",
+        action="store_true",
+        help="paper-trade the latest registry candidate that was NOT deployed (says so)",
+    )
 
 
 def _settings(args: argparse.Namespace):
@@ -70,8 +75,25 @@ def cmd_paper(args: argparse.Namespace) -> int:
     engine = open_database(Path(args.output_dir))
     registry = ModelRegistry(engine)
     deployed = registry.deployed()
-    if deployed is None:
-        raise InputError(f"no deployed model in {args.output_dir}: run `cryptoml run` first")
+    if args.candidate:
+        candidates = registry.list_versions(stage="candidate")
+        if not candidates:
+            raise InputError(f"no undeployed candidate model in {args.output_dir}")
+        deployed = candidates[-1]
+        print(
+            f"[paper] candidate {deployed.version} is NOT deployed for trading: "
+            f"{deployed.reason or 'no reason recorded'}",
+            file=sys.stderr,
+        )
+    elif deployed is None:
+        candidates = registry.list_versions(stage="candidate")
+        why = (
+            f"; the latest candidate {candidates[-1].version} was not deployed: "
+            f"{candidates[-1].reason} (--candidate paper-trades it anyway)"
+            if candidates
+            else ": run `cryptoml run` first"
+        )
+        raise InputError(f"no deployed model in {args.output_dir}{why}")
     model = load_verified(registry, deployed.version)
     location = resolve_data_location(args.data_dir)
     if location.path is None:
