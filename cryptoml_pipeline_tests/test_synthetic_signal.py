@@ -107,7 +107,7 @@ def test_default_strength_plants_a_weak_reversal(planted, noise) -> None:
     assert DEFAULT_SIGNAL_STRENGTH > 0
     feature, target = _feature_and_target(planted.candles)
     pooled = _pooled_rank_ic(feature, target)
-    assert 0.02 < pooled < 0.12, pooled  # right sign (reversal), weak
+    assert 0.05 < pooled < 0.25, pooled  # right sign (reversal), weak next to the noise
     per_bar = pd.Series(_cross_sectional_rank_ic(feature, target))
     daily = per_bar.groupby(np.arange(len(per_bar)) // 24).mean()
     t_stat = daily.mean() / daily.std() * np.sqrt(len(daily))
