@@ -22,8 +22,8 @@ plain regime-switching GBM.
 
 The default strength is 0.08 (the pipeline's default rule, which enters only above twice the
 round-trip cost, trades it; ``test_learning_synthetic.py``: rank IC 0.13, t 6.7 at the default).
-Measured at ``s = 0.03`` with the earlier regime drift (1h bars, 2024-10-01 .. 2025-10-01, seeds 7..16; the
-feature ``-z[t]``, the target ``log(open[t+7] / open[t+1])``):
+Measured at ``s = 0.03`` with the earlier regime drift (1h bars, 2024-10-01 .. 2025-10-01,
+seeds 7..16; the feature ``-z[t]``, the target ``log(open[t+7] / open[t+1])``):
 
     symbols                       pooled rank IC         per-bar cross-sectional rank IC
                                   mean (min .. max)      mean (min .. max), t of daily means
