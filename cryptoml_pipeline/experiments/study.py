@@ -10,16 +10,11 @@ from typing import Any
 
 import pandas as pd
 
-from cryptoml_pipeline.evaluation import simulation_options
+from cryptoml_pipeline.model_comparison import strategy_kpis
 from cryptoml_pipeline.modeling.folds import walk_forward_plan
 from cryptoml_pipeline.modeling.gbm import predict_gbm_fold, train_gbm_fold
 from cryptoml_pipeline.modeling.labels import make_labels
 from cryptoml_pipeline.settings import PipelineSettings
-from cryptoml_pipeline.trading.backtest import simulate
-from cryptoml_pipeline.trading.break_even import break_even_taker_fee
-from cryptoml_pipeline.trading.engine import decisions_from_predictions
-from cryptoml_pipeline.trading.forecast_section import forecast_stats, scored_predictions
-from cryptoml_pipeline.trading.metrics import compute_kpis
 
 
 def study_configuration(
@@ -48,39 +43,22 @@ def study_configuration(
         parts.append(predict_gbm_fold(model, features, labels, fold, settings, tf, traded=traded))
     preds = pd.concat(parts, ignore_index=True)
     lo, hi = folds[0].test_start, folds[-1].test_end
-
-    def inside(frame: pd.DataFrame) -> pd.DataFrame:
-        ts = frame["timestamp"]
-        return frame[(ts >= lo) & (ts < hi)]
-
-    is_traded = candles["symbol"].astype(str).isin(traded)
-    span_candles, span_funding = inside(candles[is_traded]), inside(funding)
-    common, columns, returns_by_class, kpi_opts = simulation_options(settings, tf)
-    decisions = decisions_from_predictions(
+    traded_rows = lambda frame: frame[frame["symbol"].astype(str).isin(traded)]  # noqa: E731
+    # the model comparison's own per-model evaluation: decisions, simulator, KPIs, forecast
+    # statistics and break-even fee on the traded symbols
+    stats = strategy_kpis(
         preds,
-        features[features["symbol"].astype(str).isin(traded)],
-        timeframe=tf,
-        returns_by_class=returns_by_class,
-        **columns,
+        traded_rows(candles),
+        funding,
+        traded_rows(features),
+        lo,
+        hi,
+        settings,
+        tf,
+        settings.controls.n_trials,
+        labels,
     )
-    result = simulate(span_candles, span_funding, decisions, **common)
-    kpis = compute_kpis(result, preds, **(kpi_opts | {"bootstrap_samples": 0}))
-    forecast = forecast_stats(
-        scored_predictions(preds, labels),
-        horizon=settings.target.horizon,
-        timeframe=tf,
-        with_folds=False,
-    )
-    be = break_even_taker_fee(
-        span_candles,
-        span_funding,
-        decisions,
-        result,
-        costs=settings.costs,
-        slippage=settings.slippage,
-        timeframe=tf,
-        funding_interval_hours=settings.data.funding_interval_hours,
-    )
+    forecast = stats["forecast"]
     return {
         "folds": len(folds),
         "span": [lo.isoformat(), hi.isoformat()],
@@ -89,9 +67,9 @@ def study_configuration(
         "ic": forecast["ic"],
         "ic_t": forecast["ic_t"],
         "hit_rate": forecast["hit_rate"],
-        "net_sharpe": kpis["sharpe"],
-        "total_return": kpis["total_return"],
-        "n_trades": kpis["n_trades"],
-        "turnover": kpis["turnover"],
-        "break_even_taker_fee": be.get("break_even_taker_fee"),
+        "net_sharpe": stats["sharpe"],
+        "total_return": stats["total_return"],
+        "n_trades": stats["n_trades"],
+        "turnover": stats["turnover"],
+        "break_even_taker_fee": stats["break_even_taker_fee"],
     }
