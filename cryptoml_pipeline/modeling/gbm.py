@@ -42,7 +42,7 @@ from cryptoml_pipeline.modeling.fold_training import (
     fold_masks,
     fold_to_dict,
 )
-from cryptoml_pipeline.modeling.folds import Fold
+from cryptoml_pipeline.modeling.folds import Fold, FoldMasks
 from cryptoml_pipeline.modeling.labels import label_to_class, scoring_returns
 from cryptoml_pipeline.modeling.persistence import (
     ModelChecksumError,
@@ -162,8 +162,13 @@ def train_gbm_fold(
     fold: Fold,
     settings: PipelineSettings,
     timeframe: str,
+    *,
+    masks: FoldMasks | None = None,
 ) -> GbmFoldModel:
-    """Fit LightGBM on the fold's purged fit rows, early-stopping on its validation rows."""
+    """Fit LightGBM on the fold's purged fit rows, early-stopping on its validation rows.
+
+    ``masks``: explicit purged fit / validation rows instead of the fold's own (combinatorial
+    purged CV trains on several groups around its test groups)."""
     cfg = settings.gbm
     feature_cols = feature_columns(features)
     if not feature_cols:
@@ -175,7 +180,7 @@ def train_gbm_fold(
     sample_w = labels["weight"].to_numpy(dtype=np.float64)
     required = required_columns(features, feature_cols)
     usable = np.isfinite(target) & _complete(features, required)
-    masks = fold_masks(features, fold, settings, timeframe)
+    masks = masks if masks is not None else fold_masks(features, fold, settings, timeframe)
     fit, val = masks.fit & usable, masks.val & usable
     if fit.sum() < 2 * cfg.min_child_samples:
         raise InputError(
