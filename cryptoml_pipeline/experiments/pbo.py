@@ -40,11 +40,13 @@ MAX_DEFAULT_PARTITIONS = 16
 
 def sharpe(x: np.ndarray) -> np.ndarray:
     """Column-wise per-period Sharpe ``mean / std (ddof=1)`` of a ``T x N`` array (NaN where
-    the standard deviation is zero)."""
+    the standard deviation is zero, or below ``1e-12 |mean|``: rounding noise)."""
     arr = np.asarray(x, dtype=np.float64)
+    mean = arr.mean(axis=0)
     std = arr.std(axis=0, ddof=1)
+    ok = (std > 0) & (std > 1e-12 * np.abs(mean))  # a constant column's std is rounding noise
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(std > 0, arr.mean(axis=0) / std, np.nan)
+        return np.where(ok, mean / std, np.nan)
 
 
 @dataclass(frozen=True)
