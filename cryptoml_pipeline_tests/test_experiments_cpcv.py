@@ -181,3 +181,12 @@ def test_training_rows_never_see_a_test_group(n, data, reach, embargo, extra_bar
             embargoed = any(hi <= t < hi + embargo * HOUR for _, hi in tests)
             assert is_test == (in_span and in_test)
             assert is_train == (in_span and not in_test and not touches and not embargoed)
+
+
+def test_keys_match_the_sweep_partition_keys_beyond_one_hundred_splits():
+    splits = cpcv.cpcv_splits(
+        START, START + 40 * HOUR, n_groups=10, k_test=5, timeframe="1h", reach_bars=1,
+        embargo_bars=1,
+    )  # fmt: skip
+    assert len(splits) == 252
+    assert [s.key for s in splits] == [f"cpcv-{i:02d}" for i in range(252)]

@@ -152,10 +152,9 @@ def cpcv_splits(
         )
     groups = cpcv_group_bounds(start, end, n_groups=n_groups, timeframe=timeframe)
     bar = timeframe_to_timedelta(timeframe)
-    width = max(2, len(str(cpcv_n_splits(n_groups, k_test) - 1)))
     return [
         CpcvSplit(
-            key=f"cpcv-{i:0{width}d}",
+            key=f"cpcv-{i:02d}",  # the sweep's split partition key (at least two digits)
             index=i,
             test_groups=tuple(combo),
             groups=groups,
