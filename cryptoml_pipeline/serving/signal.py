@@ -25,19 +25,20 @@ from cryptoml_pipeline.market.schemas import CANDLE_COLUMNS
 from cryptoml_pipeline.modeling.forecast_model import predict_forecast
 from cryptoml_pipeline.modeling.predictions import PROB_COLUMNS
 from cryptoml_pipeline.serving.decision import decide
+from cryptoml_pipeline.serving.fast_features import signal_features
 from cryptoml_pipeline.serving.market import check_symbols, closed_bars, tail_span
 from cryptoml_pipeline.serving.models import ServedModel
 from cryptoml_pipeline.timing import timeframe_to_timedelta
 from cryptoml_pipeline.trading.decisions import annualise_volatility
 
 
-def tail_features(
+def signal_tail(
     served: ServedModel,
     candles: pd.DataFrame,
     funding: pd.DataFrame | None,
     bars: dict[str, pd.Timestamp],
-) -> pd.DataFrame:
-    """``compute_features`` of the repaired universe candles from the tail's start on."""
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The repaired universe candles and the funding from the tail's start on."""
     settings = served.settings
     first = min(bars.values()) + timeframe_to_timedelta(served.timeframe) - tail_span(served)
     last = max(bars.values())
@@ -61,7 +62,42 @@ def tail_features(
     if funding is not None:
         fts = funding["timestamp"]
         funding_tail = funding.loc[(fts >= first - interval) & (fts <= last)]
-    return compute_features(tail, funding_tail, settings.features, timeframe=served.timeframe)
+    return tail, funding_tail
+
+
+def tail_features(
+    served: ServedModel,
+    candles: pd.DataFrame,
+    funding: pd.DataFrame | None,
+    bars: dict[str, pd.Timestamp],
+) -> pd.DataFrame:
+    """``compute_features`` of the repaired universe candles from the tail's start on: the batch
+    pipeline's whole table, which :func:`signal_table` reproduces at the rows the signal reads."""
+    tail, funding_tail = signal_tail(served, candles, funding, bars)
+    return compute_features(
+        tail, funding_tail, served.settings.features, timeframe=served.timeframe
+    )
+
+
+def signal_table(
+    served: ServedModel,
+    candles: pd.DataFrame,
+    funding: pd.DataFrame | None,
+    bars: dict[str, pd.Timestamp],
+    symbols: Sequence[str],
+) -> pd.DataFrame:
+    """The rows of :func:`tail_features` the signal reads (each symbol from ``history_rows``
+    bars before its bar on), computed for those rows only (:mod:`.fast_features`)."""
+    tail, funding_tail = signal_tail(served, candles, funding, bars)
+    return signal_features(
+        tail,
+        funding_tail,
+        served.settings.features,
+        served.timeframe,
+        bars,
+        symbols,
+        served.history_rows,
+    )
 
 
 def _number(value: float) -> float | None:
@@ -80,7 +116,7 @@ def signals(
     """One signal record per symbol (default: every traded symbol), in the given order."""
     symbols = check_symbols(served, symbols)
     bars = closed_bars(served, candles, funding, symbols)
-    table = tail_features(served, candles, funding, bars)
+    table = signal_table(served, candles, funding, bars, symbols)
     missing = [c for c in served.model.feature_cols if c not in table.columns]
     if missing:  # e.g. open interest / trades / sentiment sources: not read by the signal yet
         raise InputError(f"the signal's features lack the model's columns {missing}")

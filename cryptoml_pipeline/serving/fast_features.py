@@ -1,0 +1,180 @@
+"""The signal's feature rows without the whole universe's feature table.
+
+``compute_features`` over the tail computes every family for every universe member at every tail
+row; the signal reads only the requested traded symbols' rows from ``history_rows`` bars before
+their signal bar up to it (the GBM lags / the sequence). Here, on the SAME tail rows:
+
+* per-symbol families (technical, microstructure, volatility regime / trend, liquidation proxy)
+  run through the batch pipeline's own functions on the symbol's whole tail (recursive smoothers
+  and pandas' online rolling moments therefore see exactly the history the batch table's do),
+  for the requested traded symbols only — an untraded member enters through its close only;
+* cross-asset features only at the read rows (:mod:`.cross_tail`, numpy), from the union of the
+  tail's timestamps as the batch pivot builds it;
+* funding: the as-of settlement and its z-score over the trailing settlements, per read row;
+* calendar features per read row.
+
+The values equal ``compute_features``' on the tail to float rounding (tested to 1e-9 in
+``test_signal_fast_features.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from cryptoml_pipeline.errors import DataValidationError, InputError
+from cryptoml_pipeline.features import technical as ta
+from cryptoml_pipeline.features.build import plan_features, technical_features
+from cryptoml_pipeline.features.flow import (
+    _STD_FLOOR,
+    funding_extreme,
+    liquidation_cascade_proxy,
+)
+from cryptoml_pipeline.features.microstructure import microstructure_features, volume_spike_z
+from cryptoml_pipeline.features.regimes import regime_features
+from cryptoml_pipeline.features.temporal import temporal_features
+from cryptoml_pipeline.serving.cross_tail import cross_lookback, cross_rows
+from cryptoml_pipeline.settings import FeatureConfig
+from cryptoml_pipeline.timing import timeframe_to_timedelta
+
+
+def _ns(values: pd.Series) -> np.ndarray:
+    return np.asarray(values.astype("datetime64[ns, UTC]").array.asi8)
+
+
+def _symbol_block(
+    part: pd.DataFrame, keep: slice, funding_z: np.ndarray | None, config: FeatureConfig
+) -> dict[str, np.ndarray]:
+    """Per-symbol families of ONE symbol's time-ordered tail rows, at rows ``keep``."""
+    h, lw, c = (part[k].to_numpy(dtype=np.float64) for k in ("high", "low", "close"))
+    volume = part["volume"].to_numpy(dtype=np.float64) if "volume" in part.columns else None
+    micro, flow = config.market_microstructure, config.sentiment_flow
+    out = {k: v[keep] for k, v in technical_features(h, lw, c, config).items()}
+    if micro.enabled and volume is not None:
+        out |= {k: v[keep] for k, v in microstructure_features(h, lw, c, volume, micro).items()}
+    if config.temporal.enabled:
+        out |= {k: v[keep] for k, v in regime_features(c, config.temporal).items()}
+    if funding_z is not None and volume is not None:
+        ret = ta.log_returns(c, 1).to_numpy()[keep]
+        sigma = ta.rolling_volatility(c, flow.liquidation_vol_window).to_numpy()[keep]
+        vz = volume_spike_z(volume, micro.volume_spike_window)[keep]
+        out["liq_cascade_proxy"] = liquidation_cascade_proxy(
+            ret, sigma, vz, funding_z, flow.funding_extreme_z
+        )
+    return out
+
+
+def _funding_rows(
+    funding: pd.DataFrame, symbol: str, stamps: np.ndarray, window: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(funding_rate, funding_zscore)`` at ``stamps``: the last settlement ``<= t`` and the
+    z-score over the last ``window`` settlements up to it (``flow.funding_features``)."""
+    rows = funding.loc[funding["symbol"].astype(str) == symbol]
+    ts = _ns(rows["timestamp"])
+    order = np.argsort(ts, kind="stable")
+    ts, rate = ts[order], rows["funding_rate"].to_numpy(dtype=np.float64)[order]
+    if (np.diff(ts) == 0).any():
+        raise DataValidationError(f"duplicate funding settlement for {symbol}")
+    at = np.searchsorted(ts, stamps, side="right") - 1
+    value, z = np.full(len(stamps), np.nan), np.full(len(stamps), np.nan)
+    for i, j in enumerate(at):
+        if j < 0:
+            continue
+        value[i] = rate[j]
+        if j + 1 >= window:
+            r = rate[j + 1 - window : j + 1]
+            mean = ta.rolling_mean(r, window).to_numpy()[-1]
+            std = ta.rolling_std(r, window, ddof=1).to_numpy()[-1]
+            z[i] = np.nan if np.isnan(std) else (r[-1] - mean) / std if std > _STD_FLOOR else 0.0
+    return value, z
+
+
+def signal_features(
+    tail: pd.DataFrame,
+    funding: pd.DataFrame | None,
+    config: FeatureConfig,
+    timeframe: str,
+    bars: dict[str, pd.Timestamp],
+    symbols: Sequence[str],
+    history_rows: int,
+) -> pd.DataFrame:
+    """Feature rows (``timestamp, symbol`` + every column ``compute_features`` would give) of
+    each symbol from ``history_rows`` bars before its bar in ``bars`` up to it, in that order."""
+    bar = timeframe_to_timedelta(timeframe).value
+    stamp, label = _ns(tail["timestamp"]), tail["symbol"].astype(str).to_numpy()
+    members = sorted(set(label))
+    flow = config.sentiment_flow
+    with_funding = funding is not None and flow.enabled
+    plan = plan_features(
+        config, symbols=members, has_volume="volume" in tail.columns, with_funding=with_funding
+    )
+    blocks, read = [], []
+    for symbol in symbols:
+        rows = np.flatnonzero(label == symbol)
+        rows = rows[np.argsort(stamp[rows], kind="stable")]
+        ts = stamp[rows]
+        if (np.diff(ts) == 0).any():
+            raise InputError(f"compute_features: duplicate candle for {symbol}")
+        t = bars[symbol].value
+        keep = slice(
+            int(np.searchsorted(ts, t - history_rows * bar)), int(np.searchsorted(ts, t, "right"))
+        )
+        block: dict[str, np.ndarray] = {}
+        fz = None
+        if with_funding and funding is not None:
+            rate, fz = _funding_rows(funding, symbol, ts[keep], flow.funding_zscore_window)
+            zname = f"funding_zscore_{flow.funding_zscore_window}"
+            block |= {"funding_rate": rate, zname: fz}
+            block["funding_extreme"] = funding_extreme(fz, flow.funding_extreme_z)
+        block |= _symbol_block(tail.iloc[rows], keep, fz, config)
+        blocks.append(block)
+        read.append(ts[keep])
+    stamps = np.concatenate(read) if read else np.empty(0, dtype=np.int64)
+    times = pd.DatetimeIndex(stamps.astype("datetime64[ns]")).tz_localize("UTC")
+    columns: dict[str, np.ndarray] = {}
+    if config.temporal.enabled:
+        columns |= temporal_features(times, config)
+    if plan.families["cross_asset"]:
+        columns |= _cross(stamp, label, tail, members, stamps, symbols, read, config)
+    for name in plan.names:
+        if name not in columns:
+            parts = [
+                b.get(name, np.full(len(r), np.nan)) for b, r in zip(blocks, read, strict=True)
+            ]
+            columns[name] = np.concatenate(parts) if parts else np.empty(0)
+    keys = np.repeat(np.array(list(symbols), dtype=object), [len(r) for r in read])
+    head = pd.DataFrame({"timestamp": times, "symbol": pd.array(keys, dtype="str")})
+    body = pd.DataFrame({n: columns[n].astype(np.float64) for n in plan.names})
+    return pd.concat([head, body], axis=1)
+
+
+def _cross(
+    stamp: np.ndarray,
+    label: np.ndarray,
+    tail: pd.DataFrame,
+    members: list[str],
+    stamps: np.ndarray,
+    symbols: Sequence[str],
+    read: list[np.ndarray],
+    config: FeatureConfig,
+) -> dict[str, np.ndarray]:
+    """Cross-asset values of the read rows (each symbol's own column of the wide frame)."""
+    union = np.unique(stamp)
+    pos = np.searchsorted(union, stamps)
+    if len(pos) == 0:
+        return {}
+    lo = max(0, int(pos.min()) - cross_lookback(config.cross_asset) - 1)
+    hi = int(pos.max()) + 1
+    inside = (stamp >= union[lo]) & (stamp <= union[hi - 1])
+    close = np.full((hi - lo, len(members)), np.nan)
+    close[
+        np.searchsorted(union[lo:hi], stamp[inside]),
+        np.searchsorted(np.array(members), label[inside]),
+    ] = tail["close"].to_numpy(dtype=np.float64)[inside]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        logp = np.log(close)
+    values = cross_rows(members, logp, pos - lo, config.cross_asset)
+    col = np.repeat([members.index(s) for s in symbols], [len(r) for r in read])
+    return {name: v[np.arange(len(col)), col] for name, v in values.items()}
