@@ -1,5 +1,15 @@
-"""Walk-forward plan and per-fold models/predictions (fold partitions)."""
+"""Walk-forward plan and the transformer's per-fold model and predictions (fold partitions).
 
+The transformer implements the zoo's model interface
+(:class:`~cryptoml_pipeline.modeling.models.transformer.TransformerModel`) but keeps two
+hand-written assets instead of one factory-built asset: ``fold_model`` (its ``fit``) stores the
+trained model as an asset of its own — ``feature_importance`` consumes it and a retried run
+resumes its training from the per-epoch checkpoint — and ``fold_predictions`` (its ``predict`` and
+``card``) predicts the fold's test window from that stored model.
+"""
+
+import json
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -7,35 +17,36 @@ import pandas as pd
 
 from cryptoml_pipeline.defs.partitions import FOLDS, fold_partitions
 from cryptoml_pipeline.defs.resources import PipelineResource
-from cryptoml_pipeline.modeling.fold_training import (
-    FoldModel,
-    fold_from_dict,
-    fold_to_dict,
-    predict_fold,
-    train_fold,
-)
-from cryptoml_pipeline.modeling.folds import Fold, capped_fold, walk_forward_plan
+from cryptoml_pipeline.modeling.fold_training import FoldModel, fold_from_dict, fold_to_dict
+from cryptoml_pipeline.modeling.folds import Fold, walk_forward_plan
+from cryptoml_pipeline.modeling.models import TRANSFORMER, FoldInputs
+from cryptoml_pipeline.modeling.models.base import heavy_fold, traded_only
 from cryptoml_pipeline.timing import to_utc
 
 GROUP = "modeling"
 
+__all__ = ["find_fold", "heavy_fold", "plan_folds", "stale_reason", "traded_only"]
 
-def heavy_fold(fold: Fold, settings, timeframe: str) -> Fold:
-    """The fold the heavier networks (transformer, LSTM-CNN, PPO) train on: a rolling window of
-    ``walk_forward.train_days`` even when the pooled LightGBM's walk-forward expands."""
-    wf = settings.walk_forward
-    return capped_fold(
-        fold, wf.train_days, validation_fraction=wf.validation_fraction, timeframe=timeframe
+
+def transformer_inputs(
+    fold: Fold,
+    feature_table: pd.DataFrame,
+    label_table: pd.DataFrame,
+    dataset_info: dict,
+    pipeline: PipelineResource,
+) -> FoldInputs:
+    return FoldInputs(
+        feature_table,
+        label_table,
+        fold,
+        pipeline.settings(),
+        dataset_info["timeframe"],
+        traded=tuple(dataset_info["symbols"]),
     )
 
 
-def traded_only(frame: pd.DataFrame, dataset_info: dict) -> pd.DataFrame:
-    """Rows of the traded symbols (the heavier networks train and predict on these only; the
-    pooled models see the whole universe)."""
-    traded = set(dataset_info["symbols"])
-    if set(frame["symbol"].astype(str).unique()) <= traded:
-        return frame
-    return frame[frame["symbol"].astype(str).isin(traded)].reset_index(drop=True)
+def transformer_dir(pipeline: PipelineResource, fold_key: str) -> Path:
+    return pipeline.output_path / "models" / TRANSFORMER.name / fold_key
 
 
 def plan_folds(plan: list[dict[str, Any]]) -> list[Fold]:
@@ -120,20 +131,13 @@ def fold_model(
     """One CryptoTransformer per fold, trained on the fold's purged training window of the
     traded symbols (5 classes; its expected return comes from the class-conditional mean
     realised returns of its training rows)."""
-    settings = pipeline.settings()
-    fold = heavy_fold(
-        find_fold(fold_plan, context.partition_key), settings, dataset_info["timeframe"]
-    )
+    plan_fold = find_fold(fold_plan, context.partition_key)
+    inputs = transformer_inputs(plan_fold, feature_table, label_table, dataset_info, pipeline)
     # a retried or re-launched run resumes from the last finished epoch
-    checkpoint = pipeline.output_path / "checkpoints" / "fold_model" / f"{fold.key}.ckpt"
-    model = train_fold(
-        traded_only(feature_table, dataset_info),
-        traded_only(label_table, dataset_info),
-        fold,
-        settings,
-        dataset_info["timeframe"],
-        checkpoint_path=checkpoint,
-    )
+    checkpoint = pipeline.output_path / "checkpoints" / "fold_model" / f"{plan_fold.key}.ckpt"
+    out_dir = transformer_dir(pipeline, plan_fold.key)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = TRANSFORMER.fit(inputs, out_dir, checkpoint_path=checkpoint).model
     checkpoint.unlink(missing_ok=True)  # trained: the weights travel with the asset from here
     m = model.manifest
     context.add_output_metadata(
@@ -159,24 +163,26 @@ def fold_predictions(
     dataset_info: dict,
     pipeline: PipelineResource,
 ) -> pd.DataFrame:
-    """The fold's model predicts its test window only."""
-    fold = heavy_fold(
-        find_fold(fold_plan, context.partition_key), pipeline.settings(), dataset_info["timeframe"]
-    )
-    stale = stale_reason(fold_model, fold, dataset_info)
+    """The fold's model predicts its test window only; its model card goes to
+    ``output/models/transformer/<fold>/card.json`` and the metadata."""
+    plan_fold = find_fold(fold_plan, context.partition_key)
+    inputs = transformer_inputs(plan_fold, feature_table, label_table, dataset_info, pipeline)
+    stale = stale_reason(fold_model, TRANSFORMER.fold(inputs), dataset_info)
     if stale:
-        raise dg.Failure(f"fold_model[{fold.key}] is stale ({stale}); re-materialize it")
-    preds = predict_fold(
-        fold_model,
-        traded_only(feature_table, dataset_info),
-        traded_only(label_table, dataset_info),
-        fold,
-        pipeline.settings(),
-        dataset_info["timeframe"],
-    )
+        raise dg.Failure(f"fold_model[{plan_fold.key}] is stale ({stale}); re-materialize it")
+    out_dir = transformer_dir(pipeline, plan_fold.key)
+    fitted = TRANSFORMER.fitted(fold_model, out_dir)
+    preds = TRANSFORMER.predict(fitted, inputs)
+    card = TRANSFORMER.card(fitted, preds)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "card.json").write_text(json.dumps(card, indent=2, sort_keys=True))
     known = preds["label"].notna()
     acc = (preds.loc[known, "pred_class"] == preds.loc[known, "label"] + 2).mean()
     context.add_output_metadata(
-        {"rows": len(preds), "accuracy": float(acc) if known.any() else None}
+        {
+            "rows": len(preds),
+            "accuracy": float(acc) if known.any() else None,
+            "model_card": dg.MetadataValue.json(card),
+        }
     )
     return preds

@@ -1,15 +1,26 @@
-"""The model zoo beside the transformer: one asset per model, partitioned by walk-forward fold.
+"""The model zoo's assets, built by one factory from the registry
+(:data:`cryptoml_pipeline.modeling.models.ZOO`).
 
-``gbm_predictions[fold]``, ``lstm_cnn_predictions[fold]`` and ``ppo_predictions[fold]`` each train
-their model on the fold's purged training window, save it under ``output/models/<model>/<fold>``
-(tensors / LightGBM text, never pickles) with a model card, and return the test-window predictions.
-So any one model, or any one fold of it, can be retrained alone from the UI: select the asset and
-the fold partition. ``ensemble_predictions`` stacks the base models over all folds and
-``model_comparison`` scores every model per fold and as a strategy.
+:func:`zoo_asset` turns a :class:`~cryptoml_pipeline.modeling.models.base.ZooModel` into its
+``<asset_name>`` asset: the feature and label tables, the fold plan and the dataset info, plus
+the extra inputs the model ``needs`` (``ohlcv``, ``funding``, the ``market`` resource, the
+prediction assets of the models it stacks). A scope ``"fold"`` model's asset is partitioned by
+walk-forward fold (``gbm_predictions[fold]``, ``lstm_cnn_predictions[fold]``,
+``ppo_predictions[fold]``): it trains the model on the fold's purged training window, saves it
+under ``output/models/<model>/<fold>`` (tensors / LightGBM text, never pickles) with a model card
+(``card.json``, also in the asset's metadata), and returns the test-window predictions — so any
+one model, or any one fold of it, can be retrained alone from the UI. A scope ``"all_folds"``
+model (``ensemble_predictions``) runs fold by fold in one unpartitioned asset and writes
+``output/models/<model>/cards.json``. ``model_comparison`` scores every registered model per fold
+and as a strategy.
+
+The transformer's assets (``fold_model`` -> ``fold_predictions``) stay hand-written in
+``defs/assets/modeling.py`` (``OWN_ASSETS``): its trained model is an asset of its own (reused by
+``feature_importance``, resumable from checkpoints); they call the same interface.
 """
 
 import json
-from collections.abc import Callable
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,25 +28,19 @@ import dagster as dg
 import pandas as pd
 
 from cryptoml_pipeline.defs.assets.evaluation import table_metadata
-from cryptoml_pipeline.defs.assets.modeling import find_fold, heavy_fold, plan_folds, traded_only
+from cryptoml_pipeline.defs.assets.modeling import find_fold, plan_folds
 from cryptoml_pipeline.defs.partitions import fold_partitions
-from cryptoml_pipeline.defs.resources import MarketDataResource, PipelineResource
+from cryptoml_pipeline.defs.resources import PipelineResource
 from cryptoml_pipeline.model_comparison import compare_models, comparison_markdown
 from cryptoml_pipeline.modeling.folds import Fold
+from cryptoml_pipeline.modeling.models import ZOO, FoldInputs, ZooModel, ZooResult, run_model
+from cryptoml_pipeline.modeling.models.base import NEEDS, run_all_folds, unavailable
 from cryptoml_pipeline.modeling.persistence import to_jsonable
-from cryptoml_pipeline.modeling.zoo import (
-    ZooResult,
-    run_ensemble,
-    run_gbm,
-    run_lstm_cnn,
-    run_ppo,
-    unavailable,
-)
 from cryptoml_pipeline.reporting.ui_metadata import model_fold_markdown, model_rows
-from cryptoml_pipeline.settings import PipelineSettings
-from cryptoml_pipeline.timing import timeframe_to_timedelta
 
 GROUP = "models"
+OWN_ASSETS = frozenset({"fold_predictions"})  # the transformer's (defs/assets/modeling.py)
+BASE_INS = ("feature_table", "label_table", "fold_plan", "dataset_info")
 
 
 def _model_dir(pipeline: PipelineResource, model: str, fold_key: str) -> Path:
@@ -44,7 +49,8 @@ def _model_dir(pipeline: PipelineResource, model: str, fold_key: str) -> Path:
     return path
 
 
-def _publish(context: dg.AssetExecutionContext, result: ZooResult, out_dir: Path | None) -> None:
+def publish(context: dg.AssetExecutionContext, result: ZooResult, out_dir: Path | None) -> None:
+    """Write the model card next to the artifact and show it (and its headline) in the UI."""
     card = to_jsonable(result.card)
     if out_dir is not None:
         (out_dir / "card.json").write_text(json.dumps(card, indent=2, sort_keys=True))
@@ -65,131 +71,7 @@ def _publish(context: dg.AssetExecutionContext, result: ZooResult, out_dir: Path
     context.add_output_metadata(meta)
 
 
-def _train_fold_model(
-    context: dg.AssetExecutionContext,
-    pipeline: PipelineResource,
-    fold_plan: list[dict[str, Any]],
-    model: str,
-    enabled: bool,
-    run: Callable[[Fold, PipelineSettings, Path], ZooResult],
-) -> pd.DataFrame:
-    """The shared shape of a zoo fold asset: find the fold, skip when disabled (with the reason),
-    else train into ``output/models/<model>/<fold>``; publish the model card either way."""
-    fold = find_fold(fold_plan, context.partition_key)
-    if not enabled:
-        result, out = unavailable(model, fold, f"disabled in settings ({model}.enabled)"), None
-    else:
-        out = _model_dir(pipeline, model, fold.key)
-        result = run(fold, pipeline.settings(), out)
-    _publish(context, result, out)
-    return result.predictions
-
-
-@dg.asset(group_name=GROUP, partitions_def=fold_partitions)
-def gbm_predictions(
-    context: dg.AssetExecutionContext,
-    feature_table: pd.DataFrame,
-    label_table: pd.DataFrame,
-    fold_plan: list[dict[str, Any]],
-    dataset_info: dict,
-    pipeline: PipelineResource,
-) -> pd.DataFrame:
-    """LightGBM baseline (Optuna-tuned inside the training window when ``tuning.n_trials`` > 0)."""
-    tf = dataset_info["timeframe"]
-    return _train_fold_model(
-        context,
-        pipeline,
-        fold_plan,
-        "gbm",
-        pipeline.settings().gbm.enabled,
-        lambda fold, settings, out: run_gbm(
-            feature_table, label_table, fold, settings, tf, out, traded=dataset_info["symbols"]
-        ),
-    )
-
-
-@dg.asset(group_name=GROUP, partitions_def=fold_partitions)
-def lstm_cnn_predictions(
-    context: dg.AssetExecutionContext,
-    feature_table: pd.DataFrame,
-    label_table: pd.DataFrame,
-    fold_plan: list[dict[str, Any]],
-    dataset_info: dict,
-    pipeline: PipelineResource,
-    market: MarketDataResource,
-) -> pd.DataFrame:
-    """The spec's multi-timeframe LSTM-CNN; only where all its timeframes exist in the store."""
-
-    def run(fold: Fold, settings: PipelineSettings, out: Path) -> ZooResult:
-        fold = heavy_fold(fold, settings, dataset_info["timeframe"])
-        cfg = settings.lstm_cnn
-        # a traded symbol without the finer timeframes is skipped with its reason, never fatal
-        have, skipped = market.symbols_with_timeframes(
-            list(dataset_info["symbols"]), list(cfg.timeframes)
-        )
-        if not have:
-            return unavailable(
-                "lstm_cnn", fold, f"no traded symbol has {cfg.timeframes}: {skipped}"
-            )
-        longest = max(timeframe_to_timedelta(tf) for tf in cfg.timeframes)
-        scales = market.candles_by_timeframe(
-            have,
-            list(cfg.timeframes),
-            fold.train_start - (cfg.sequence_length + 2) * longest,
-            fold.test_end + longest,
-        )
-        info = {"symbols": have}
-        result = run_lstm_cnn(
-            traded_only(feature_table, info),
-            traded_only(label_table, info),
-            fold,
-            settings,
-            dataset_info["timeframe"],
-            scales,
-            out,
-        )
-        result.card["skipped_symbols"] = skipped
-        return result
-
-    return _train_fold_model(
-        context, pipeline, fold_plan, "lstm_cnn", pipeline.settings().lstm_cnn.enabled, run
-    )
-
-
-@dg.asset(group_name=GROUP, partitions_def=fold_partitions)
-def ppo_predictions(
-    context: dg.AssetExecutionContext,
-    feature_table: pd.DataFrame,
-    label_table: pd.DataFrame,
-    ohlcv: pd.DataFrame,
-    funding: pd.DataFrame,
-    fold_plan: list[dict[str, Any]],
-    dataset_info: dict,
-    pipeline: PipelineResource,
-) -> pd.DataFrame:
-    """PPO agent (Stable-Baselines3) in the Gymnasium trading environment with the backtester's
-    costs and funding; its positions on the test window are the predictions' signals."""
-    tf = dataset_info["timeframe"]
-    return _train_fold_model(
-        context,
-        pipeline,
-        fold_plan,
-        "ppo",
-        pipeline.settings().ppo.enabled,
-        lambda fold, settings, out: run_ppo(
-            traded_only(feature_table, dataset_info),
-            traded_only(label_table, dataset_info),
-            traded_only(ohlcv, dataset_info),
-            funding,
-            heavy_fold(fold, settings, tf),
-            settings,
-            tf,
-            out,
-        ),
-    )
-
-
-def _all_folds(value: Any) -> pd.DataFrame:
+def all_folds(value: Any) -> pd.DataFrame:
     """A partitioned upstream arrives as ``{fold: frame}``: concatenate the non-empty ones."""
     frames = [f for f in (value.values() if isinstance(value, dict) else [value]) if len(f)]
     if not frames:
@@ -199,35 +81,63 @@ def _all_folds(value: Any) -> pd.DataFrame:
     return out
 
 
-@dg.asset(group_name=GROUP)
-def ensemble_predictions(
+def model_ins(model: ZooModel, registry: Mapping[str, ZooModel]) -> dict[str, dg.AssetIn]:
+    """The upstream assets of ``model``'s asset: the base ones plus what it ``needs``."""
+    unknown = set(model.needs) - NEEDS
+    if unknown:
+        raise ValueError(f"{model.name} needs unknown inputs {sorted(unknown)}; known: {NEEDS}")
+    names = [*BASE_INS, *(n for n in ("ohlcv", "funding") if n in model.needs)]
+    if "base_predictions" in model.needs:
+        names += [registry[m].asset_name for m in model.base_models]
+    return {n: dg.AssetIn(n) for n in names}
+
+
+def fold_inputs(
+    model: ZooModel,
+    upstream: Mapping[str, Any],
     context: dg.AssetExecutionContext,
-    fold_predictions: dict,
-    gbm_predictions: dict,
-    feature_table: pd.DataFrame,
-    label_table: pd.DataFrame,
-    fold_plan: list[dict[str, Any]],
-    dataset_info: dict,
-    pipeline: PipelineResource,
-) -> pd.DataFrame:
-    """The stacking meta-learner, fold by fold, on earlier folds' out-of-fold predictions."""
-    settings = pipeline.settings()
-    base = {"transformer": _all_folds(fold_predictions), "gbm": _all_folds(gbm_predictions)}
-    base = {k: v for k, v in base.items() if k in settings.ensemble.base_models and len(v)}
-    folds = plan_folds(fold_plan)
-    if not settings.ensemble.enabled or len(base) < len(settings.ensemble.base_models):
-        reason = (
-            "disabled in settings"
-            if not settings.ensemble.enabled
-            else f"base models without predictions: "
-            f"{sorted(set(settings.ensemble.base_models) - set(base))}"
-        )
-        context.add_output_metadata({"status": "unavailable", "reason": reason})
-        return unavailable("ensemble", folds[0], reason).predictions
-    preds, cards = run_ensemble(
-        base, feature_table, folds, settings, dataset_info["timeframe"], label_table
+    fold: Fold,
+    registry: Mapping[str, ZooModel],
+) -> FoldInputs:
+    info = upstream["dataset_info"]
+    base = None
+    if "base_predictions" in model.needs:
+        base = {m: all_folds(upstream[registry[m].asset_name]) for m in model.base_models}
+    return FoldInputs(
+        features=upstream["feature_table"],
+        labels=upstream["label_table"],
+        fold=fold,
+        settings=context.resources.pipeline.settings(),
+        timeframe=info["timeframe"],
+        traded=tuple(info["symbols"]),
+        candles=upstream.get("ohlcv"),
+        funding=upstream.get("funding"),
+        market=context.resources.market if "market" in model.needs else None,
+        base_predictions=base,
     )
-    out_dir = pipeline.output_path / "models" / "ensemble"
+
+
+def _run_fold(context: dg.AssetExecutionContext, model: ZooModel, inputs: FoldInputs):
+    pipeline: PipelineResource = context.resources.pipeline
+    if not model.enabled(inputs.settings):
+        result, out = run_model(model, inputs, None), None  # the disabled card, not saved
+    else:
+        out = _model_dir(pipeline, model.name, inputs.fold.key)
+        result = run_model(model, inputs, out)
+    publish(context, result, out)
+    return result.predictions
+
+
+def _run_all_folds(
+    context: dg.AssetExecutionContext, model: ZooModel, inputs: FoldInputs, folds: list[Fold]
+):
+    reason = None if model.enabled(inputs.settings) else "disabled in settings"
+    reason = reason or model.precondition(inputs)
+    if reason:
+        context.add_output_metadata({"status": "unavailable", "reason": reason})
+        return unavailable(model.name, folds[0], reason).predictions
+    preds, cards = run_all_folds(model, inputs, folds)
+    out_dir = context.resources.pipeline.output_path / "models" / model.name
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "cards.json").write_text(json.dumps(to_jsonable(cards), indent=2))
     context.add_output_metadata(
@@ -240,58 +150,82 @@ def ensemble_predictions(
     return preds
 
 
-@dg.asset(group_name=GROUP)
-def model_comparison(
-    context: dg.AssetExecutionContext,
-    fold_predictions: dict,
-    gbm_predictions: dict,
-    lstm_cnn_predictions: dict,
-    ppo_predictions: dict,
-    ensemble_predictions: pd.DataFrame,
-    ohlcv: pd.DataFrame,
-    funding: pd.DataFrame,
-    feature_table: pd.DataFrame,
-    label_table: pd.DataFrame,
-    fold_plan: list[dict[str, Any]],
-    dataset_info: dict,
-    pipeline: PipelineResource,
-) -> dict[str, Any]:
-    """Rank IC / IC / t / hit rate, net Sharpe by year, break-even fee, accuracy, macro-F1,
-    log-loss per model and fold; each model's strategy through the same
-    engine and simulator; the ensemble's lift over its best base model."""
-    settings = pipeline.settings()
-    preds = {
-        "transformer": _all_folds(fold_predictions),
-        "gbm": _all_folds(gbm_predictions),
-        "lstm_cnn": _all_folds(lstm_cnn_predictions),
-        "ppo": _all_folds(ppo_predictions),
-        "ensemble": ensemble_predictions,
-    }
-    for frame in preds.values():
-        if len(frame):
-            frame["timestamp"] = frame["timestamp"].astype("datetime64[ns, UTC]")
-    cards = {name: read_cards(pipeline.output_path, name) for name in preds}
-    cards["transformer"] = [{"status": "trained", "n_trials": 1}]
-    comparison = compare_models(
-        preds,
-        cards,
-        candles=ohlcv,
-        funding=funding,
-        features=feature_table,
-        folds=plan_folds(fold_plan),
-        settings=settings,
-        timeframe=dataset_info["timeframe"],
-        labels=label_table,
+def zoo_asset(
+    model: ZooModel, registry: Mapping[str, ZooModel] | None = None
+) -> dg.AssetsDefinition:
+    """The ``model.asset_name`` asset of one zoo model (``registry``: where the models it stacks
+    are found; default the zoo)."""
+    registry = ZOO if registry is None else registry
+    resources = {"pipeline"} | ({"market"} if "market" in model.needs else set())
+    per_fold = model.scope == "fold"
+
+    @dg.asset(
+        name=model.asset_name,
+        group_name=GROUP,
+        partitions_def=fold_partitions if per_fold else None,
+        ins=model_ins(model, registry),
+        required_resource_keys=resources,
+        description=model.description,
     )
-    context.add_output_metadata(
-        {
-            "comparison": dg.MetadataValue.md(comparison_markdown(comparison)),
-            "models": table_metadata(model_rows(comparison)),
-            "per_fold_table": dg.MetadataValue.md(model_fold_markdown(comparison)),
-            "configurations_tried": comparison["configurations_tried"],
-        }
+    def _asset(context: dg.AssetExecutionContext, **upstream: Any) -> pd.DataFrame:
+        plan = upstream["fold_plan"]
+        if per_fold:
+            fold = find_fold(plan, context.partition_key)
+            return _run_fold(context, model, fold_inputs(model, upstream, context, fold, registry))
+        folds = plan_folds(plan)
+        inputs = fold_inputs(model, upstream, context, folds[0], registry)
+        return _run_all_folds(context, model, inputs, folds)
+
+    return _asset
+
+
+def comparison_asset(registry: Mapping[str, ZooModel]) -> dg.AssetsDefinition:
+    """``model_comparison`` over every model of ``registry``."""
+    ins = {m.asset_name: dg.AssetIn(m.asset_name) for m in registry.values()}
+    for name in ("ohlcv", "funding", *BASE_INS):
+        ins[name] = dg.AssetIn(name)
+
+    @dg.asset(
+        name="model_comparison",
+        group_name=GROUP,
+        ins=ins,
+        required_resource_keys={"pipeline"},
     )
-    return to_jsonable(comparison)
+    def model_comparison(context: dg.AssetExecutionContext, **upstream: Any) -> dict[str, Any]:
+        """Rank IC / IC / t / hit rate, net Sharpe by year, break-even fee, accuracy, macro-F1,
+        log-loss per model and fold; each model's strategy through the same
+        engine and simulator; the ensemble's lift over its best base model."""
+        pipeline: PipelineResource = context.resources.pipeline
+        preds = {}
+        for m in registry.values():
+            value = upstream[m.asset_name]
+            preds[m.name] = all_folds(value) if m.scope == "fold" else value
+        for frame in preds.values():
+            if len(frame):
+                frame["timestamp"] = frame["timestamp"].astype("datetime64[ns, UTC]")
+        cards = {name: read_cards(pipeline.output_path, name) for name in preds}
+        comparison = compare_models(
+            preds,
+            cards,
+            candles=upstream["ohlcv"],
+            funding=upstream["funding"],
+            features=upstream["feature_table"],
+            folds=plan_folds(upstream["fold_plan"]),
+            settings=pipeline.settings(),
+            timeframe=upstream["dataset_info"]["timeframe"],
+            labels=upstream["label_table"],
+        )
+        context.add_output_metadata(
+            {
+                "comparison": dg.MetadataValue.md(comparison_markdown(comparison)),
+                "models": table_metadata(model_rows(comparison)),
+                "per_fold_table": dg.MetadataValue.md(model_fold_markdown(comparison)),
+                "configurations_tried": comparison["configurations_tried"],
+            }
+        )
+        return to_jsonable(comparison)
+
+    return model_comparison
 
 
 def read_cards(output: Path, model: str) -> list[dict[str, Any]]:
@@ -300,3 +234,8 @@ def read_cards(output: Path, model: str) -> list[dict[str, Any]]:
     if (root / "cards.json").is_file():
         return json.loads((root / "cards.json").read_text())
     return [json.loads(p.read_text()) for p in sorted(root.glob("*/card.json"))]
+
+
+# the module's assets: one per registered model (bar the transformer's own) and the comparison
+ZOO_ASSETS = [zoo_asset(m) for m in ZOO.values() if m.asset_name not in OWN_ASSETS]
+COMPARISON_ASSETS = [comparison_asset(ZOO)]
