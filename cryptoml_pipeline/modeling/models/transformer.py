@@ -4,8 +4,8 @@ training rows).
 
 Unlike the other zoo models its Dagster wiring is two hand-written assets in
 ``defs/assets/modeling.py`` — ``fold_model`` (``fit``: the trained :class:`FoldModel` is itself an
-asset, so ``feature_importance`` and the controls reuse it, and a retried run resumes training
-from its per-epoch checkpoint) and ``fold_predictions`` (``predict`` + ``card``) — instead of one
+asset, so ``feature_importance`` reuses it, and a retried run resumes training from its
+per-epoch checkpoint) and ``fold_predictions`` (``predict`` + ``card``) — instead of one
 factory-built asset; both call this class's methods.
 """
 
