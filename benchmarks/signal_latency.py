@@ -4,13 +4,18 @@ default traded symbols (every perpetual with funding). The model is trained here
 training fold as ``candidate_model`` trains it and deployed with ``deployment_store.deploy``.
 
 Timed (data already read into memory, as in a live loop that appends each new bar): one
-``serving.signals`` call = ``compute_features`` over every universe member on the causal tail +
-``predict_forecast`` + the backtest's decision. Each call sees a NEW bar (the data ends one bar
-later per call), so nothing can come from a cache of the previous call. Reported per symbol: one
-symbol per call, and all traded symbols in one call divided by their number. The store read of
-the tail (``serving.store_tail``) is timed separately. The 1-minute load average is recorded:
-on the shared 2-core machine other jobs inflate every figure. Writes
-benchmarks/results/signal_latency.json.
+``serving.signals`` call = the last closed bar (``closed_bars``) + the signal's feature rows
+(``signal_table``: per-symbol families of the requested traded symbols on the causal tail,
+cross-asset values at the read rows from every member's closes) + ``predict_forecast`` + the
+backtest's decision. Each call sees a NEW bar (the data ends one bar later per call), so nothing
+can come from a cache of the previous call. Reported per symbol: one symbol per call, and all
+traded symbols in one call divided by their number, median and p99; ``breakdown_one_symbol_ms``
+splits single-symbol calls into closed bars / features / model + decision. The store read of the
+tail (``serving.store_tail``, the CLI's per-call parquet read) is NOT in those figures and is
+timed separately. ``reference_full_table_path`` times, under the same load, the previous path
+(``compute_features`` over every universe member on the tail, then the same model and decision).
+The 1-minute load average is recorded: on the shared 2-core machine other jobs inflate every
+figure. Writes benchmarks/results/signal_latency.json.
 """
 
 from __future__ import annotations
@@ -35,14 +40,20 @@ from cryptoml_pipeline.market.source import (
 )
 from cryptoml_pipeline.market.store import ParquetStore
 from cryptoml_pipeline.modeling.folds import final_training_fold
-from cryptoml_pipeline.modeling.forecast_model import fit_forecast_model
+from cryptoml_pipeline.modeling.forecast_model import fit_forecast_model, predict_forecast
 from cryptoml_pipeline.modeling.labels import make_labels
-from cryptoml_pipeline.serving import load_served, signals, store_tail, tail_span
+from cryptoml_pipeline.serving import closed_bars, load_served, signals, store_tail, tail_span
+from cryptoml_pipeline.serving.models import ServedModel
+from cryptoml_pipeline.serving.signal import signal_table, tail_features
 from cryptoml_pipeline.settings import profile_settings
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 OUT = Path(__file__).resolve().parent / "results" / "signal_latency.json"
-N_CALLS, N_WARM = 60, 3
+N_CALLS, N_WARM, N_REFERENCE = 60, 3, 15
+BEFORE = {  # benchmarks/results/signal_latency.json before the fast path (commit 86ddbbb)
+    "per_symbol_one_call_each": {"median_ms": 195.68, "p99_ms": 306.32},
+    "per_symbol_all_traded_in_one_call": {"median_ms": 51.39, "p99_ms": 76.47},
+}
 
 
 def _stats(ms: list[float]) -> dict[str, float]:
@@ -52,6 +63,32 @@ def _stats(ms: list[float]) -> dict[str, float]:
         "p99_ms": float(np.percentile(ms, 99)),
         "calls": len(ms),
     }
+
+
+def _breakdown(
+    served: ServedModel, c: pd.DataFrame, f: pd.DataFrame, symbol: str
+) -> tuple[float, ...]:
+    """``(closed bars, features, model + prediction row selection)`` ms of one symbol's call."""
+    t0 = time.perf_counter()
+    bars = closed_bars(served, c, f, [symbol])
+    t1 = time.perf_counter()
+    table = signal_table(served, c, f, bars, [symbol])
+    t2 = time.perf_counter()
+    mask = (table["timestamp"] == bars[symbol]).to_numpy()
+    predict_forecast(served.model, table, None, mask, served.settings, "1h", tag="signal")
+    t3 = time.perf_counter()
+    return (t1 - t0) * 1000, (t2 - t1) * 1000, (t3 - t2) * 1000
+
+
+def _reference(served: ServedModel, c: pd.DataFrame, f: pd.DataFrame, symbols: list[str]) -> None:
+    """The previous path: the whole universe's table on the tail, then the same prediction."""
+    bars = closed_bars(served, c, f, symbols)
+    table = tail_features(served, c, f, bars)
+    key, stamp = table["symbol"].astype(str).to_numpy(), table["timestamp"]
+    mask = np.zeros(len(table), dtype=bool)
+    for s in symbols:
+        mask |= (key == s) & (stamp == bars[s]).to_numpy()
+    predict_forecast(served.model, table, None, mask, served.settings, "1h", tag="reference")
 
 
 def deploy_default(store: ParquetStore, root: Path):
@@ -107,6 +144,9 @@ def main() -> None:
     single: dict[str, list[float]] = {s: [] for s in symbols}
     batch: list[float] = []
     decisions: dict[str, str] = {}
+    parts: list[tuple[float, ...]] = []
+    ref_single: list[float] = []
+    ref_batch: list[float] = []
     load_before = os.getloadavg()[0]
     for k in range(N_CALLS + N_WARM):
         end = last - (N_CALLS + N_WARM - 1 - k) * bar
@@ -124,6 +164,14 @@ def main() -> None:
         signals(served, c, f, symbols)
         if k >= N_WARM:
             batch.append((time.perf_counter() - t) * 1000 / len(symbols))
+            parts.extend(_breakdown(served, c, f, s) for s in symbols)
+        if k >= N_CALLS + N_WARM - N_REFERENCE:
+            t = time.perf_counter()
+            _reference(served, c, f, symbols[:1])
+            ref_single.append((time.perf_counter() - t) * 1000)
+            t = time.perf_counter()
+            _reference(served, c, f, symbols)
+            ref_batch.append((time.perf_counter() - t) * 1000 / len(symbols))
     all_single = [v for ms in single.values() for v in ms]
     result = {
         "goal_ms": 10.0,
@@ -136,14 +184,24 @@ def main() -> None:
             "n_features": len(model.feature_cols),
             "tail_bars": int(tail_span(served) / bar),
         },
-        "timed": "serving.signals on in-memory data: compute_features over the "
-        "whole universe tail + predict_forecast + decision; a new bar every call; shared "
-        "2-core machine with other jobs running",
+        "timed": "serving.signals on in-memory data: closed_bars + signal_table (per-symbol "
+        "families of the requested traded symbols on the tail, cross-asset at the read rows) + "
+        "predict_forecast + decision; a new bar every call; the parquet read (store_tail) is "
+        "not included (store_tail_read_ms); shared 2-core machine with other jobs running",
         "load_average_1min": {"before": load_before, "after": os.getloadavg()[0]},
         "cpu_cores": os.cpu_count(),
         "per_symbol_one_call_each": _stats(all_single),
         "per_symbol_all_traded_in_one_call": _stats(batch),
+        "breakdown_one_symbol_ms": {
+            name: _stats([p[i] for p in parts])
+            for i, name in enumerate(("closed_bars", "features", "model"))
+        },
         "by_symbol_one_call_each": {s: _stats(ms) for s, ms in single.items()},
+        "reference_full_table_path": {
+            "per_symbol_one_call_each": _stats(ref_single),
+            "per_symbol_all_traded_in_one_call": _stats(ref_batch),
+        },
+        "before_fast_path": BEFORE,
         "store_tail_read_ms": _stats(reads),
         "last_decisions": decisions,
     }

@@ -45,11 +45,15 @@ def _ns(values: pd.Series) -> np.ndarray:
 
 
 def _symbol_block(
-    part: pd.DataFrame, keep: slice, funding_z: np.ndarray | None, config: FeatureConfig
+    arrays: dict[str, np.ndarray],
+    rows: np.ndarray,
+    keep: slice,
+    funding_z: np.ndarray | None,
+    config: FeatureConfig,
 ) -> dict[str, np.ndarray]:
-    """Per-symbol families of ONE symbol's time-ordered tail rows, at rows ``keep``."""
-    h, lw, c = (part[k].to_numpy(dtype=np.float64) for k in ("high", "low", "close"))
-    volume = part["volume"].to_numpy(dtype=np.float64) if "volume" in part.columns else None
+    """Per-symbol families of ONE symbol's time-ordered tail rows ``rows``, at ``keep``."""
+    h, lw, c = (arrays[k][rows] for k in ("high", "low", "close"))
+    volume = arrays["volume"][rows] if "volume" in arrays else None
     micro, flow = config.market_microstructure, config.sentiment_flow
     out = {k: v[keep] for k, v in technical_features(h, lw, c, config).items()}
     if micro.enabled and volume is not None:
@@ -103,16 +107,19 @@ def signal_features(
     """Feature rows (``timestamp, symbol`` + every column ``compute_features`` would give) of
     each symbol from ``history_rows`` bars before its bar in ``bars`` up to it, in that order."""
     bar = timeframe_to_timedelta(timeframe).value
-    stamp, label = _ns(tail["timestamp"]), tail["symbol"].astype(str).to_numpy()
-    members = sorted(set(label))
+    stamp = _ns(tail["timestamp"])
+    codes, names = pd.factorize(tail["symbol"].astype(str), sort=True)
+    members = [str(name) for name in names]  # sorted: the batch pivot's column order
     flow = config.sentiment_flow
     with_funding = funding is not None and flow.enabled
     plan = plan_features(
         config, symbols=members, has_volume="volume" in tail.columns, with_funding=with_funding
     )
+    prices = [k for k in ("high", "low", "close", "volume") if k in tail.columns]
+    arrays = {k: tail[k].to_numpy(dtype=np.float64) for k in prices}
     blocks, read = [], []
     for symbol in symbols:
-        rows = np.flatnonzero(label == symbol)
+        rows = np.flatnonzero(codes == members.index(symbol))
         rows = rows[np.argsort(stamp[rows], kind="stable")]
         ts = stamp[rows]
         if (np.diff(ts) == 0).any():
@@ -128,7 +135,7 @@ def signal_features(
             zname = f"funding_zscore_{flow.funding_zscore_window}"
             block |= {"funding_rate": rate, zname: fz}
             block["funding_extreme"] = funding_extreme(fz, flow.funding_extreme_z)
-        block |= _symbol_block(tail.iloc[rows], keep, fz, config)
+        block |= _symbol_block(arrays, rows, keep, fz, config)
         blocks.append(block)
         read.append(ts[keep])
     stamps = np.concatenate(read) if read else np.empty(0, dtype=np.int64)
@@ -137,7 +144,7 @@ def signal_features(
     if config.temporal.enabled:
         columns |= temporal_features(times, config)
     if plan.families["cross_asset"]:
-        columns |= _cross(stamp, label, tail, members, stamps, symbols, read, config)
+        columns |= _cross(stamp, codes, arrays["close"], members, stamps, symbols, read, config)
     for name in plan.names:
         if name not in columns:
             parts = [
@@ -152,8 +159,8 @@ def signal_features(
 
 def _cross(
     stamp: np.ndarray,
-    label: np.ndarray,
-    tail: pd.DataFrame,
+    codes: np.ndarray,
+    close_all: np.ndarray,
     members: list[str],
     stamps: np.ndarray,
     symbols: Sequence[str],
@@ -171,8 +178,8 @@ def _cross(
     close = np.full((hi - lo, len(members)), np.nan)
     close[
         np.searchsorted(union[lo:hi], stamp[inside]),
-        np.searchsorted(np.array(members), label[inside]),
-    ] = tail["close"].to_numpy(dtype=np.float64)[inside]
+        codes[inside],
+    ] = close_all[inside]
     with np.errstate(invalid="ignore", divide="ignore"):
         logp = np.log(close)
     values = cross_rows(members, logp, pos - lo, config.cross_asset)

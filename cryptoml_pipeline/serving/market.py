@@ -10,8 +10,10 @@ Nothing is filled: a member missing the latest bar moves the signal back to the 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 
 from cryptoml_pipeline.errors import InputError
@@ -65,12 +67,16 @@ def closed_bars(
 ) -> dict[str, pd.Timestamp]:
     """Per symbol, the last bar closed by every universe member and by the symbol's funding."""
     labels = [member_label(served, m) for m in served.universe]
-    present = candles[candles["symbol"].astype(str).isin(labels)]
-    missing = sorted(set(labels) - set(present["symbol"].astype(str).unique()))
+    codes, names = pd.factorize(candles["symbol"].astype(str))
+    present = {str(name): i for i, name in enumerate(names)}
+    missing = sorted(set(labels) - set(present))
     if missing:
         raise InputError(f"no {served.timeframe} candles for universe member(s) {missing}")
-    per_bar = present.groupby("timestamp")["symbol"].nunique()
-    common = per_bar.index[per_bar.to_numpy() == len(labels)]
+    stamps = candles["timestamp"].astype("datetime64[ns, UTC]").array.asi8
+    common_ns = functools.reduce(
+        np.intersect1d, (np.unique(stamps[codes == present[label]]) for label in labels)
+    )
+    common = pd.DatetimeIndex(common_ns.astype("datetime64[ns]")).tz_localize("UTC")
     if len(common) == 0:
         raise InputError("the universe members have no bar in common")
     out = {}
