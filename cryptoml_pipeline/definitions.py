@@ -17,6 +17,7 @@ from cryptoml_pipeline.defs.assets import (
     controls,
     deployment,
     evaluation,
+    experiments,
     features,
     importance,
     ingestion,
@@ -29,6 +30,8 @@ from cryptoml_pipeline.defs.checks import ALL_CHECKS
 from cryptoml_pipeline.defs.io_manager import ArtifactIOManager
 from cryptoml_pipeline.defs.jobs import (
     evaluate_job,
+    experiment_job,
+    experiment_leaderboard_job,
     ingest_job,
     nightly_job,
     prepare_job,
@@ -37,6 +40,7 @@ from cryptoml_pipeline.defs.jobs import (
 )
 from cryptoml_pipeline.defs.resources import (
     DatabaseResource,
+    ExperimentResource,
     MarketDataResource,
     PipelineResource,
 )
@@ -61,6 +65,7 @@ ASSET_MODULES = [
     landing,
     tracking,
     zoo,
+    experiments,
 ]
 
 
@@ -68,6 +73,7 @@ def build_definitions(
     pipeline: PipelineResource,
     market: MarketDataResource,
     database: DatabaseResource | None = None,
+    experiment: ExperimentResource | None = None,
 ) -> dg.Definitions:
     """``database``: default ``$CRYPTOML_DB_URL`` (as a ``dg.EnvVar``) when set, else the SQLite
     file under ``pipeline.output_dir``. Nothing is created or connected until a run uses it."""
@@ -76,7 +82,16 @@ def build_definitions(
     return dg.Definitions(
         assets=dg.load_assets_from_modules(ASSET_MODULES),
         asset_checks=ALL_CHECKS,
-        jobs=[prepare_job, train_folds_job, evaluate_job, retrain_job, nightly_job, ingest_job],
+        jobs=[
+            prepare_job,
+            train_folds_job,
+            evaluate_job,
+            retrain_job,
+            nightly_job,
+            ingest_job,
+            experiment_job,
+            experiment_leaderboard_job,
+        ],
         schedules=[nightly_job_schedule, ingest_job_schedule],
         sensors=[
             degradation_sensor,
@@ -88,6 +103,7 @@ def build_definitions(
             "pipeline": pipeline,
             "market": market,
             "database": database,
+            "experiment": experiment or ExperimentResource.from_env(),
             "landing": landing.landing_resource_from_env(),
             "io_manager": ArtifactIOManager(base_dir=pipeline.output_dir),
         },

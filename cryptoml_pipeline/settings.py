@@ -384,6 +384,20 @@ class ControlsConfig(_Frozen):
     )
 
 
+class SweepProvenance(_Frozen):
+    """Which sweep chose this configuration (written into ``selected.yaml`` by
+    ``cryptoml experiment``; the registry records it with the candidate)."""
+
+    grid: str
+    configuration: str
+    selection_rule: str
+    leaderboard: str
+    n_configurations: int = Field(ge=1)
+    pbo: float | None = Field(None, ge=0, le=1)
+    dsr: float | None = Field(None, ge=0, le=1)
+    dsr_trials: int = Field(ge=1)
+
+
 class IntegratorConfig(_Frozen):
     """Spec MLSignalIntegrator: agreement, ML override above a confidence, else hold."""
 
@@ -556,6 +570,7 @@ class PipelineSettings(_Frozen):
     slippage: SlippageConfig = SlippageConfig()
     controls: ControlsConfig = ControlsConfig()
     integrator: IntegratorConfig = IntegratorConfig()
+    experiment: SweepProvenance | None = None  # set by a sweep's selected.yaml
     requires_cuda: bool = False
 
     @model_validator(mode="after")

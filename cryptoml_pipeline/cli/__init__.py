@@ -1,5 +1,6 @@
 """``cryptoml`` command line: ``run`` (the main job end-to-end), ``data`` (download via ccxt),
-``paper`` (paper trading), ``signal`` (the deployed model's latest signal) and ``dashboard``.
+``paper`` (paper trading), ``signal`` (the deployed model's latest signal), ``dashboard`` and
+``experiment`` (configuration sweeps).
 
 One module per subcommand (``add_parser`` + ``cmd_<name>``), all sharing :mod:`.args`. Bad
 arguments print ONE line on stderr naming the problem and exit with code 2 (no traceback).
@@ -11,7 +12,7 @@ import argparse
 import logging
 import sys
 
-from cryptoml_pipeline.cli import dashboard, data, paper, run, signal
+from cryptoml_pipeline.cli import dashboard, data, experiment, paper, run, signal
 from cryptoml_pipeline.cli.args import EXIT_BAD_INPUT, OneLineParser
 from cryptoml_pipeline.errors import DataValidationError, InputError
 
@@ -21,6 +22,7 @@ SUBCOMMANDS = {
     "paper": (paper.add_parser, paper.cmd_paper),
     "dashboard": (dashboard.add_parser, dashboard.cmd_dashboard),
     "signal": (signal.add_parser, signal.cmd_signal),
+    "experiment": (experiment.add_parser, experiment.cmd_experiment),
 }
 
 

@@ -127,8 +127,12 @@ def prepare_run(args: argparse.Namespace):
         timeframe=args.timeframe,
         training_history_days=settings.data.training_history_days,
     )
-    pipeline = pipeline.model_copy(
-        update={
+    # a new resource, not ``model_copy``: Dagster rebuilds a resource inside a run from the
+    # values it was constructed with, so copied-in fields would be lost there
+    fields = {name: getattr(pipeline, name) for name in type(pipeline).model_fields}
+    pipeline = type(pipeline)(
+        **fields
+        | {
             "start": start.isoformat(),
             "end": end.isoformat(),
             "symbols": list(resolved["symbols"]),

@@ -66,3 +66,17 @@ ingest_job = dg.define_asset_job(
     description="Land one UTC day (partition) of raw candles, funding and open interest via ccxt; "
     "backfill a range of days from the UI or `dagster job backfill`",
 )
+experiment_job = dg.define_asset_job(
+    "experiment_job",
+    selection=dg.AssetSelection.assets("experiment_predictions"),
+    description="Sweep: train one configuration on one split (a (configuration, split) "
+    "partition); `cryptoml experiment --grid FILE` runs every missing partition, or launch a "
+    "backfill over the partitions from the UI (through the run queue)",
+    tags={"cryptoml/experiment": "true"},  # concurrency limit in deploy/dagster.postgres.yaml
+)
+experiment_leaderboard_job = dg.define_asset_job(
+    "experiment_leaderboard_job",
+    selection=dg.AssetSelection.assets("experiment_leaderboard"),
+    description="Score every configuration of the sweep (walk-forward, CPCV paths), PBO and "
+    "deflated Sharpe of the pick; leaderboard.json / .html and selected.yaml",
+)

@@ -305,3 +305,24 @@ class DatabaseResource(dg.ConfigurableResource):
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+
+
+class ExperimentResource(dg.ConfigurableResource):
+    """The sweep the experiment assets compute: a grid file (``cryptoml experiment --grid``; in
+    the UI / daemon ``$CRYPTOML_EXPERIMENT_GRID``)."""
+
+    grid_file: str | None = None
+
+    def grid(self, base: PipelineSettings):
+        from cryptoml_pipeline.experiments.grid import load_grid
+
+        if not self.grid_file:
+            raise dg.Failure(
+                "no experiment grid configured: run `cryptoml experiment --grid FILE` or set "
+                "CRYPTOML_EXPERIMENT_GRID for the UI"
+            )
+        return load_grid(Path(self.grid_file), base)
+
+    @classmethod
+    def from_env(cls) -> "ExperimentResource":
+        return cls(grid_file=os.environ.get("CRYPTOML_EXPERIMENT_GRID") or None)

@@ -97,7 +97,12 @@ def candidate_model(
         registry,
         Path(pipeline.output_dir),
         model,
-        {"val_rank_ic": model.manifest.get("val_rank_ic"), "feature_importance": importance},
+        {
+            "val_rank_ic": model.manifest.get("val_rank_ic"),
+            "feature_importance": importance,
+            # the sweep that chose this configuration (cryptoml experiment's selected.yaml)
+            "sweep": settings.experiment.model_dump(mode="json") if settings.experiment else None,
+        },
     )
     context.add_output_metadata(
         {

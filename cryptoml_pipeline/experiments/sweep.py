@@ -1,0 +1,283 @@
+"""One (configuration, split) of a sweep, and one configuration's scores — no Dagster.
+
+A sweep's *splits* are the walk-forward folds of the run (``wf-00`` …, the headline result) and
+the combinatorial purged CV splits (``cpcv-00`` …, the robustness view). Each split trains the
+grid's model (LightGBM pooled over the universe) on its purged training rows and predicts its
+test rows for the traded symbols, in the one prediction schema (:func:`train_split`).
+
+Configurations that differ only in decision settings (``risk``, ``costs``, ``slippage``, …)
+train identical models: :func:`training_fingerprint` names what a training depends on, so the
+runner can reuse a finished split's predictions for every configuration with the same
+fingerprint (and says so).
+
+:func:`score_configuration` turns a configuration's split predictions into its leaderboard
+entry: walk-forward net Sharpe, rank IC and t, turnover, break-even fee through the model
+comparison's own :func:`~cryptoml_pipeline.model_comparison.strategy_kpis` (costs always on),
+and the net Sharpe and rank IC of each CPCV path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cryptoml_pipeline.errors import InputError
+from cryptoml_pipeline.experiments.cpcv import (
+    CpcvSplit,
+    cpcv_paths,
+    cpcv_splits,
+    path_frame,
+    test_mask,
+    train_mask,
+)
+from cryptoml_pipeline.experiments.leaderboard import ConfigResult
+from cryptoml_pipeline.model_comparison import strategy_kpis
+from cryptoml_pipeline.modeling.folds import Fold, FoldMasks, walk_forward_plan
+from cryptoml_pipeline.modeling.gbm import predict_gbm_fold, predict_gbm_rows, train_gbm_fold
+from cryptoml_pipeline.modeling.labels import make_labels
+from cryptoml_pipeline.settings import PipelineSettings
+from cryptoml_pipeline.trading.forecast_section import forecast_stats, scored_predictions
+
+logger = logging.getLogger(__name__)
+
+WF_PREFIX = "wf"
+CPCV_PREFIX = "cpcv"
+# the settings a model's training reads; everything else (risk, costs, slippage, gate, …)
+# only changes decisions on the same predictions
+TRAINING_SECTIONS = (
+    "data",
+    "features",
+    "target",
+    "labels",
+    "walk_forward",
+    "gbm",
+    "tuning",
+    "training",
+)
+
+
+@dataclass(frozen=True)
+class SweepData:
+    """What every configuration shares: the universe's candles and feature table, the traded
+    perpetuals' funding, and the run's window."""
+
+    candles: pd.DataFrame
+    funding: pd.DataFrame
+    features: pd.DataFrame
+    traded: tuple[str, ...]
+    start: pd.Timestamp
+    end: pd.Timestamp
+    timeframe: str
+
+
+def training_fingerprint(settings: PipelineSettings) -> str:
+    """A 12-hex digest of the settings a training depends on (see ``TRAINING_SECTIONS``)."""
+    dump = settings.model_dump(mode="json")
+    part = {k: dump[k] for k in TRAINING_SECTIONS}
+    text = json.dumps(part, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def wf_key(i: int) -> str:
+    return f"{WF_PREFIX}-{i:02d}"
+
+
+def cpcv_key(i: int) -> str:
+    return f"{CPCV_PREFIX}-{i:02d}"
+
+
+def walk_forward_folds(settings: PipelineSettings, data: SweepData) -> list[Fold]:
+    return walk_forward_plan(
+        data.start,
+        data.end,
+        settings.walk_forward,
+        timeframe=data.timeframe,
+        training_history_days=settings.data.training_history_days,
+    )
+
+
+def combinatorial_splits(
+    settings: PipelineSettings, data: SweepData, n_groups: int, k_test: int
+) -> list[CpcvSplit]:
+    """CPCV over the run's window, purged by the target's reach and the walk-forward embargo."""
+    return cpcv_splits(
+        data.start,
+        data.end,
+        n_groups=n_groups,
+        k_test=k_test,
+        timeframe=data.timeframe,
+        reach_bars=settings.target.reach,
+        embargo_bars=settings.walk_forward.embargo_bars,
+    )
+
+
+def split_keys(n_walk_forward: int, n_cpcv: int) -> list[str]:
+    return [wf_key(i) for i in range(n_walk_forward)] + [cpcv_key(i) for i in range(n_cpcv)]
+
+
+def sweep_labels(settings: PipelineSettings, data: SweepData) -> pd.DataFrame:
+    return make_labels(data.candles, settings.target, settings.labels, timeframe=data.timeframe)
+
+
+def _traded_mask(data: SweepData) -> np.ndarray:
+    return data.features["symbol"].astype(str).isin(list(data.traded)).to_numpy()
+
+
+def train_split(
+    settings: PipelineSettings,
+    data: SweepData,
+    labels: pd.DataFrame,
+    key: str,
+    *,
+    n_groups: int,
+    k_test: int,
+) -> pd.DataFrame:
+    """Train on split ``key``'s purged training rows, predict its test rows (traded symbols).
+
+    CPCV splits have no separate validation slice: LightGBM trains a fixed number of trees
+    (``gbm.stopping_metric`` "none", the default) and the confidence scale is taken from the
+    training rows' scores."""
+    prefix, _, index = key.partition("-")
+    if not index.isdigit():
+        raise InputError(f"unknown split {key!r}: expected {WF_PREFIX}-NN or {CPCV_PREFIX}-NN")
+    i, tf, feats = int(index), data.timeframe, data.features
+    if prefix == WF_PREFIX:
+        folds = walk_forward_folds(settings, data)
+        if i >= len(folds):
+            raise InputError(f"split {key}: the walk-forward plan has {len(folds)} folds")
+        model = train_gbm_fold(feats, labels, folds[i], settings, tf)
+        preds = predict_gbm_fold(model, feats, labels, folds[i], settings, tf, traded=data.traded)
+    elif prefix == CPCV_PREFIX:
+        splits = combinatorial_splits(settings, data, n_groups, k_test)
+        if i >= len(splits):
+            raise InputError(f"split {key}: CPCV N={n_groups}, k={k_test} has {len(splits)}")
+        split = splits[i]
+        fit = train_mask(split, feats["timestamp"])
+        test = test_mask(split, feats["timestamp"])
+        groups = split.groups
+        first_test = groups[split.test_groups[0]][0]
+        pseudo = Fold(
+            key=key,
+            index=i,
+            train_start=groups[0][0],
+            val_start=first_test,
+            test_start=first_test,
+            test_end=groups[split.test_groups[-1]][1],
+        )
+        masks = FoldMasks(fit=fit, val=fit, test=test)
+        model = train_gbm_fold(feats, labels, pseudo, settings, tf, masks=masks)
+        preds = predict_gbm_rows(
+            model, feats, labels, test & _traded_mask(data), settings, tf, tag=key
+        )
+    else:
+        raise InputError(f"unknown split {key!r}: expected {WF_PREFIX}-NN or {CPCV_PREFIX}-NN")
+    return preds.sort_values(["timestamp", "symbol"], kind="stable").reset_index(drop=True)
+
+
+def _traded_rows(frame: pd.DataFrame, traded: tuple[str, ...]) -> pd.DataFrame:
+    return frame[frame["symbol"].astype(str).isin(list(traded))]
+
+
+def _kpis(
+    preds: pd.DataFrame,
+    settings: PipelineSettings,
+    data: SweepData,
+    labels: pd.DataFrame,
+    *,
+    with_break_even: bool,
+) -> dict[str, Any]:
+    lo, hi = preds["timestamp"].min(), preds["timestamp"].max() + pd.Timedelta(data.timeframe)
+    stats = strategy_kpis(
+        preds,
+        _traded_rows(data.candles, data.traded),
+        data.funding,
+        _traded_rows(data.features, data.traded),
+        lo,
+        hi,
+        settings,
+        data.timeframe,
+        1,
+        labels if with_break_even else None,
+    )
+    if not with_break_even:
+        forecast = forecast_stats(
+            scored_predictions(preds, labels),
+            horizon=settings.target.horizon,
+            timeframe=data.timeframe,
+            with_folds=False,
+        )
+        stats["forecast"] = {k: forecast.get(k) for k in ("rank_ic", "rank_ic_t")}
+    return stats
+
+
+def score_configuration(
+    name: str,
+    params: dict[str, Any],
+    settings: PipelineSettings,
+    data: SweepData,
+    predictions: dict[str, pd.DataFrame],
+    *,
+    n_groups: int,
+    k_test: int,
+) -> ConfigResult:
+    """The leaderboard entry of one configuration from its split predictions
+    (``{split key: predictions}``; every walk-forward and CPCV split must be present)."""
+    labels = sweep_labels(settings, data)
+    n_wf = len(walk_forward_folds(settings, data))
+    splits = combinatorial_splits(settings, data, n_groups, k_test)
+    needed = split_keys(n_wf, len(splits))
+    missing = [k for k in needed if k not in predictions]
+    if missing:
+        raise InputError(f"configuration {name}: no predictions for splits {missing}")
+    wf = pd.concat([predictions[wf_key(i)] for i in range(n_wf)], ignore_index=True)
+    stats = _kpis(wf, settings, data, labels, with_break_even=True)
+    forecast = stats.get("forecast") or {}
+    walk_forward = {
+        "net_sharpe": stats.get("sharpe"),
+        "total_return": stats.get("total_return"),
+        "n_trades": stats.get("n_trades"),
+        "turnover": stats.get("turnover"),
+        "break_even_taker_fee": stats.get("break_even_taker_fee"),
+        **{k: forecast.get(k) for k in ("rank_ic", "rank_ic_t", "ic", "hit_rate")},
+    }
+    by_key = {s.key: predictions[cpcv_key(s.index)] for s in splits}
+    path_sharpes, path_rank_ics = [], []
+    for p, path in enumerate(cpcv_paths(n_groups, k_test)):
+        frame = path_frame(by_key, splits, path)
+        if frame.empty:
+            path_sharpes.append(float("nan"))
+            path_rank_ics.append(float("nan"))
+            continue
+        pstats = _kpis(frame, settings, data, labels, with_break_even=False)
+        path_sharpes.append(_num(pstats.get("sharpe")))
+        path_rank_ics.append(_num((pstats.get("forecast") or {}).get("rank_ic")))
+        logger.info(
+            "%s CPCV path %d: net Sharpe %s, rank IC %s",
+            name,
+            p,
+            _fmt(path_sharpes[-1]),
+            _fmt(path_rank_ics[-1]),
+        )
+    return ConfigResult(
+        name=name,
+        params=params,
+        status="ok",
+        walk_forward=walk_forward,
+        daily_returns=stats.get("_daily"),
+        path_sharpes=path_sharpes,
+        path_rank_ics=path_rank_ics,
+    )
+
+
+def _num(value: Any) -> float:
+    return float(value) if value is not None and np.isfinite(value) else float("nan")
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.2f}" if np.isfinite(value) else "n/a"
