@@ -77,6 +77,7 @@ def validate_grid(grid_path: Path, pipeline):
 
 def sweep_plan(grid, pipeline) -> tuple[list[str], list[str], list[dict]]:
     """Configuration partition keys, split keys, and the configurations' records."""
+    from cryptoml_pipeline.defs.assets.experiments import search_spec
     from cryptoml_pipeline.experiments.grid import configuration_settings
     from cryptoml_pipeline.experiments.layout import configuration_partition
     from cryptoml_pipeline.experiments.sweep import split_keys, training_fingerprint
@@ -100,7 +101,7 @@ def sweep_plan(grid, pipeline) -> tuple[list[str], list[str], list[dict]]:
                 "name": config.name,
                 "partition": configuration_partition(grid.name, config.name),
                 "params": dict(config.params),
-                "fingerprint": training_fingerprint(settings),
+                "fingerprint": training_fingerprint(settings, search_spec(grid)),
             }
         )
     n_cpcv = comb(grid.n_groups, grid.k_test)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,9 +38,11 @@ from cryptoml_pipeline.experiments.cpcv import (
     train_mask,
 )
 from cryptoml_pipeline.experiments.leaderboard import ConfigResult
+from cryptoml_pipeline.experiments.tuning import cpcv_validation_masks
 from cryptoml_pipeline.model_comparison import strategy_kpis
+from cryptoml_pipeline.modeling.fold_training import fold_masks
 from cryptoml_pipeline.modeling.folds import Fold, FoldMasks, walk_forward_plan
-from cryptoml_pipeline.modeling.gbm import predict_gbm_fold, predict_gbm_rows, train_gbm_fold
+from cryptoml_pipeline.modeling.gbm import predict_gbm_rows, train_gbm_fold
 from cryptoml_pipeline.modeling.labels import make_labels
 from cryptoml_pipeline.settings import PipelineSettings
 from cryptoml_pipeline.trading.forecast_section import forecast_stats, scored_predictions
@@ -76,10 +79,13 @@ class SweepData:
     timeframe: str
 
 
-def training_fingerprint(settings: PipelineSettings) -> str:
-    """A 12-hex digest of the settings a training depends on (see ``TRAINING_SECTIONS``)."""
+def training_fingerprint(settings: PipelineSettings, search: dict | None = None) -> str:
+    """A 12-hex digest of the settings a training depends on (see ``TRAINING_SECTIONS``) and of
+    the hyper-parameter ``search`` (the grid's Optuna trials and space) when there is one."""
     dump = settings.model_dump(mode="json")
     part = {k: dump[k] for k in TRAINING_SECTIONS}
+    if search:
+        part["search"] = search
     text = json.dumps(part, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -129,6 +135,10 @@ def _traded_mask(data: SweepData) -> np.ndarray:
     return data.features["symbol"].astype(str).isin(list(data.traded)).to_numpy()
 
 
+# (settings, fold, fit/validation masks) -> settings with tuned hyper-parameters
+Tuner = Callable[[PipelineSettings, Fold, FoldMasks], PipelineSettings]
+
+
 def train_split(
     settings: PipelineSettings,
     data: SweepData,
@@ -137,32 +147,36 @@ def train_split(
     *,
     n_groups: int,
     k_test: int,
+    tuner: Tuner | None = None,
 ) -> pd.DataFrame:
     """Train on split ``key``'s purged training rows, predict its test rows (traded symbols).
 
-    CPCV splits have no separate validation slice: LightGBM trains a fixed number of trees
-    (``gbm.stopping_metric`` "none", the default) and the confidence scale is taken from the
-    training rows' scores."""
+    A walk-forward fold trains exactly as ``cryptoml run`` does (its own fit / validation
+    slices). A CPCV split trains on all its purged training rows with a fixed number of trees
+    (``gbm.stopping_metric`` "none", the default) and takes its confidence scale from them.
+    ``tuner`` (the grid's Optuna search) picks hyper-parameters first, on validation rows only:
+    the fold's validation slice, or the CPCV split's last training group."""
     prefix, _, index = key.partition("-")
-    if not index.isdigit():
+    if not index.isdigit() or prefix not in (WF_PREFIX, CPCV_PREFIX):
         raise InputError(f"unknown split {key!r}: expected {WF_PREFIX}-NN or {CPCV_PREFIX}-NN")
     i, tf, feats = int(index), data.timeframe, data.features
+    nothing = np.zeros(len(feats), dtype=bool)
     if prefix == WF_PREFIX:
         folds = walk_forward_folds(settings, data)
         if i >= len(folds):
             raise InputError(f"split {key}: the walk-forward plan has {len(folds)} folds")
-        model = train_gbm_fold(feats, labels, folds[i], settings, tf)
-        preds = predict_gbm_fold(model, feats, labels, folds[i], settings, tf, traded=data.traded)
-    elif prefix == CPCV_PREFIX:
+        fold = folds[i]
+        masks = fold_masks(feats, fold, settings, tf)
+        tuning = FoldMasks(fit=masks.fit, val=masks.val, test=nothing)
+    else:
         splits = combinatorial_splits(settings, data, n_groups, k_test)
         if i >= len(splits):
             raise InputError(f"split {key}: CPCV N={n_groups}, k={k_test} has {len(splits)}")
         split = splits[i]
         fit = train_mask(split, feats["timestamp"])
-        test = test_mask(split, feats["timestamp"])
         groups = split.groups
         first_test = groups[split.test_groups[0]][0]
-        pseudo = Fold(
+        fold = Fold(
             key=key,
             index=i,
             train_start=groups[0][0],
@@ -170,13 +184,14 @@ def train_split(
             test_start=first_test,
             test_end=groups[split.test_groups[-1]][1],
         )
-        masks = FoldMasks(fit=fit, val=fit, test=test)
-        model = train_gbm_fold(feats, labels, pseudo, settings, tf, masks=masks)
-        preds = predict_gbm_rows(
-            model, feats, labels, test & _traded_mask(data), settings, tf, tag=key
-        )
-    else:
-        raise InputError(f"unknown split {key!r}: expected {WF_PREFIX}-NN or {CPCV_PREFIX}-NN")
+        masks = FoldMasks(fit=fit, val=fit, test=test_mask(split, feats["timestamp"]))
+        inner_fit, inner_val = cpcv_validation_masks(split, feats["timestamp"], fit)
+        tuning = FoldMasks(fit=inner_fit, val=inner_val, test=nothing)
+    if tuner is not None:
+        settings = tuner(settings, fold, tuning)
+    model = train_gbm_fold(feats, labels, fold, settings, tf, masks=masks)
+    test = masks.test & _traded_mask(data)
+    preds = predict_gbm_rows(model, feats, labels, test, settings, tf, tag=fold.key)
     return preds.sort_values(["timestamp", "symbol"], kind="stable").reset_index(drop=True)
 
 

@@ -20,7 +20,11 @@ import pandas as pd
 import yaml
 
 from cryptoml_pipeline.defs.partitions import CONFIGURATION_DIM, SPLIT_DIM, experiment_partitions
-from cryptoml_pipeline.defs.resources import ExperimentResource, PipelineResource
+from cryptoml_pipeline.defs.resources import (
+    DatabaseResource,
+    ExperimentResource,
+    PipelineResource,
+)
 from cryptoml_pipeline.experiments.grid import configuration_settings, grid_to_selected_yaml
 from cryptoml_pipeline.experiments.layout import (
     SweepLayout,
@@ -33,6 +37,7 @@ from cryptoml_pipeline.experiments.leaderboard import (
     leaderboard_html,
     write_leaderboard,
 )
+from cryptoml_pipeline.experiments.optuna_storage import is_postgresql, study_storage
 from cryptoml_pipeline.experiments.sweep import (
     SweepData,
     combinatorial_splits,
@@ -43,6 +48,7 @@ from cryptoml_pipeline.experiments.sweep import (
     training_fingerprint,
     walk_forward_folds,
 )
+from cryptoml_pipeline.experiments.tuning import tune_split
 from cryptoml_pipeline.timing import to_utc
 
 GROUP = "experiments"
@@ -61,6 +67,14 @@ def sweep_data(
         end=to_utc(dataset_info["end"]),
         timeframe=dataset_info["timeframe"],
     )
+
+
+def search_spec(grid) -> dict[str, Any] | None:
+    """The grid's Optuna search as part of a training fingerprint (None without one)."""
+    if grid.optuna_trials <= 0:
+        return None
+    space = {k: repr(v) for k, v in sorted(grid.optuna_space.items())}
+    return {"n_trials": grid.optuna_trials, "space": space}
 
 
 def configuration_of(grid, partition: str):
@@ -82,6 +96,7 @@ def experiment_predictions(
     dataset_info: dict,
     pipeline: PipelineResource,
     experiment: ExperimentResource,
+    database: DatabaseResource,
 ) -> dg.MaterializeResult:
     """One configuration's model trained on one split's purged training rows; its test-window
     predictions (traded symbols, the prediction schema) under
@@ -94,7 +109,7 @@ def experiment_predictions(
     split = keys[SPLIT_DIM]
     settings = configuration_settings(grid, config, base)
     layout = SweepLayout.of(pipeline.output_dir, grid.name)
-    fingerprint = training_fingerprint(settings)
+    fingerprint = training_fingerprint(settings, search_spec(grid))
     meta: dict[str, Any] = {"configuration": config.name, "split": split}
     meta["fingerprint"] = fingerprint
     existing = layout.read_split(fingerprint, split)
@@ -108,10 +123,39 @@ def experiment_predictions(
         return dg.MaterializeResult(metadata=meta | {"status": "reused", "rows": len(existing)})
     data = sweep_data(ohlcv, funding, feature_table, dataset_info)
     started = time.perf_counter()
+    searches: list[dict[str, Any]] = []
     try:
         labels = sweep_labels(settings, data)
+        tuner = None
+        if grid.optuna_trials > 0:
+            storage = study_storage(
+                database.url if is_postgresql(database.url) else None, layout.root
+            )
+
+            def tuner(s, fold, masks):
+                tuned, record = tune_split(
+                    s,
+                    data.features,
+                    labels,
+                    fold,
+                    masks,
+                    data.timeframe,
+                    space=dict(grid.optuna_space),
+                    n_trials=grid.optuna_trials,
+                    storage=storage,
+                    study_name=f"{grid.name}.{fingerprint}.{split}",
+                )
+                searches.append(record)
+                return tuned
+
         preds = train_split(
-            settings, data, labels, split, n_groups=grid.n_groups, k_test=grid.k_test
+            settings,
+            data,
+            labels,
+            split,
+            n_groups=grid.n_groups,
+            k_test=grid.k_test,
+            tuner=tuner,
         )
     except Exception as exc:  # recorded: the leaderboard lists the configuration's error
         message = f"{type(exc).__name__}: {exc}".splitlines()[0]
@@ -126,6 +170,7 @@ def experiment_predictions(
             "rows": len(preds),
             "seconds": round(time.perf_counter() - started, 2),
             "path": dg.MetadataValue.path(str(path)),
+            **({"optuna": dg.MetadataValue.json(searches[0])} if searches else {}),
         }
     )
 
@@ -136,7 +181,7 @@ def configuration_results(grid, base, data: SweepData, layout: SweepLayout) -> l
     results = []
     for config in grid.configurations:
         settings = configuration_settings(grid, config, base)
-        fingerprint = training_fingerprint(settings)
+        fingerprint = training_fingerprint(settings, search_spec(grid))
         n_wf = len(walk_forward_folds(settings, data))
         n_cpcv = len(combinatorial_splits(settings, data, grid.n_groups, grid.k_test))
         preds, errors, missing = {}, [], []
