@@ -1,11 +1,13 @@
 """The real-time signal: features on the universe's causal tail, the served model's prediction
 for each symbol's last closed bar, and the backtest's decision on it.
 
-Features are ``features.build.compute_features`` over every universe member (the cross-asset
-columns need them all) on the tail of :func:`serving.market.tail_span` (gap filling as in the
-run's ``ohlcv`` asset when ``ingest.max_fill_bars`` asks for it); the prediction is
-``predict_forecast`` of the served model on that table (the one prediction schema), so the
-signal equals the run's own prediction for the bar up to the declared warm-up tolerance of
+The tail is :func:`serving.market.tail_span` of every universe member (gap filling as in the
+run's ``ohlcv`` asset when ``ingest.max_fill_bars`` asks for it). The features are the rows of
+``features.build.compute_features`` on that tail that the model reads — each requested symbol
+from ``history_rows`` bars before its bar on — computed for those rows only
+(:func:`signal_table`, :mod:`.fast_features`; equal to :func:`tail_features`' rows to 1e-9); the
+prediction is ``predict_forecast`` of the served model on them (the one prediction schema), so
+the signal equals the run's own prediction for the bar up to the declared warm-up tolerance of
 recursive smoothers (``features.warmup_tolerance``).
 """
 
