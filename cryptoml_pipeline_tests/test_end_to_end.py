@@ -36,6 +36,18 @@ gate:
   min_dsr: 0.0
   min_rank_ic_t: -100.0
   min_trades: 0
+# as a sweep's selected.yaml writes it (cryptoml experiment): the run counts the sweep's trials
+controls:
+  n_trials: 9
+experiment:
+  grid: e2e_grid
+  configuration: edge_cost_multiple=none
+  selection_rule: best_walk_forward_net_sharpe
+  leaderboard: /nowhere/leaderboard.json
+  n_configurations: 9
+  pbo: 0.25
+  dsr: 0.4
+  dsr_trials: 9
 """
 
 
@@ -96,6 +108,18 @@ def test_deployed_model_loads_safely(real_run) -> None:
         assert key in manifest, key
     assert manifest["model_kind"] == "gbm" and manifest["symbols"] == ["BTC/USDT"]
     assert manifest["version"] == report["deployment"]["version"]
+
+
+def test_the_registry_records_the_sweep_that_chose_the_configuration(real_run) -> None:
+    from cryptoml_pipeline.defs.resources import DatabaseResource
+
+    report, out, _, _ = real_run
+    registry = DatabaseResource.for_output_dir(out).registry()
+    entry = registry.require(report["deployment"]["version"])
+    sweep = entry.metrics["sweep"]
+    assert sweep["grid"] == "e2e_grid" and sweep["dsr_trials"] == 9 and sweep["pbo"] == 0.25
+    # the headline deflated Sharpe counts the sweep's 9 trials plus the models compared here
+    assert report["strategy"]["dsr_trials"] >= 9 + 1
 
 
 def test_runs_are_recorded_in_the_instance(real_run) -> None:
