@@ -27,7 +27,14 @@ def test_console_script_points_at_the_package_main() -> None:
 
 
 def test_every_subcommand_is_a_module_sharing_the_argument_module() -> None:
-    assert set(_subparsers(build_parser())) == {"run", "data", "paper", "signal", "dashboard"}
+    assert set(_subparsers(build_parser())) == {
+        "run",
+        "data",
+        "paper",
+        "signal",
+        "dashboard",
+        "experiment",
+    }
     assert set(SUBCOMMANDS) == {p.stem for p in CLI.glob("*.py")} - {"__init__", "__main__", "args"}
     for module in CLI.glob("*.py"):
         if module.stem in ("__init__", "__main__"):
