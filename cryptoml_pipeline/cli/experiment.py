@@ -28,7 +28,11 @@ from cryptoml_pipeline.cli.args import (
     add_symbols,
     add_timeframe,
     add_universe,
+    ensure_dagster_home,
+    first_error,
     one_line,
+    prepare_run,
+    run_config,
 )
 from cryptoml_pipeline.errors import InputError
 
@@ -134,12 +138,6 @@ def finished_partitions(instance, layout, records: list[dict]) -> set[str]:
 def cmd_experiment(args: argparse.Namespace) -> int:
     import dagster as dg
 
-    from cryptoml_pipeline.cli.run import (
-        _first_error,
-        _run_config,
-        ensure_dagster_home,
-        prepare_run,
-    )
     from cryptoml_pipeline.definitions import build_definitions
     from cryptoml_pipeline.defs.assets.experiments import EXPERIMENT_TAG
     from cryptoml_pipeline.defs.partitions import (
@@ -184,14 +182,14 @@ def cmd_experiment(args: argparse.Namespace) -> int:
             result = defs.resolve_job_def(job).execute_in_process(
                 instance=instance,
                 partition_key=partition_key,
-                run_config=_run_config(),
+                run_config=run_config(),
                 tags=tags or {},
                 raise_on_error=False,
             )
             if not result.success:
                 where = f" ({partition_key})" if partition_key else ""
                 raise RuntimeError(
-                    f"{job}{where} failed: {_first_error(result)} (run {result.run_id})"
+                    f"{job}{where} failed: {first_error(result)} (run {result.run_id})"
                 )
 
         execute("prepare_job")
