@@ -5,6 +5,8 @@
 
 import dagster as dg
 
+from cryptoml_pipeline.modeling.models import ZOO
+
 PREPARE_SELECTION = dg.AssetSelection.groups("ingestion", "features") | dg.AssetSelection.assets(
     "fold_plan"
 )
@@ -14,16 +16,16 @@ prepare_job = dg.define_asset_job(
     selection=PREPARE_SELECTION,
     description="Ingest, validate, build features and labels, plan walk-forward folds",
 )
+# every fold-scoped model of the zoo's registry trains in the fold run (a new model joins it
+# by being registered in modeling/models/__init__.py)
+FOLD_MODEL_ASSETS = [m.asset_name for m in ZOO.values() if m.scope == "fold"]
 train_folds_job = dg.define_asset_job(
     "train_folds_job",
     selection=dg.AssetSelection.assets(
         "fold_model",
-        "fold_predictions",
+        *FOLD_MODEL_ASSETS,
         "feature_importance",
         "shuffled_label_predictions",
-        "gbm_predictions",
-        "lstm_cnn_predictions",
-        "ppo_predictions",
     ),
     description="Train one fold's models (transformer, shuffled-label control, LightGBM, "
     "multi-scale LSTM-CNN, PPO) and predict its test window (fold partition)",
