@@ -271,7 +271,7 @@ def load_grid(path: str | Path, base: PipelineSettings) -> Grid:
     names = configuration_names(combos)
     configurations = []
     for config_name, params in zip(names, combos, strict=True):
-        overrides = _nest({**fixed, **params, **model_override})
+        overrides = nest_dotted({**fixed, **params, **model_override})
         _build(check, base, {**fixed, **params, **model_override}, f"configuration {config_name}")
         configurations.append(Configuration(name=config_name, params=params, overrides=overrides))
     return Grid(
@@ -532,7 +532,8 @@ def _dimension(
     return SearchDimension(path=path, low=low, high=high, log=log, type=kind)
 
 
-def _nest(dotted: Mapping[str, Any]) -> dict:
+def nest_dotted(dotted: Mapping[str, Any]) -> dict:
+    """``{"gbm.learning_rate": 0.05}`` -> ``{"gbm": {"learning_rate": 0.05}}``."""
     out: dict = {}
     for path, value in dotted.items():
         *groups, leaf = path.split(".")
@@ -565,6 +566,6 @@ def _first_error(exc: ValueError) -> str:
 
 def _build(check: _Checker, base: PipelineSettings, dotted: dict, key: str) -> PipelineSettings:
     try:
-        return apply_overrides(base, _nest(dotted))
+        return apply_overrides(base, nest_dotted(dotted))
     except ValueError as exc:
         raise check.fail(key, _first_error(exc)) from None

@@ -25,7 +25,7 @@ import optuna
 import pandas as pd
 
 from cryptoml_pipeline.experiments.cpcv import CpcvSplit
-from cryptoml_pipeline.experiments.grid import SearchDimension
+from cryptoml_pipeline.experiments.grid import SearchDimension, nest_dotted
 from cryptoml_pipeline.experiments.optuna_storage import open_study
 from cryptoml_pipeline.modeling.folds import Fold, FoldMasks
 from cryptoml_pipeline.modeling.gbm import predict_gbm_rows, train_gbm_fold
@@ -33,18 +33,6 @@ from cryptoml_pipeline.settings import PipelineSettings, apply_overrides
 from cryptoml_pipeline.trading.forecast_section import scored_predictions
 
 logger = logging.getLogger(__name__)
-
-
-def nested(params: dict[str, Any]) -> dict:
-    """``{"gbm.learning_rate": 0.05}`` -> ``{"gbm": {"learning_rate": 0.05}}``."""
-    out: dict = {}
-    for path, value in params.items():
-        node = out
-        *parents, leaf = path.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return out
 
 
 def cpcv_validation_masks(
@@ -99,7 +87,7 @@ def tune_split(
 
     def objective(trial: optuna.Trial) -> float:
         params = {path: dim.suggest(trial) for path, dim in space.items()}
-        trial_settings = apply_overrides(settings, nested(params))
+        trial_settings = apply_overrides(settings, nest_dotted(params))
         ic = validation_rank_ic(trial_settings, features, labels, fold, masks, timeframe)
         return ic if np.isfinite(ic) else -1.0
 
@@ -123,4 +111,4 @@ def tune_split(
         "best_value": float(best.value),
         "best_params": dict(best.params),
     }
-    return apply_overrides(settings, nested(best.params)), record
+    return apply_overrides(settings, nest_dotted(best.params)), record
