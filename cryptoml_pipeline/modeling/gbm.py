@@ -103,6 +103,35 @@ def design_matrix(
     return np.hstack(blocks), names
 
 
+def _lagged_design(
+    base: np.ndarray,
+    ts: np.ndarray | None,
+    sym: np.ndarray | None,
+    lags: tuple[int, ...],
+    timeframe: str,
+    rows: np.ndarray | None = None,
+) -> np.ndarray:
+    """:func:`design_matrix`'s rows ``rows`` (all when None) of the table ``base`` (``[n, F]``,
+    time stamps ``ts`` in ns and symbols ``sym`` per row): the same lag rule, evaluated at those
+    rows only (their lags still come from every row of the table)."""
+    take = np.arange(len(base)) if rows is None else np.asarray(rows, dtype=np.int64)
+    blocks = [base[take]]
+    if lags:
+        assert ts is not None and sym is not None
+        bar = timeframe_to_timedelta(timeframe).value
+        for k in lags:
+            if k <= 0:
+                raise InputError(f"gbm.lags must be positive, got {k}")
+            lagged = np.full((len(take), base.shape[1]), np.nan)
+            back = take - k
+            ok = back >= 0
+            src = np.where(ok, back, 0)
+            ok &= (sym[take] == sym[src]) & (ts[take] - ts[src] == k * bar)
+            lagged[ok] = base[src[ok]]
+            blocks.append(lagged)
+    return np.hstack(blocks)
+
+
 REQUIRED_MAX_NAN_SHARE = 0.2
 
 
@@ -283,27 +312,82 @@ def gbm_forecast(
     model: GbmFoldModel, features: pd.DataFrame, rows: np.ndarray, X: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """``(expected_return, confidence, five-class probabilities or None)`` for ``rows``."""
+    sigma = None
+    if model.manifest.get("n_classes", N_CLASSES) is None:
+        vol = f"rv_{model.manifest['target']['vol_window']}"
+        sigma = features[vol].to_numpy(dtype=np.float64)[rows]
+    return forecast_design_rows(model, X[rows], sigma)
+
+
+def forecast_design_rows(
+    model: GbmFoldModel,
+    X: np.ndarray,
+    sigma: np.ndarray | None,
+    *,
+    num_threads: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """:func:`gbm_forecast` of design rows ``X`` (``sigma``: their ``rv_<vol_window>``, read by a
+    regression model only); ``num_threads`` for LightGBM (1 for a handful of rows: starting
+    threads costs more than the trees)."""
     m = model.manifest
     n_classes = m.get("n_classes", N_CLASSES)
+    n = len(X)
+    extra = {} if num_threads is None else {"num_threads": num_threads}
     raw = (
-        np.asarray(model.booster.predict(X[rows], num_iteration=int(m["best_iteration"])))
-        if len(rows)
+        np.asarray(model.booster.predict(X, num_iteration=int(m["best_iteration"]), **extra))
+        if n
         else np.zeros((0,) if n_classes is None else (0, n_classes))
     )
     ref = np.asarray(m.get("confidence_reference") or [], dtype=np.float64)
     if n_classes is None:
         target = m["target"]
-        sigma = features[f"rv_{target['vol_window']}"].to_numpy(dtype=np.float64)[rows]
+        if sigma is None:
+            raise InputError(f"a regression gbm model needs rv_{target['vol_window']}")
         expected = expected_from_scaled(raw, sigma, int(target["horizon"]))
         return expected, rank_confidence(raw, ref), None
-    raw = raw.reshape(len(rows), n_classes)
+    raw = raw.reshape(n, n_classes)
     expected = expected_from_probs(raw, np.asarray(m["class_returns"]))
     if n_classes == N_CLASSES:
         probs = raw
     else:  # triple barrier (-1, 0, 1) into the middle three of the five class columns
-        probs = np.zeros((len(rows), N_CLASSES))
+        probs = np.zeros((n, N_CLASSES))
         probs[:, 1:4] = raw
     return expected, rank_confidence(expected, ref), probs
+
+
+def forecast_table_rows(
+    model: GbmFoldModel,
+    columns: dict[str, np.ndarray],
+    ts: np.ndarray,
+    sym: np.ndarray,
+    row_mask: np.ndarray,
+    timeframe: str,
+    *,
+    num_threads: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """:func:`predict_gbm_rows`' numbers without a DataFrame: the table is ``columns`` (name ->
+    ``[n]`` float64, every feature column of the model), ``ts`` (ns) and ``sym`` per row, in
+    the table's row order. Returns ``(rows, expected_return, confidence, probabilities)`` of the
+    usable rows selected by ``row_mask``, as :func:`predict_gbm_rows` selects and computes
+    them (before :func:`~cryptoml_pipeline.modeling.predictions.assemble`)."""
+    missing = [c for c in model.feature_cols if c not in columns]
+    if missing:
+        raise InputError(f"feature table lacks the gbm model's features {missing}")
+    m = model.manifest
+    lags = tuple(m["gbm_config"]["lags"])
+    required = m.get("required_cols", model.feature_cols)
+    mask = np.asarray(row_mask, dtype=bool).copy()
+    for c in required:
+        mask &= np.isfinite(np.asarray(columns[c], dtype=np.float64))
+    rows = np.flatnonzero(mask)
+    base = np.empty((len(ts), len(model.feature_cols)))
+    for j, c in enumerate(model.feature_cols):
+        base[:, j] = columns[c]
+    X = _lagged_design(base, ts, sym, lags, timeframe, rows)
+    sigma = None
+    if m.get("n_classes", N_CLASSES) is None:
+        sigma = np.asarray(columns[f"rv_{m['target']['vol_window']}"], dtype=np.float64)[rows]
+    return rows, *forecast_design_rows(model, X, sigma, num_threads=num_threads)
 
 
 def predict_gbm_fold(

@@ -20,9 +20,11 @@ The values equal ``compute_features``' on the tail to float rounding (tested to 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
 
 from cryptoml_pipeline.errors import DataValidationError, InputError
 from cryptoml_pipeline.features import technical as ta
@@ -75,24 +77,45 @@ def _funding_rows(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(funding_rate, funding_zscore)`` at ``stamps``: the last settlement ``<= t`` and the
     z-score over the last ``window`` settlements up to it (``flow.funding_features``)."""
-    rows = funding.loc[funding["symbol"].astype(str) == symbol]
-    ts = _ns(rows["timestamp"])
+    keep = (funding["symbol"].astype(str) == symbol).to_numpy()
+    ts = _ns(funding["timestamp"])[keep]
     order = np.argsort(ts, kind="stable")
-    ts, rate = ts[order], rows["funding_rate"].to_numpy(dtype=np.float64)[order]
+    ts, rate = ts[order], funding["funding_rate"].to_numpy(dtype=np.float64)[keep][order]
     if (np.diff(ts) == 0).any():
         raise DataValidationError(f"duplicate funding settlement for {symbol}")
     at = np.searchsorted(ts, stamps, side="right") - 1
     value, z = np.full(len(stamps), np.nan), np.full(len(stamps), np.nan)
-    for i, j in enumerate(at):
-        if j < 0:
-            continue
-        value[i] = rate[j]
-        if j + 1 >= window:
-            r = rate[j + 1 - window : j + 1]
-            mean = ta.rolling_mean(r, window).to_numpy()[-1]
-            std = ta.rolling_std(r, window, ddof=1).to_numpy()[-1]
-            z[i] = np.nan if np.isnan(std) else (r[-1] - mean) / std if std > _STD_FLOOR else 0.0
+    known = at >= 0
+    value[known] = rate[at[known]]
+    full = np.flatnonzero(at + 1 >= window)
+    if len(full) and window > 1:
+        # the trailing windows as ta.rolling_mean / ta.rolling_std evaluate them (the same
+        # sliding-window reductions, at the read rows only)
+        wins = sliding_window_view(rate, window)[at[full] + 1 - window]
+        mean = wins.mean(axis=1)
+        std = wins.std(axis=1, ddof=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            zf = np.where(std > _STD_FLOOR, (wins[:, -1] - mean) / std, 0.0)
+        z[full] = np.where(np.isnan(std), np.nan, zf)
     return value, z
+
+
+@dataclass(frozen=True)
+class SignalRows:
+    """:func:`signal_features`' rows as arrays: ``stamps`` (ns) and ``symbols`` per row (each
+    symbol's rows contiguous, time-ordered), ``columns`` (name -> float64 values, in
+    ``names``' order: the columns ``compute_features`` would give)."""
+
+    stamps: np.ndarray
+    symbols: np.ndarray
+    names: list[str]
+    columns: dict[str, np.ndarray]
+
+    def frame(self) -> pd.DataFrame:
+        times = pd.DatetimeIndex(self.stamps.astype("datetime64[ns]")).tz_localize("UTC")
+        head = pd.DataFrame({"timestamp": times, "symbol": pd.array(self.symbols, dtype="str")})
+        body = pd.DataFrame({n: self.columns[n] for n in self.names})
+        return pd.concat([head, body], axis=1)
 
 
 def signal_features(
@@ -106,6 +129,19 @@ def signal_features(
 ) -> pd.DataFrame:
     """Feature rows (``timestamp, symbol`` + every column ``compute_features`` would give) of
     each symbol from ``history_rows`` bars before its bar in ``bars`` up to it, in that order."""
+    return signal_rows(tail, funding, config, timeframe, bars, symbols, history_rows).frame()
+
+
+def signal_rows(
+    tail: pd.DataFrame,
+    funding: pd.DataFrame | None,
+    config: FeatureConfig,
+    timeframe: str,
+    bars: dict[str, pd.Timestamp],
+    symbols: Sequence[str],
+    history_rows: int,
+) -> SignalRows:
+    """:func:`signal_features` without the DataFrame."""
     bar = timeframe_to_timedelta(timeframe).value
     stamp = _ns(tail["timestamp"])
     codes, names = pd.factorize(tail["symbol"].astype(str), sort=True)
@@ -139,22 +175,21 @@ def signal_features(
         blocks.append(block)
         read.append(ts[keep])
     stamps = np.concatenate(read) if read else np.empty(0, dtype=np.int64)
-    times = pd.DatetimeIndex(stamps.astype("datetime64[ns]")).tz_localize("UTC")
     columns: dict[str, np.ndarray] = {}
     if config.temporal.enabled:
+        times = pd.DatetimeIndex(stamps.astype("datetime64[ns]")).tz_localize("UTC")
         columns |= temporal_features(times, config)
     if plan.families["cross_asset"]:
         columns |= _cross(stamp, codes, arrays["close"], members, stamps, symbols, read, config)
+    out: dict[str, np.ndarray] = {}
     for name in plan.names:
-        if name not in columns:
-            parts = [
-                b.get(name, np.full(len(r), np.nan)) for b, r in zip(blocks, read, strict=True)
-            ]
-            columns[name] = np.concatenate(parts) if parts else np.empty(0)
+        if name in columns:
+            out[name] = np.asarray(columns[name], dtype=np.float64)
+            continue
+        parts = [b.get(name, np.full(len(r), np.nan)) for b, r in zip(blocks, read, strict=True)]
+        out[name] = np.concatenate(parts).astype(np.float64) if parts else np.empty(0)
     keys = np.repeat(np.array(list(symbols), dtype=object), [len(r) for r in read])
-    head = pd.DataFrame({"timestamp": times, "symbol": pd.array(keys, dtype="str")})
-    body = pd.DataFrame({n: columns[n].astype(np.float64) for n in plan.names})
-    return pd.concat([head, body], axis=1)
+    return SignalRows(stamps=stamps, symbols=keys, names=list(plan.names), columns=out)
 
 
 def _cross(

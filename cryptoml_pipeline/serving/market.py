@@ -10,7 +10,6 @@ Nothing is filled: a member missing the latest bar moves the signal back to the 
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -72,28 +71,38 @@ def closed_bars(
     missing = sorted(set(labels) - set(present))
     if missing:
         raise InputError(f"no {served.timeframe} candles for universe member(s) {missing}")
-    stamps = candles["timestamp"].astype("datetime64[ns, UTC]").array.asi8
-    common_ns = functools.reduce(
-        np.intersect1d, (np.unique(stamps[codes == present[label]]) for label in labels)
-    )
-    common = pd.DatetimeIndex(common_ns.astype("datetime64[ns]")).tz_localize("UTC")
-    if len(common) == 0:
+    # the bars every member has: one pass over the rows (member column of a [bar, member] grid)
+    member = np.full(len(names), -1, dtype=np.int64)
+    for j, label in enumerate(dict.fromkeys(labels)):
+        member[present[label]] = j
+    col = member[codes]
+    stamps = candles["timestamp"].astype("datetime64[ns, UTC]").array.asi8[col >= 0]
+    col = col[col >= 0]
+    union = np.unique(stamps)
+    grid = np.zeros((len(union), int(col.max()) + 1 if len(col) else 0), dtype=bool)
+    grid[np.searchsorted(union, stamps), col] = True
+    common_ns = union[grid.all(axis=1)]
+    if len(common_ns) == 0:
         raise InputError("the universe members have no bar in common")
     out = {}
+    if not _needs_funding(served):
+        last = pd.Timestamp(int(common_ns[-1]), tz="UTC")
+        return dict.fromkeys(symbols, last)
+    if funding is not None:
+        fcodes, fnames = pd.factorize(funding["symbol"].astype(str))
+        fstamps = funding["timestamp"].astype("datetime64[ns, UTC]").array.asi8
+        fpos = {str(name): i for i, name in enumerate(fnames)}
+    interval = _funding_interval(served).value
     for symbol in symbols:
-        usable = common
-        if _needs_funding(served):
-            rows = (
-                funding.loc[funding["symbol"].astype(str) == symbol, "timestamp"]
-                if funding is not None
-                else pd.Series(dtype="datetime64[ns, UTC]")
+        if funding is None or symbol not in fpos:
+            raise InputError(f"no funding settlements for {symbol}")
+        settled = int(fstamps[fcodes == fpos[symbol]].max())
+        n = int(np.searchsorted(common_ns, settled + interval, side="left"))
+        if n == 0:
+            raise InputError(
+                f"{symbol}: funding ends {pd.Timestamp(settled, tz='UTC')}, before the candles"
             )
-            if rows.empty:
-                raise InputError(f"no funding settlements for {symbol}")
-            usable = common[common < rows.max() + _funding_interval(served)]
-            if len(usable) == 0:
-                raise InputError(f"{symbol}: funding ends {rows.max()}, before the candles")
-        out[symbol] = pd.Timestamp(usable.max())
+        out[symbol] = pd.Timestamp(int(common_ns[n - 1]), tz="UTC")
     return out
 
 

@@ -6,9 +6,11 @@ run's ``ohlcv`` asset when ``ingest.max_fill_bars`` asks for it). The features a
 ``features.build.compute_features`` on that tail that the model reads — each requested symbol
 from ``history_rows`` bars before its bar on — computed for those rows only
 (:func:`signal_table`, :mod:`.fast_features`; equal to :func:`tail_features`' rows to 1e-9); the
-prediction is ``predict_forecast`` of the served model on them (the one prediction schema), so
-the signal equals the run's own prediction for the bar up to the declared warm-up tolerance of
-recursive smoothers (``features.warmup_tolerance``).
+prediction is the served model's on them with the values ``predict_forecast`` gives (the one
+prediction schema; :func:`forecast_rows` evaluates a LightGBM model on the rows' arrays, equal to
+``predict_forecast`` exactly: ``test_signal_fast_prediction.py``), so the signal equals the
+run's own prediction for the bar up to the declared warm-up tolerance of recursive smoothers
+(``features.warmup_tolerance``).
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from cryptoml_pipeline.features.build import compute_features
 from cryptoml_pipeline.market.repair import repair_candles
 from cryptoml_pipeline.market.schemas import CANDLE_COLUMNS
 from cryptoml_pipeline.modeling.forecast_model import predict_forecast
-from cryptoml_pipeline.modeling.predictions import PROB_COLUMNS
+from cryptoml_pipeline.modeling.gbm import GbmFoldModel, forecast_table_rows
+from cryptoml_pipeline.modeling.predictions import PROB_COLUMNS, signal_from_expected
 from cryptoml_pipeline.serving.decision import decide
-from cryptoml_pipeline.serving.fast_features import signal_features
+from cryptoml_pipeline.serving.fast_features import SignalRows, signal_rows
 from cryptoml_pipeline.serving.market import check_symbols, closed_bars, tail_span
 from cryptoml_pipeline.serving.models import ServedModel
 from cryptoml_pipeline.timing import timeframe_to_timedelta
@@ -45,7 +48,8 @@ def signal_tail(
     first = min(bars.values()) + timeframe_to_timedelta(served.timeframe) - tail_span(served)
     last = max(bars.values())
     ts = candles["timestamp"]
-    tail = candles.loc[(ts >= first) & (ts <= last)]
+    inside = ((ts >= first) & (ts <= last)).to_numpy()
+    tail = candles if inside.all() else candles.loc[inside]
     ingest = settings.ingest
     if ingest.max_fill_bars:  # the run's ohlcv asset fills short gaps: the same repair here
         repaired, _ = repair_candles(
@@ -63,7 +67,8 @@ def signal_tail(
     funding_tail = None
     if funding is not None:
         fts = funding["timestamp"]
-        funding_tail = funding.loc[(fts >= first - interval) & (fts <= last)]
+        inside = ((fts >= first - interval) & (fts <= last)).to_numpy()
+        funding_tail = funding if inside.all() else funding.loc[inside]
     return tail, funding_tail
 
 
@@ -90,8 +95,19 @@ def signal_table(
 ) -> pd.DataFrame:
     """The rows of :func:`tail_features` the signal reads (each symbol from ``history_rows``
     bars before its bar on), computed for those rows only (:mod:`.fast_features`)."""
+    return signal_arrays(served, candles, funding, bars, symbols).frame()
+
+
+def signal_arrays(
+    served: ServedModel,
+    candles: pd.DataFrame,
+    funding: pd.DataFrame | None,
+    bars: dict[str, pd.Timestamp],
+    symbols: Sequence[str],
+) -> SignalRows:
+    """:func:`signal_table` as arrays (:class:`~.fast_features.SignalRows`)."""
     tail, funding_tail = signal_tail(served, candles, funding, bars)
-    return signal_features(
+    return signal_rows(
         tail,
         funding_tail,
         served.settings.features,
@@ -100,6 +116,57 @@ def signal_table(
         symbols,
         served.history_rows,
     )
+
+
+def forecast_rows(
+    served: ServedModel, rows: SignalRows, bars: dict[str, pd.Timestamp], symbols: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """Per symbol with a usable row at its bar: the served model's prediction of that row —
+    ``signal``, ``confidence``, ``expected_return`` and ``probabilities`` as
+    ``predict_forecast`` gives them (the prediction schema's values: confidence clipped to
+    [0, 1], the signal by ``signal_from_expected``). A LightGBM model is evaluated on the rows'
+    arrays (no DataFrame, one LightGBM thread); other models through ``predict_forecast``."""
+    missing = [c for c in served.model.feature_cols if c not in rows.columns]
+    if missing:  # e.g. open interest / trades / sentiment sources: not read by the signal yet
+        raise InputError(f"the signal's features lack the model's columns {missing}")
+    at = {s: np.flatnonzero((rows.symbols == s) & (rows.stamps == bars[s].value)) for s in symbols}
+    mask = np.zeros(len(rows.stamps), dtype=bool)
+    for idx in at.values():
+        mask[idx] = True
+    model, settings, tf = served.model, served.settings, served.timeframe
+    if isinstance(model, GbmFoldModel):
+        picked, er, conf, probs = forecast_table_rows(
+            model, rows.columns, rows.stamps, rows.symbols, mask, tf, num_threads=1
+        )
+        conf = np.clip(conf, 0.0, 1.0)
+        sig = signal_from_expected(er, conf)
+        p = np.full((len(picked), len(PROB_COLUMNS)), np.nan) if probs is None else probs
+        by_row = {int(r): i for i, r in enumerate(picked)}
+        out = {}
+        for symbol, idx in at.items():
+            if len(idx) and int(idx[0]) in by_row:
+                i = by_row[int(idx[0])]
+                out[symbol] = {
+                    "row": int(idx[0]),
+                    "signal": int(sig[i]),
+                    "confidence": float(conf[i]),
+                    "expected_return": float(er[i]),
+                    "probabilities": dict(zip(PROB_COLUMNS, map(float, p[i]), strict=True)),
+                }
+        return out
+    table = rows.frame()
+    preds = predict_forecast(model, table, None, mask, settings, tf, tag="signal")
+    out = {}
+    for i, symbol in enumerate(preds["symbol"].astype(str)):
+        pred = preds.iloc[i]
+        out[symbol] = {
+            "row": int(at[symbol][0]),
+            "signal": int(pred["signal"]),
+            "confidence": float(pred["confidence"]),
+            "expected_return": float(pred["expected_return"]),
+            "probabilities": {c: float(pred[c]) for c in PROB_COLUMNS},
+        }
+    return out
 
 
 def _number(value: float) -> float | None:
@@ -118,37 +185,28 @@ def signals(
     """One signal record per symbol (default: every traded symbol), in the given order."""
     symbols = check_symbols(served, symbols)
     bars = closed_bars(served, candles, funding, symbols)
-    table = signal_table(served, candles, funding, bars, symbols)
-    missing = [c for c in served.model.feature_cols if c not in table.columns]
-    if missing:  # e.g. open interest / trades / sentiment sources: not read by the signal yet
-        raise InputError(f"the signal's features lack the model's columns {missing}")
-    key = table["symbol"].astype(str).to_numpy()
-    stamp = table["timestamp"].astype("datetime64[ns, UTC]").array.asi8
-    mask = np.zeros(len(table), dtype=bool)
-    for symbol in symbols:
-        mask |= (key == symbol) & (stamp == bars[symbol].value)
+    rows = signal_arrays(served, candles, funding, bars, symbols)
+    preds = forecast_rows(served, rows, bars, symbols)
     settings, tf = served.settings, served.timeframe
-    preds = predict_forecast(served.model, table, None, mask, settings, tf, tag="signal")
-    by_symbol = {str(s): i for i, s in enumerate(preds["symbol"].astype(str))}
-    vol_col = f"rv_{settings.risk.volatility_window}"
-    atr_col = f"atr_pct_{settings.risk.atr_period}"
+    vol = rows.columns[f"rv_{settings.risk.volatility_window}"]
+    atr = rows.columns[f"atr_pct_{settings.risk.atr_period}"]
     bar = timeframe_to_timedelta(tf)
     out = []
     for symbol in symbols:
-        if symbol not in by_symbol:
+        if symbol not in preds:
             raise InputError(
                 f"{symbol}: the model's features are undefined at {bars[symbol]} "
                 "(too little history before it?)"
             )
-        p = preds.iloc[by_symbol[symbol]]
-        row = table.loc[mask & (key == symbol)].iloc[0]
-        volatility = float(annualise_volatility(np.array([row[vol_col]]), tf)[0])
+        p = preds[symbol]
+        volatility = float(annualise_volatility(np.array([vol[p["row"]]]), tf)[0])
+        atr_pct = float(atr[p["row"]])
         decision = decide(
-            signal=int(p["signal"]),
-            confidence=float(p["confidence"]),
-            expected_return=float(p["expected_return"]),
+            signal=p["signal"],
+            confidence=p["confidence"],
+            expected_return=p["expected_return"],
             volatility=volatility,
-            atr_pct=float(row[atr_col]),
+            atr_pct=atr_pct,
             settings=settings,
             timeframe=tf,
             position=(position or {}).get(symbol, 0),
@@ -160,13 +218,13 @@ def signals(
                 "bar_open": bars[symbol].isoformat(),
                 "fills_at": (bars[symbol] + bar).isoformat(),
                 "timeframe": tf,
-                "signal": int(p["signal"]),
-                "confidence": float(p["confidence"]),
-                "expected_return": float(p["expected_return"]),
-                "probabilities": {c: _number(float(p[c])) for c in PROB_COLUMNS},
+                "signal": p["signal"],
+                "confidence": p["confidence"],
+                "expected_return": p["expected_return"],
+                "probabilities": {c: _number(v) for c, v in p["probabilities"].items()},
                 "decision": {k: v for k, v in decision.as_dict().items()},
                 "volatility": _number(volatility),
-                "atr_pct": _number(float(row[atr_col])),
+                "atr_pct": _number(atr_pct),
                 "model": {
                     "version": served.version,
                     "model_class": served.manifest.get("model_class", "CryptoTransformer"),
