@@ -36,7 +36,7 @@ from cryptoml_pipeline.cli.args import (
 )
 from cryptoml_pipeline.errors import InputError
 
-SHARED_SECTIONS = ("data", "features")
+SHARED_SECTIONS = ("data",)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -61,8 +61,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def validate_grid(grid_path: Path, pipeline):
     """The grid, every configuration's settings built; a configuration that would change the
-    shared market data or feature table is refused (one sweep computes those once)."""
+    shared market data or feature table is refused (one sweep computes those once; turning
+    feature families off selects columns of the shared table)."""
     from cryptoml_pipeline.experiments.grid import configuration_settings, load_grid
+    from cryptoml_pipeline.experiments.sweep import families_turned_off
 
     if not grid_path.is_file():
         raise InputError(f"grid file {grid_path} does not exist")
@@ -70,11 +72,15 @@ def validate_grid(grid_path: Path, pipeline):
     grid = load_grid(grid_path, base)
     for config in grid.configurations:
         settings = configuration_settings(grid, config, base)
+        try:
+            families_turned_off(base.features, settings.features)
+        except InputError as exc:
+            raise InputError(f"{grid_path}: configuration {config.name}: {exc}") from None
         for section in SHARED_SECTIONS:
             if getattr(settings, section) != getattr(base, section):
                 raise InputError(
                     f"{grid_path}: configuration {config.name} changes {section}.*, which the "
-                    "sweep computes once for every configuration; sweep it in separate grids"
+                    "sweep loads once for every configuration; sweep it in separate grids"
                 )
     return grid
 

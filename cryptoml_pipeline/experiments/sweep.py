@@ -39,12 +39,14 @@ from cryptoml_pipeline.experiments.cpcv import (
 )
 from cryptoml_pipeline.experiments.leaderboard import ConfigResult
 from cryptoml_pipeline.experiments.tuning import cpcv_validation_masks
+from cryptoml_pipeline.features import feature_columns
+from cryptoml_pipeline.features.build import family_of_column
 from cryptoml_pipeline.model_comparison import strategy_kpis
 from cryptoml_pipeline.modeling.fold_training import fold_masks
 from cryptoml_pipeline.modeling.folds import Fold, FoldMasks, walk_forward_plan
 from cryptoml_pipeline.modeling.gbm import predict_gbm_rows, train_gbm_fold
 from cryptoml_pipeline.modeling.labels import make_labels
-from cryptoml_pipeline.settings import PipelineSettings
+from cryptoml_pipeline.settings import FeatureConfig, PipelineSettings
 from cryptoml_pipeline.trading.forecast_section import forecast_stats, scored_predictions
 
 logger = logging.getLogger(__name__)
@@ -77,6 +79,41 @@ class SweepData:
     start: pd.Timestamp
     end: pd.Timestamp
     timeframe: str
+
+
+FAMILY_SWITCHES = ("market_microstructure", "cross_asset", "temporal", "sentiment_flow")
+
+
+def families_turned_off(base: FeatureConfig, config: FeatureConfig) -> tuple[str, ...]:
+    """The feature families a configuration turns off: its feature set is the shared feature
+    table without their columns. Anything else that differs in ``features.*`` (a window, a
+    family the shared table lacks) needs another table: :class:`InputError`."""
+    off = tuple(
+        fam
+        for fam in FAMILY_SWITCHES
+        if getattr(base, fam).enabled and not getattr(config, fam).enabled
+    )
+    restored = config.model_copy(
+        update={fam: getattr(config, fam).model_copy(update={"enabled": True}) for fam in off}
+    )
+    if restored != base:
+        changed = sorted(
+            k for k, v in restored.model_dump().items() if v != base.model_dump().get(k)
+        )
+        raise InputError(
+            f"features.{', features.'.join(changed)} differ from the shared feature table's: a "
+            "sweep shares one table, so a configuration may only turn families off "
+            f"(features.<{'|'.join(FAMILY_SWITCHES)}>.enabled: false)"
+        )
+    return off
+
+
+def feature_set_view(features: pd.DataFrame, off: tuple[str, ...]) -> pd.DataFrame:
+    """The shared feature table without the columns of the families in ``off``."""
+    if not off:
+        return features
+    drop = [c for c in feature_columns(features) if family_of_column(c) in off]
+    return features.drop(columns=drop)
 
 
 def training_fingerprint(settings: PipelineSettings, search: dict | None = None) -> str:

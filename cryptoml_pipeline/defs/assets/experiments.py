@@ -13,6 +13,7 @@ on), computes PBO and the deflated Sharpe of the pick over all of them, and writ
 """
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import dagster as dg
@@ -41,6 +42,8 @@ from cryptoml_pipeline.experiments.optuna_storage import is_postgresql, study_st
 from cryptoml_pipeline.experiments.sweep import (
     SweepData,
     combinatorial_splits,
+    families_turned_off,
+    feature_set_view,
     score_configuration,
     split_keys,
     sweep_labels,
@@ -122,6 +125,10 @@ def experiment_predictions(
         )
         return dg.MaterializeResult(metadata=meta | {"status": "reused", "rows": len(existing)})
     data = sweep_data(ohlcv, funding, feature_table, dataset_info)
+    # its feature set: the shared table without the families it turns off
+    off = families_turned_off(base.features, settings.features)
+    data = replace(data, features=feature_set_view(data.features, off))
+    meta["families_off"] = ", ".join(off) or "none"
     started = time.perf_counter()
     searches: list[dict[str, Any]] = []
     try:
