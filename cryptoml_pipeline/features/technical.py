@@ -39,8 +39,13 @@ def _values(x: pd.Series | np.ndarray) -> np.ndarray:
 
 
 def _like(x: pd.Series | np.ndarray, values: np.ndarray) -> pd.Series:
-    index = x.index if isinstance(x, pd.Series) else pd.RangeIndex(len(values))
-    return pd.Series(values, index=index, dtype=np.float64)
+    # a fresh float64 array is wrapped without a copy (every caller passes one it does not touch
+    # afterwards); a read-only one (e.g. another Series' to_numpy()) is copied, as before
+    values = np.asarray(values, dtype=np.float64)
+    copy = not values.flags.writeable
+    if isinstance(x, pd.Series):
+        return pd.Series(values, index=x.index, copy=copy)
+    return pd.Series(values, copy=copy)
 
 
 def _check_period(period: int, name: str = "period") -> None:

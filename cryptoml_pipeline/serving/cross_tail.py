@@ -24,75 +24,88 @@ def cross_lookback(config: CrossAssetConfig) -> int:
     return int(max(windows, default=0))
 
 
-def _moments(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per column of ``x`` ``[w, M]`` against ``y`` ``[w]``: ``(cov, var_x, var_y)``, ddof=1,
-    NaN where a window holds a NaN (pandas ``min_periods = w``)."""
-    w = x.shape[0]
-    dx = x - x.mean(axis=0)
-    dy = y - y.mean()
-    cov = (dx * dy[:, None]).sum(axis=0) / (w - 1)
-    var_x = (dx * dx).sum(axis=0) / (w - 1)
-    var_y = float((dy * dy).sum() / (w - 1))
-    return cov, var_x, np.full_like(var_x, var_y)
+def _window_moments(
+    ret: np.ndarray, rows: np.ndarray, w: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The rows whose trailing ``w`` returns lie inside ``ret`` (``ok``), their windows'
+    deviations from the window means ``[k, w, M]`` and the variances ``[k, M]`` (ddof=1, NaN
+    where a window holds a NaN: pandas ``min_periods = w``)."""
+    ok = rows - w + 1 >= 1
+    if not ok.any():
+        return None
+    win = ret[rows[ok][:, None] + np.arange(-w + 1, 1)]
+    dx = win - win.mean(axis=1, keepdims=True)
+    return ok, dx, (dx * dx).sum(axis=1) / (w - 1)
+
+
+def _row_nanmean(values: np.ndarray) -> np.ndarray:
+    """Per row, the mean of the non-NaN values (NaN when none)."""
+    ok = ~np.isnan(values)
+    count = ok.sum(axis=1)
+    total = np.where(ok, values, 0.0).sum(axis=1)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def cross_rows(
     columns: list[str], logp: np.ndarray, rows: np.ndarray, config: CrossAssetConfig
 ) -> dict[str, np.ndarray]:
     """``{feature: [len(rows), M]}`` at union rows ``rows`` of the log-close matrix ``logp``
-    ``[T, M]`` (columns = sorted member labels, the pivot's order)."""
+    ``[T, M]`` (columns = sorted member labels, the pivot's order); every row at once."""
     names, _ = cross_asset_plan(columns, config)
+    rows = np.asarray(rows, dtype=np.int64)
     n, m = len(rows), len(columns)
     out = {name: np.full((n, m), np.nan) for name in names}
-    if not names:
+    if not names or n == 0:
         return out
     by_base = {base_asset(s): i for i, s in enumerate(columns)}
     ret = np.full_like(logp, np.nan)
     ret[1:] = logp[1:] - logp[:-1]
-
-    def window(p: int, w: int) -> np.ndarray | None:
-        return ret[p - w + 1 : p + 1] if p - w + 1 >= 1 else None
-
     refs = [
         (ref, by_base[ref.upper()]) for ref in config.reference_assets if ref.upper() in by_base
     ]
     beta_ref = by_base.get(config.beta_reference.upper())
+    beta_name = f"beta_{config.beta_reference.lower()}_{config.beta_window}"
+    windows = set(config.correlation_windows) if refs else set()
+    if beta_name in out and beta_ref is not None:
+        windows.add(config.beta_window)
     horizons = sorted(set(config.relative_strength_horizons) | {config.sector_horizon})
     sectors = {
         s: [columns.index(x) for x in members]
         for s, members in _sector_members(columns, config).items()
     }
     with np.errstate(invalid="ignore", divide="ignore"):
-        for j, p in enumerate(int(r) for r in rows):
-            for ref, r in refs:
-                for w in config.correlation_windows:
-                    win = window(p, w)
-                    if win is None:
-                        continue
-                    cov, vx, vy = _moments(win, win[:, r])
-                    corr = np.clip(cov / np.sqrt(vx * vy), -1.0, 1.0)
-                    corr[r] = np.nan if np.isnan(corr[r]) else 1.0
-                    out[f"corr_{ref.lower()}_{w}"][j] = corr
-            name = f"beta_{config.beta_reference.lower()}_{config.beta_window}"
-            win = window(p, config.beta_window) if beta_ref is not None else None
-            if name in out and win is not None and beta_ref is not None:
-                cov, _, vy = _moments(win, win[:, beta_ref])
-                out[name][j] = np.where(vy > 0, cov / vy, np.nan)
-            moves = {
-                h: logp[p] - logp[p - h] if p - h >= 0 else np.full(m, np.nan) for h in horizons
-            }
-            basket = {h: _nanmean(v) for h, v in moves.items()}
-            for h in config.relative_strength_horizons:
-                if f"rs_basket_{h}" in out:
-                    out[f"rs_basket_{h}"][j] = moves[h] - basket[h]
-            h = config.sector_horizon
-            for sector, idx in sectors.items():
-                name = f"sector_rot_{sector}_{h}"
-                if name in out:
-                    out[name][j] = _nanmean(moves[h][idx]) - basket[h]
+        moments = {w: _window_moments(ret, rows, w) for w in sorted(windows)}
+        for ref, r in refs:
+            for w in config.correlation_windows:
+                if moments[w] is None:
+                    continue
+                ok, dx, var = moments[w]  # type: ignore[misc]
+                cov = (dx * dx[:, :, r : r + 1]).sum(axis=1) / (w - 1)
+                corr = np.clip(cov / np.sqrt(var * var[:, r : r + 1]), -1.0, 1.0)
+                corr[:, r] = np.where(np.isnan(corr[:, r]), np.nan, 1.0)
+                out[f"corr_{ref.lower()}_{w}"][ok] = corr
+        if beta_name in out and beta_ref is not None and moments[config.beta_window] is not None:
+            ok, dx, var = moments[config.beta_window]  # type: ignore[misc]
+            w, b = config.beta_window, beta_ref
+            cov = (dx * dx[:, :, b : b + 1]).sum(axis=1) / (w - 1)
+            vy = var[:, b : b + 1]
+            out[beta_name][ok] = np.where(vy > 0, cov / vy, np.nan)
+        moves = {}
+        for h in horizons:
+            mv = np.full((n, m), np.nan)
+            back = rows - h
+            valid = back >= 0
+            mv[valid] = logp[rows[valid]] - logp[back[valid]]
+            moves[h] = mv
+        basket = {h: _row_nanmean(v) for h, v in moves.items()}
+        for h in config.relative_strength_horizons:
+            if f"rs_basket_{h}" in out:
+                out[f"rs_basket_{h}"] = moves[h] - basket[h][:, None]
+        h = config.sector_horizon
+        for sector, idx in sectors.items():
+            name = f"sector_rot_{sector}_{h}"
+            if name in out:
+                out[name] = np.repeat(
+                    (_row_nanmean(moves[h][:, idx]) - basket[h])[:, None], m, axis=1
+                )
     return out
-
-
-def _nanmean(values: np.ndarray) -> float:
-    ok = ~np.isnan(values)
-    return float(values[ok].mean()) if ok.any() else float("nan")

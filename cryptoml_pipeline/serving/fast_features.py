@@ -63,9 +63,21 @@ def _symbol_block(
     if config.temporal.enabled:
         out |= {k: v[keep] for k, v in regime_features(c, config.temporal).items()}
     if funding_z is not None and volume is not None:
-        ret = ta.log_returns(c, 1).to_numpy()[keep]
-        sigma = ta.rolling_volatility(c, flow.liquidation_vol_window).to_numpy()[keep]
-        vz = volume_spike_z(volume, micro.volume_spike_window)[keep]
+        # the liquidation proxy's inputs: the same functions' values when a family above has
+        # them already (ret_1 = log_returns(c, 1), rv_w = rolling_volatility(c, w),
+        # volume_z_W = volume_spike_z(volume, W))
+        ret = out["ret_1"] if 1 in config.return_horizons else ta.log_returns(c, 1).to_numpy()[keep]
+        w, vw = flow.liquidation_vol_window, micro.volume_spike_window
+        sigma = (
+            out[f"rv_{w}"]
+            if w in config.volatility_windows
+            else ta.rolling_volatility(c, w).to_numpy()[keep]
+        )
+        vz = (
+            out[f"volume_z_{vw}"]
+            if micro.enabled
+            else volume_spike_z(volume, micro.volume_spike_window)[keep]
+        )
         out["liq_cascade_proxy"] = liquidation_cascade_proxy(
             ret, sigma, vz, funding_z, flow.funding_extreme_z
         )
