@@ -37,6 +37,10 @@ from cryptoml_pipeline.timing import timeframe_to_timedelta
 from cryptoml_pipeline.trading.decisions import annualise_volatility
 
 
+def _ns(values: pd.Series) -> np.ndarray:
+    return np.asarray(values.astype("datetime64[ns, UTC]").array.asi8)
+
+
 def signal_tail(
     served: ServedModel,
     candles: pd.DataFrame,
@@ -47,8 +51,8 @@ def signal_tail(
     settings = served.settings
     first = min(bars.values()) + timeframe_to_timedelta(served.timeframe) - tail_span(served)
     last = max(bars.values())
-    ts = candles["timestamp"]
-    inside = ((ts >= first) & (ts <= last)).to_numpy()
+    ts = _ns(candles["timestamp"])
+    inside = (ts >= first.value) & (ts <= last.value)
     tail = candles if inside.all() else candles.loc[inside]
     ingest = settings.ingest
     if ingest.max_fill_bars:  # the run's ohlcv asset fills short gaps: the same repair here
@@ -66,8 +70,8 @@ def signal_tail(
     interval = pd.Timedelta(hours=settings.data.funding_interval_hours)
     funding_tail = None
     if funding is not None:
-        fts = funding["timestamp"]
-        inside = ((fts >= first - interval) & (fts <= last)).to_numpy()
+        fts = _ns(funding["timestamp"])
+        inside = (fts >= (first - interval).value) & (fts <= last.value)
         funding_tail = funding if inside.all() else funding.loc[inside]
     return tail, funding_tail
 
