@@ -278,6 +278,12 @@ class ModelConfig(_Frozen):
     dropout: float = 0.1
     head_hidden: int = 128
     head_dropout: float = 0.2
+    head: Literal["classes", "regression"] = Field(
+        "classes",
+        description="classes: the spec's 5 logits (expected return from class-conditional mean "
+        "returns); regression: one output, the forward return in units of "
+        "labels.strong_threshold (Huber loss), which is the expected return",
+    )
     sequence_length: int = 60
 
     @model_validator(mode="after")

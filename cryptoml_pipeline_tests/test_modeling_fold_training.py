@@ -171,3 +171,48 @@ def test_predicting_an_earlier_window_is_refused(trained: tuple) -> None:
 def test_entropy_confidence_by_hand() -> None:
     conf = entropy_confidence(np.array([[1.0, 0, 0, 0, 0], [0.2] * 5, [0.5, 0.5, 0, 0, 0]]))
     np.testing.assert_allclose(conf, [1.0, 0.0, 1 - np.log(2) / np.log(5)], atol=1e-12)
+
+
+def test_a_regression_head_learns_the_forward_return_and_round_trips(tmp_path: Path) -> None:
+    """``model.head: regression``: one output trained on the forward return (in units of the
+    strong threshold); its estimate is the expected return, no class probabilities; the saved
+    model predicts identically; training targets are the aligned forward returns."""
+    from cryptoml_pipeline.modeling.forecast_model import (
+        load_forecast_model,
+        save_forecast_model,
+    )
+
+    settings = SETTINGS.model_copy(
+        update={"model": SETTINGS.model.model_copy(update={"head": "regression"})}
+    )
+    features, labels = _frames()
+    fold = walk_forward_folds(START, END, settings.walk_forward)[-1]
+    fm = train_fold(features, labels, fold, settings, "1h")
+    assert fm.model.n_classes == 1 and fm.manifest["head"] == "regression"
+    assert fm.manifest["n_classes"] == 1
+    pred = predict_fold(fm, features, labels, fold, settings, "1h")
+    assert list(pred.columns) == PREDICTION_COLUMNS and len(pred)
+    assert np.isfinite(pred["expected_return"]).all()
+    assert pred[["p_m2", "p_m1", "p_0", "p_p1", "p_p2"]].isna().all().all()
+    strong = settings.labels.strong_threshold
+    np.testing.assert_allclose(
+        pred["confidence"], np.clip(pred["expected_return"].abs() / strong, 0, 1), atol=1e-12
+    )
+    # the estimate varies (a constant output would mean the head never trained)
+    assert pred["expected_return"].std() > 0
+    save_forecast_model(tmp_path / "m", fm)
+    again = predict_fold(
+        load_forecast_model(tmp_path / "m"), features, labels, fold, settings, "1h"
+    )
+    pd.testing.assert_frame_equal(pred, again)
+    # the training dataset's targets are the forward returns / strong threshold of its rows
+    from cryptoml_pipeline.modeling.datasets import build_dataset
+    from cryptoml_pipeline.modeling.fold_training import fold_masks, regression_target
+
+    _, returns = regression_target(settings, labels)
+    masks = fold_masks(features, fold, settings, "1h")
+    ds = build_dataset(features, labels, fm.feature_cols, masks.fit, fm.scaler, 6, returns=returns)
+    _, y = ds[0]
+    assert y.dtype.is_floating_point
+    expected = labels["forward_return"].to_numpy()[ds.rows[0]] / strong
+    assert float(y) == pytest.approx(expected, rel=1e-6)

@@ -30,7 +30,12 @@ class SequenceDataset(Dataset):
     """
 
     def __init__(
-        self, matrix: np.ndarray, rows: np.ndarray, classes: np.ndarray, sequence_length: int
+        self,
+        matrix: np.ndarray,
+        rows: np.ndarray,
+        classes: np.ndarray,
+        sequence_length: int,
+        targets: np.ndarray | None = None,
     ) -> None:
         if sequence_length <= 0:
             raise ValueError(f"sequence_length must be positive, got {sequence_length}")
@@ -44,7 +49,12 @@ class SequenceDataset(Dataset):
         self.rows = rows
         self.classes = classes
         self._matrix = torch.from_numpy(np.ascontiguousarray(matrix, dtype=np.float32))
-        self._targets = torch.from_numpy(classes)
+        # regression: float targets (forward returns in threshold units); else the class index
+        self._targets = (
+            torch.from_numpy(np.asarray(targets, dtype=np.float32))
+            if targets is not None
+            else torch.from_numpy(classes)
+        )
 
     @property
     def n_features(self) -> int:
@@ -103,12 +113,14 @@ def build_dataset(
     sequence_length: int,
     *,
     timeframe: str = "1h",
+    returns: np.ndarray | None = None,
 ) -> SequenceDataset:
     """Samples ending at every row ``i`` with ``row_mask[i]``, a finite label (skipped when
     ``labels is None``: inference, targets -1) and a valid window (see :func:`valid_window_ends`).
 
     ``labels`` is aligned 1:1 with ``features`` rows (``make_labels`` output on the same candles);
-    rows whose timestamp/symbol disagree raise :class:`InputError`.
+    rows whose timestamp/symbol disagree raise :class:`InputError`. ``returns`` (aligned): float
+    targets for a regression head (rows without a finite one are skipped).
     """
     n = len(features)
     row_mask = np.asarray(row_mask, dtype=bool)
@@ -135,10 +147,15 @@ def build_dataset(
     else:
         check_aligned(features, labels)
         label = labels["label"].to_numpy(dtype=np.float64)
+        if returns is not None:  # a regression head: rows with a finite return too
+            ok = ok & np.isfinite(np.asarray(returns, dtype=np.float64))
         rows = np.flatnonzero(ok & np.isfinite(label))
         classes = label_to_class(label[rows])  # class index = label + 2
         if classes.size and (classes.min() < 0 or classes.max() > 4):
             raise InputError("labels must lie in {-2, -1, 0, 1, 2}")
+        if returns is not None:
+            targets = np.asarray(returns, dtype=np.float64)[rows]
+            return SequenceDataset(matrix, rows, classes, sequence_length, targets=targets)
     return SequenceDataset(matrix, rows, classes, sequence_length)
 
 

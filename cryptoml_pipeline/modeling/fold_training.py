@@ -32,7 +32,13 @@ from cryptoml_pipeline.modeling.predictions import (
     expected_from_probs,
 )
 from cryptoml_pipeline.modeling.scaling import Scaler, fit_scaler
-from cryptoml_pipeline.modeling.training import predict_proba, resolve_device, train_model
+from cryptoml_pipeline.modeling.training import (
+    RegressionTarget,
+    predict_outputs,
+    predict_proba,
+    resolve_device,
+    train_model,
+)
 from cryptoml_pipeline.settings import PipelineSettings
 from cryptoml_pipeline.timing import to_utc
 from cryptoml_pipeline.trading.signals import entropy_confidence
@@ -110,6 +116,18 @@ def fold_masks(
     )
 
 
+def regression_target(
+    settings: PipelineSettings, labels: pd.DataFrame
+) -> tuple[RegressionTarget | None, np.ndarray | None]:
+    """With ``model.head`` "regression": the target (the forward return in units of the strong
+    threshold, as the LSTM-CNN's regression head) and its aligned values; else ``(None, None)``."""
+    if settings.model.head != "regression":
+        return None, None
+    strong = settings.labels.strong_threshold
+    returns = labels["forward_return"].to_numpy(dtype=np.float64) / strong
+    return RegressionTarget(settings.labels.weak_threshold, strong), returns
+
+
 def train_fold(
     features: pd.DataFrame,
     labels: pd.DataFrame,
@@ -135,11 +153,19 @@ def train_fold(
         )
     scaler = fit_scaler(features.loc[masks.fit, feature_cols].to_numpy(dtype=np.float64))
     seq_len = settings.model.sequence_length
-    train_ds = build_dataset(
-        features, labels, feature_cols, masks.fit, scaler, seq_len, timeframe=timeframe
-    )
-    val_ds = build_dataset(
-        features, labels, feature_cols, masks.val, scaler, seq_len, timeframe=timeframe
+    regression, returns = regression_target(settings, labels)
+    train_ds, val_ds = (
+        build_dataset(
+            features,
+            labels,
+            feature_cols,
+            mask,
+            scaler,
+            seq_len,
+            timeframe=timeframe,
+            returns=returns,
+        )
+        for mask in (masks.fit, masks.val)
     )
     if len(train_ds) == 0:
         raise InputError(
@@ -160,6 +186,7 @@ def train_fold(
         training_config=settings.training,
         checkpoint_path=checkpoint_path,
         restart_on_mismatch=True,
+        regression=regression,
     )
     best = result.history[result.best_epoch - 1] if result.best_epoch else None
     ts = features["timestamp"]
@@ -173,7 +200,14 @@ def train_fold(
         "feature_cols": feature_cols,
         "scaler": scaler.to_dict(),
         "input_dim": len(feature_cols),
-        "n_classes": 5,
+        "n_classes": 1 if regression else 5,
+        "head": settings.model.head,
+        "regression_thresholds": {
+            "weak": settings.labels.weak_threshold,
+            "strong": settings.labels.strong_threshold,
+        }
+        if regression
+        else None,
         "model_config": settings.model.model_dump(mode="json"),
         "training_config": settings.training.model_dump(mode="json"),
         "label_config": settings.labels.model_dump(mode="json"),
@@ -281,10 +315,24 @@ def predict_rows(
         timeframe=timeframe,
     )
     device = resolve_device(settings.training.device)
+    rows = ds.rows
+    if fold_model.manifest.get("head") == "regression":
+        # one output: the forward-return estimate in units of the strong threshold; confidence
+        # = |estimate| / strong threshold (capped at 1); no class probabilities
+        strong = float(fold_model.manifest["regression_thresholds"]["strong"])
+        estimate = predict_outputs(fold_model.model, ds, device) * strong
+        return assemble(
+            timestamps=features["timestamp"].iloc[rows],
+            symbols=features["symbol"].iloc[rows].astype(str).to_numpy(),
+            fold=tag,
+            expected_return=np.clip(estimate, -0.99, None),
+            confidence=np.clip(np.abs(estimate) / strong, 0.0, 1.0),
+            labels=settings.labels,
+            label=labels["label"].to_numpy(dtype=np.float64)[rows] if labels is not None else None,
+        )
     probs = predict_proba(
         fold_model.model, ds, batch_size=max(settings.training.batch_size, 512), device=device
     )
-    rows = ds.rows
     class_returns = fold_model.manifest.get("class_returns")
     if class_returns is None:
         raise InputError(f"{tag}: the model manifest has no class_returns (retrain the model)")

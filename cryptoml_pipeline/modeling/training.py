@@ -154,6 +154,7 @@ def _evaluate(
                 out = model(x)
             out = out.float()
             if regression is not None:
+                out = out.reshape(-1)  # a one-output head: [B, 1] -> [B], as the targets
                 loss_sum += float(nn.functional.huber_loss(out, y.float(), reduction="sum"))
                 weight_sum += float(y.numel())
                 correct += int((regression.classes(out) == regression.classes(y)).sum())
@@ -202,7 +203,7 @@ def pick_batch_size(
                 with _autocast(device, use_autocast):
                     out = model(x).float()
                 loss = (
-                    nn.functional.huber_loss(out, y.float())
+                    nn.functional.huber_loss(out.reshape(-1), y.float())
                     if regression is not None
                     else nn.functional.cross_entropy(out, y)
                 )
@@ -291,7 +292,9 @@ def train_model(
     if monitor == "train_loss":
         logger.warning("validation set is empty: early stopping monitors the training loss")
     start = time.perf_counter()
-    factory = model_factory or (lambda dim, k: CryptoTransformer(dim, model_config, n_classes=k))
+    factory = model_factory or (
+        lambda dim, k: CryptoTransformer(dim, model_config, n_classes=1 if regression else k)
+    )
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
     fingerprint = _fingerprint(
         input_dim,
@@ -375,7 +378,10 @@ def train_model(
                 y = y.to(device, non_blocking=True)
                 with _autocast(device, use_autocast):
                     logits = step_model(x)
-                loss = criterion(logits.float(), y.float() if regression is not None else y)
+                if regression is not None:  # one output per sample, as the targets
+                    loss = criterion(logits.float().reshape(-1), y.float())
+                else:
+                    loss = criterion(logits.float(), y)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -554,3 +560,13 @@ def predict_proba(
             logits = model(x.to(device, non_blocking=True)).float()
             out.append(torch.softmax(logits, dim=1).cpu().numpy())
     return np.concatenate(out).astype(np.float64)
+
+
+def predict_outputs(model: torch.nn.Module, ds, device: torch.device) -> np.ndarray:
+    """Raw network outputs (the regression head's estimate), in dataset order."""
+    model = model.to(device).eval()
+    out = []
+    with torch.inference_mode():
+        for x, _ in DataLoader(ds, batch_size=512, shuffle=False):
+            out.append(model(x.to(device)).float().cpu().numpy().reshape(-1))
+    return np.concatenate(out).astype(np.float64) if out else np.zeros(0)

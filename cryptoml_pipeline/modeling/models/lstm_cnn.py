@@ -9,8 +9,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
-from torch.utils.data import DataLoader
 
 from cryptoml_pipeline.errors import InputError
 from cryptoml_pipeline.modeling.fold_training import (
@@ -39,6 +37,7 @@ from cryptoml_pipeline.modeling.persistence import save_model
 from cryptoml_pipeline.modeling.predictions import conform
 from cryptoml_pipeline.modeling.training import (
     RegressionTarget,
+    predict_outputs,
     predict_proba,
     resolve_device,
     train_model,
@@ -216,13 +215,3 @@ class LstmCnnModel(ZooModel):
 
     def card(self, fitted: Fitted, predictions: pd.DataFrame) -> dict[str, Any]:
         return model_card(self.name, fitted, predictions)
-
-
-def predict_outputs(model: torch.nn.Module, ds, device: torch.device) -> np.ndarray:
-    """Raw network outputs (the regression head's estimate), in dataset order."""
-    model = model.to(device).eval()
-    out = []
-    with torch.inference_mode():
-        for x, _ in DataLoader(ds, batch_size=512, shuffle=False):
-            out.append(model(x.to(device)).float().cpu().numpy().reshape(-1))
-    return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
