@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cryptoml_pipeline.execution import kernel as K
+from cryptoml_pipeline.execution.backtest import simulate
 from cryptoml_pipeline.settings import CostConfig, RiskConfig
-from cryptoml_pipeline.trading import kernel as K
-from cryptoml_pipeline.trading.backtest import simulate
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "market"
 OUT = Path(__file__).resolve().parent / "results" / "backtest.json"

@@ -48,8 +48,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cryptoml_pipeline.execution.decisions import annualise_volatility
 from cryptoml_pipeline.features.build import compute_features
-from cryptoml_pipeline.management.deployment_store import deploy
+from cryptoml_pipeline.live import closed_bars, load_served, signals, store_tail, tail_span
+from cryptoml_pipeline.live.decision import decide
+from cryptoml_pipeline.live.loader import ServedModel
+from cryptoml_pipeline.live.signal import forecast_rows, signal_arrays, tail_features
 from cryptoml_pipeline.market.source import (
     load_market_data,
     resolve_symbols,
@@ -59,12 +63,8 @@ from cryptoml_pipeline.market.store import ParquetStore
 from cryptoml_pipeline.modeling.folds import final_training_fold
 from cryptoml_pipeline.modeling.forecast_model import fit_forecast_model, predict_forecast
 from cryptoml_pipeline.modeling.labels import make_labels
-from cryptoml_pipeline.serving import closed_bars, load_served, signals, store_tail, tail_span
-from cryptoml_pipeline.serving.decision import decide
-from cryptoml_pipeline.serving.models import ServedModel
-from cryptoml_pipeline.serving.signal import forecast_rows, signal_arrays, tail_features
+from cryptoml_pipeline.registry.deployment_store import deploy
 from cryptoml_pipeline.settings import profile_settings
-from cryptoml_pipeline.trading.decisions import annualise_volatility
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 OUT = Path(__file__).resolve().parent / "results" / "signal_latency.json"

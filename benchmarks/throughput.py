@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cryptoml_pipeline.execution.backtest import simulate
 from cryptoml_pipeline.features import compute_features, feature_columns
 from cryptoml_pipeline.locations import resolve_data_location
 from cryptoml_pipeline.market import ParquetStore, load_market_data, resolve_window
@@ -22,8 +23,7 @@ from cryptoml_pipeline.modeling.labels import make_labels
 from cryptoml_pipeline.modeling.scaling import fit_scaler
 from cryptoml_pipeline.modeling.training import resolve_device, train_model
 from cryptoml_pipeline.settings import profile_settings
-from cryptoml_pipeline.trading.backtest import simulate
-from cryptoml_pipeline.trading.rules import rule_decisions
+from cryptoml_pipeline.strategy.rules import rule_decisions
 
 OUT = Path(__file__).parent / "results" / "throughput.json"
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from cryptoml_pipeline.management.db import make_engine, upgrade
+from cryptoml_pipeline.registry.db import make_engine, upgrade
 
 PG_BIN_DIRS = [
     Path("/usr/lib/postgresql/15/bin"),

@@ -12,14 +12,15 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from cryptoml_pipeline.features import build_features
-from cryptoml_pipeline.management.db import make_engine, upgrade
-from cryptoml_pipeline.management.registry import ModelRegistry
-from cryptoml_pipeline.management.serving import feature_importance, save_and_register
 from cryptoml_pipeline.market import ParquetStore
 from cryptoml_pipeline.market.source import load_market_data
 from cryptoml_pipeline.modeling.fold_training import train_fold
 from cryptoml_pipeline.modeling.folds import final_training_fold
+from cryptoml_pipeline.modeling.importance import feature_importance
 from cryptoml_pipeline.modeling.labels import make_labels
+from cryptoml_pipeline.registry.candidates import save_and_register
+from cryptoml_pipeline.registry.db import make_engine, upgrade
+from cryptoml_pipeline.registry.model_registry import ModelRegistry
 from cryptoml_pipeline.settings import PipelineSettings, profile_settings
 
 

@@ -9,9 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cryptoml_pipeline.settings import CostConfig, RiskConfig, SlippageConfig
-from cryptoml_pipeline.trading.backtest import simulate
-from cryptoml_pipeline.trading.controls import (
+from cryptoml_pipeline.evaluation.controls import (
     cost_summary,
     holding_bars,
     quantile_map,
@@ -19,15 +17,17 @@ from cryptoml_pipeline.trading.controls import (
     random_same_turnover,
     rank_ic_interval,
 )
-from cryptoml_pipeline.trading.market_grid import build_grid
-from cryptoml_pipeline.trading.metrics import compute_kpis, daily_returns
-from cryptoml_pipeline.trading.replay import replay_fills, replay_gross
-from cryptoml_pipeline.trading.statistics import (
+from cryptoml_pipeline.evaluation.metrics import compute_kpis, daily_returns
+from cryptoml_pipeline.evaluation.statistics import (
     deflated_sharpe_from_moments,
     deflated_sharpe_from_trials,
     expected_max_sharpe,
     probabilistic_sharpe,
 )
+from cryptoml_pipeline.execution.backtest import simulate
+from cryptoml_pipeline.execution.market_grid import build_grid
+from cryptoml_pipeline.execution.replay import replay_fills, replay_gross
+from cryptoml_pipeline.settings import CostConfig, RiskConfig, SlippageConfig
 
 COSTS = CostConfig(taker_fee=0.0005, slippage_bps=2.0, initial_equity=10_000.0)
 RISK = RiskConfig(confidence_threshold=0.0)
@@ -108,8 +108,8 @@ def seeded():
 
 def test_replaying_the_net_fills_with_the_same_costs_reproduces_the_net_run(seeded) -> None:
     candles, funding, decisions, net = seeded
-    from cryptoml_pipeline.trading.backtest import slippage_matrix
-    from cryptoml_pipeline.trading.market_grid import align_decisions, funding_schedule
+    from cryptoml_pipeline.execution.backtest import slippage_matrix
+    from cryptoml_pipeline.execution.market_grid import align_decisions, funding_schedule
 
     grid = build_grid(candles, "1h")
     slip = slippage_matrix(align_decisions(decisions, grid), grid, COSTS, SLIPPAGE, "1h")

@@ -15,12 +15,12 @@ import pytest
 
 from cryptoml_pipeline.dashboard.data import PANELS, DashboardData
 from cryptoml_pipeline.dashboard.server import make_server
-from cryptoml_pipeline.management.paper import PaperTrader, replay
-from cryptoml_pipeline.management.paper_feed import build_feed, load_market
-from cryptoml_pipeline.management.registry import ModelRegistry
-from cryptoml_pipeline.management.serving import load_verified
-from cryptoml_pipeline.management.tracker import ModelPerformanceTracker
+from cryptoml_pipeline.live.paper import PaperTrader, replay
+from cryptoml_pipeline.live.paper_feed import build_feed, load_market
 from cryptoml_pipeline.modeling.labels import make_labels
+from cryptoml_pipeline.monitoring.tracker import ModelPerformanceTracker
+from cryptoml_pipeline.registry.candidates import load_verified
+from cryptoml_pipeline.registry.model_registry import ModelRegistry
 from cryptoml_pipeline_tests.db_fixtures import skip_or_fail
 from cryptoml_pipeline_tests.mgmt_helpers import deploy_tiny_model
 
@@ -93,7 +93,7 @@ def test_every_endpoint_has_data(server) -> None:
 
 
 def _importance_table(fold: str, values: dict[str, float]) -> pd.DataFrame:
-    from cryptoml_pipeline.features.importance import IMPORTANCE_COLUMNS
+    from cryptoml_pipeline.modeling.importance import IMPORTANCE_COLUMNS
 
     rows = [
         {
@@ -113,8 +113,8 @@ def _importance_table(fold: str, values: dict[str, float]) -> pd.DataFrame:
 
 
 def test_importance_panel_prefers_stored_permutation_importance(tmp_path) -> None:
-    from cryptoml_pipeline.artifact_store import write_value
-    from cryptoml_pipeline.management.db import open_database
+    from cryptoml_pipeline.registry.artifact_store import write_value
+    from cryptoml_pipeline.registry.db import open_database
     from cryptoml_pipeline.settings import profile_settings
 
     data = DashboardData(

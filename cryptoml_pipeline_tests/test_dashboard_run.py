@@ -17,8 +17,8 @@ import pytest
 
 from cryptoml_pipeline.dashboard.data import PANELS, DashboardData
 from cryptoml_pipeline.dashboard.server import make_server
-from cryptoml_pipeline.management.db import open_database
-from cryptoml_pipeline.management.tracker import ModelPerformanceTracker
+from cryptoml_pipeline.monitoring.tracker import ModelPerformanceTracker
+from cryptoml_pipeline.registry.db import open_database
 from cryptoml_pipeline.settings import profile_settings
 from cryptoml_pipeline_tests.db_fixtures import skip_or_fail
 from cryptoml_pipeline_tests.test_dashboard import ARTIFACTS, _chromium

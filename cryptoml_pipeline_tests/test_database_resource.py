@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from cryptoml_pipeline.definitions import build_definitions
 from cryptoml_pipeline.defs import resources
 from cryptoml_pipeline.defs.resources import DatabaseResource, MarketDataResource, PipelineResource
-from cryptoml_pipeline.management.db import DB_FILE, DB_URL_ENV
+from cryptoml_pipeline.registry.db import DB_FILE, DB_URL_ENV
 
 
 def test_default_is_the_sqlite_file_under_the_output_dir_created_on_first_use(

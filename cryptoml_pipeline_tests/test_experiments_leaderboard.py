@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from cryptoml_pipeline.errors import InputError
+from cryptoml_pipeline.evaluation.statistics import deflated_sharpe_from_trials
 from cryptoml_pipeline.experiments.leaderboard import (
     ConfigResult,
     build_leaderboard,
@@ -21,7 +22,6 @@ from cryptoml_pipeline.experiments.leaderboard import (
 )
 from cryptoml_pipeline.experiments.pbo import pbo_cscv
 from cryptoml_pipeline.experiments.rules import SELECTION_RULES
-from cryptoml_pipeline.trading.statistics import deflated_sharpe_from_trials
 
 RULE = "best_walk_forward_net_sharpe"
 DATES = pd.date_range("2024-01-01", periods=120, freq="D", tz="UTC")

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from cryptoml_pipeline.features import compute_features, feature_columns
-from cryptoml_pipeline.features.importance import permutation_importance, summarise_importance
 from cryptoml_pipeline.modeling.fold_training import train_fold
 from cryptoml_pipeline.modeling.folds import fold_row_masks, walk_forward_folds
+from cryptoml_pipeline.modeling.importance import permutation_importance, summarise_importance
 from cryptoml_pipeline.modeling.labels import make_labels
 from cryptoml_pipeline.settings import profile_settings
 

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cryptoml_pipeline.artifact_store import load_importance_partitions, write_value
 from cryptoml_pipeline.features.build import plan_features
-from cryptoml_pipeline.features.importance import IMPORTANCE_COLUMNS
-from cryptoml_pipeline.features.report import features_html, features_section
+from cryptoml_pipeline.modeling.importance import IMPORTANCE_COLUMNS
+from cryptoml_pipeline.registry.artifact_store import load_importance_partitions, write_value
+from cryptoml_pipeline.reporting.features_section import features_html, features_section
 from cryptoml_pipeline.reporting.html import render_html
 from cryptoml_pipeline.reporting.report import build_report, report_schema, validate_report
 from cryptoml_pipeline.settings import FeatureConfig, profile_settings

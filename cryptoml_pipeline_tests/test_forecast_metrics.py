@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from cryptoml_pipeline.errors import InputError
-from cryptoml_pipeline.trading.forecast import (
+from cryptoml_pipeline.evaluation.forecast import (
     IC_KEYS,
     break_even_fee,
     equal_weight_market_returns,

@@ -3,7 +3,7 @@ import json
 import pandas as pd
 import pytest
 
-from cryptoml_pipeline.artifact_store import read_value, write_value
+from cryptoml_pipeline.registry.artifact_store import read_value, write_value
 
 
 def test_dataframe_round_trip_keeps_tz(tmp_path) -> None:

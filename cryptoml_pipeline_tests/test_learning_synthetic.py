@@ -9,8 +9,8 @@ import pytest
 
 from cryptoml_pipeline.experiments.study import study_configuration
 from cryptoml_pipeline.features import build_features
-from cryptoml_pipeline.management.gate import evidence_failure
 from cryptoml_pipeline.market.synthetic import DEFAULT_SIGNAL_STRENGTH, synthetic_market
+from cryptoml_pipeline.monitoring.gate import evidence_failure
 from cryptoml_pipeline.settings import GateConfig, profile_settings
 
 TRADED = ["BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT"]

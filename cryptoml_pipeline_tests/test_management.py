@@ -3,7 +3,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from cryptoml_pipeline.management.gate import (
+from cryptoml_pipeline.monitoring.gate import (
     ValidationScore,
     evaluate_gate,
     evidence_failure,
@@ -11,7 +11,7 @@ from cryptoml_pipeline.management.gate import (
     score_predictions,
     sign_calibration_error,
 )
-from cryptoml_pipeline.management.retrain_policy import should_retrain
+from cryptoml_pipeline.monitoring.retrain_policy import should_retrain
 from cryptoml_pipeline.settings import GateConfig
 
 

@@ -8,8 +8,8 @@ import pytest
 import sqlalchemy as sa
 
 from cryptoml_pipeline.errors import InputError
-from cryptoml_pipeline.management.db import database_url, make_engine, normalise_url, upgrade
-from cryptoml_pipeline.management.registry import (
+from cryptoml_pipeline.registry.db import database_url, make_engine, normalise_url, upgrade
+from cryptoml_pipeline.registry.model_registry import (
     ArtifactIntegrityError,
     ModelRegistry,
     feature_hash,

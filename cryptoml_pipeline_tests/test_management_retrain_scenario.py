@@ -30,12 +30,12 @@ from cryptoml_pipeline.defs.sensors import (
     retrain_evaluate_sensor,
     retrain_folds_sensor,
 )
-from cryptoml_pipeline.management.db import open_database
-from cryptoml_pipeline.management.deployment_store import deploy
-from cryptoml_pipeline.management.registry import ModelRegistry
-from cryptoml_pipeline.management.serving import load_verified, registry_dir
-from cryptoml_pipeline.management.tracker import ModelPerformanceTracker
 from cryptoml_pipeline.modeling.persistence import load_model, save_model
+from cryptoml_pipeline.monitoring.tracker import ModelPerformanceTracker
+from cryptoml_pipeline.registry.candidates import load_verified, registry_dir
+from cryptoml_pipeline.registry.db import open_database
+from cryptoml_pipeline.registry.deployment_store import deploy
+from cryptoml_pipeline.registry.model_registry import ModelRegistry
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("CRYPTOML_TEST_ARTIFACTS", REPO / "output" / "test-artifacts"))

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from cryptoml_pipeline.errors import InputError
-from cryptoml_pipeline.management.drift import feature_psi, psi
-from cryptoml_pipeline.management.retrain_policy import retrain_decision
-from cryptoml_pipeline.management.tracker import ModelPerformanceTracker, rolling_metrics
+from cryptoml_pipeline.monitoring.drift import feature_psi, psi
+from cryptoml_pipeline.monitoring.retrain_policy import retrain_decision
+from cryptoml_pipeline.monitoring.tracker import ModelPerformanceTracker, rolling_metrics
 from cryptoml_pipeline.settings import RetrainConfig
 
 pytest_plugins = ["cryptoml_pipeline_tests.db_fixtures"]

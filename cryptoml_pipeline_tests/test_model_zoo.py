@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cryptoml_pipeline.model_comparison import configurations_tried
+from cryptoml_pipeline.evaluation.model_comparison import configurations_tried
 from cryptoml_pipeline.modeling.folds import walk_forward_folds
 from cryptoml_pipeline.modeling.predictions import PREDICTION_COLUMNS, signal_from_expected
 from cryptoml_pipeline.modeling.zoo import classification_metrics, run_ensemble

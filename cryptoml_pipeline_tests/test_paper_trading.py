@@ -12,11 +12,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cryptoml_pipeline.management import paper as paper_module
-from cryptoml_pipeline.management.paper import PaperTrader, orders_frame, replay, run_state
-from cryptoml_pipeline.management.paper_feed import build_feed, load_market
-from cryptoml_pipeline.management.registry import ModelRegistry
-from cryptoml_pipeline.management.serving import load_verified
+from cryptoml_pipeline.live import paper as paper_module
+from cryptoml_pipeline.live.paper import PaperTrader, orders_frame, replay, run_state
+from cryptoml_pipeline.live.paper_feed import build_feed, load_market
+from cryptoml_pipeline.registry.candidates import load_verified
+from cryptoml_pipeline.registry.model_registry import ModelRegistry
 from cryptoml_pipeline_tests.mgmt_helpers import deploy_tiny_model
 
 pytest_plugins = ["cryptoml_pipeline_tests.db_fixtures"]

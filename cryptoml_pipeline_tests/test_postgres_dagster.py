@@ -9,8 +9,8 @@ import yaml
 
 from cryptoml_pipeline.cli import build_parser
 from cryptoml_pipeline.cli.run import execute_pipeline, prepare_run
-from cryptoml_pipeline.management.db import open_database
-from cryptoml_pipeline.management.registry import ModelRegistry
+from cryptoml_pipeline.registry.db import open_database
+from cryptoml_pipeline.registry.model_registry import ModelRegistry
 from cryptoml_pipeline_tests.db_fixtures import fresh_pg_database
 
 pytest_plugins = ["cryptoml_pipeline_tests.db_fixtures"]

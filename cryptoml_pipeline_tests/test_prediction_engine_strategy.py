@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cryptoml_pipeline.model_comparison import engine_predictions
+from cryptoml_pipeline.evaluation.model_comparison import engine_predictions
 from cryptoml_pipeline.modeling.predictions import PREDICTION_COLUMNS, signal_from_expected
 from cryptoml_pipeline.settings import profile_settings
 

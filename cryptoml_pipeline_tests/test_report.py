@@ -4,11 +4,11 @@ import jsonschema
 import pandas as pd
 import pytest
 
-from cryptoml_pipeline.evaluation import Evaluation
+from cryptoml_pipeline.evaluation.metrics import kpis_vs_targets
+from cryptoml_pipeline.evaluation.walk_forward import Evaluation
 from cryptoml_pipeline.reporting.html import kpi_markdown, render_html
 from cryptoml_pipeline.reporting.report import build_report, validate_report
 from cryptoml_pipeline.settings import TargetsConfig, profile_settings
-from cryptoml_pipeline.trading.metrics import kpis_vs_targets
 
 KPIS = {
     "total_return": 0.1,

@@ -7,7 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cryptoml_pipeline.trading.shuffled_control import quantile_mapped_predictions, shuffled_power
+from cryptoml_pipeline.evaluation.shuffled_control import (
+    quantile_mapped_predictions,
+    shuffled_power,
+)
 
 
 def _frames(seed: int, strength: float) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

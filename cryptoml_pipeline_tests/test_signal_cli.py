@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from cryptoml_pipeline.cli import main
-from cryptoml_pipeline.management.db import open_database
-from cryptoml_pipeline.management.registry import ModelRegistry
-from cryptoml_pipeline.management.serving import save_and_register
+from cryptoml_pipeline.registry.candidates import save_and_register
+from cryptoml_pipeline.registry.db import open_database
+from cryptoml_pipeline.registry.model_registry import ModelRegistry
 from cryptoml_pipeline_tests.test_trading_realtime import END, Deployed, build_deployed
 
 

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 
 from cryptoml_pipeline.cli import main
-from cryptoml_pipeline.management.db import open_database
-from cryptoml_pipeline.management.registry import ModelRegistry
+from cryptoml_pipeline.live import load_served
 from cryptoml_pipeline.modeling.forecast_model import predict_forecast
-from cryptoml_pipeline.serving import load_served
+from cryptoml_pipeline.registry.db import open_database
+from cryptoml_pipeline.registry.model_registry import ModelRegistry
 
 TRADED = "BTC/USDT,ETH/USDT"
 UNIVERSE = "BTC/USDT,ETH/USDT,SOL/USDT"

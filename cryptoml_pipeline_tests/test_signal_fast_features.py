@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from cryptoml_pipeline.features.build import compute_features, warmup_period
+from cryptoml_pipeline.live import fast_features
+from cryptoml_pipeline.live.fast_features import signal_features
 from cryptoml_pipeline.market.synthetic import synthetic_market
-from cryptoml_pipeline.serving import fast_features
-from cryptoml_pipeline.serving.fast_features import signal_features
 from cryptoml_pipeline.settings import FeatureConfig
 
 TRADED = ("BTC/USDT", "ETH/USDT", "SOL/USDT")

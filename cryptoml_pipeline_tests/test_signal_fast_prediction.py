@@ -9,14 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cryptoml_pipeline.execution.decisions import annualise_volatility
 from cryptoml_pipeline.features.build import compute_features
+from cryptoml_pipeline.live import closed_bars, load_served, signals, tail_span
+from cryptoml_pipeline.live.decision import decide
+from cryptoml_pipeline.live.signal import signal_table
 from cryptoml_pipeline.modeling.forecast_model import predict_forecast
 from cryptoml_pipeline.modeling.gbm import forecast_table_rows
 from cryptoml_pipeline.modeling.predictions import PROB_COLUMNS
-from cryptoml_pipeline.serving import closed_bars, load_served, signals, tail_span
-from cryptoml_pipeline.serving.decision import decide
-from cryptoml_pipeline.serving.signal import signal_table
-from cryptoml_pipeline.trading.decisions import annualise_volatility
 from cryptoml_pipeline_tests.test_trading_realtime import END, TRADED, Deployed, build_deployed
 
 BAR = pd.Timedelta(hours=1)

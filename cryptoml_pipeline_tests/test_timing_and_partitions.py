@@ -4,7 +4,7 @@ import pytest
 
 from cryptoml_pipeline.defs.assets.modeling import sync_fold_partitions
 from cryptoml_pipeline.defs.partitions import FOLDS
-from cryptoml_pipeline.evaluation import _window_return
+from cryptoml_pipeline.evaluation.walk_forward import _window_return
 from cryptoml_pipeline.timing import (
     bars_per_day,
     known_at,

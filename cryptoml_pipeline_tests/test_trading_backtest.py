@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from cryptoml_pipeline.errors import InputError, MissingFundingError
+from cryptoml_pipeline.execution.backtest import simulate
 from cryptoml_pipeline.settings import CostConfig, RiskConfig
-from cryptoml_pipeline.trading.backtest import simulate
 
 COSTS = CostConfig(taker_fee=0.001, slippage_bps=10.0, initial_equity=10_000.0)
 RISK = RiskConfig(

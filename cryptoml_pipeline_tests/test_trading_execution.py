@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cryptoml_pipeline.execution.backtest import simulate
 from cryptoml_pipeline.settings import CostConfig, SlippageConfig
-from cryptoml_pipeline.trading.backtest import simulate
 from cryptoml_pipeline_tests.test_trading_backtest import (
     COSTS,
     NO_FUNDING,

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from cryptoml_pipeline.errors import DataValidationError, InputError
+from cryptoml_pipeline.execution.backtest import simulate
+from cryptoml_pipeline.execution.market_grid import align_decisions, build_grid, funding_schedule
 from cryptoml_pipeline.settings import CostConfig, RiskConfig, SlippageConfig
-from cryptoml_pipeline.trading.backtest import simulate
-from cryptoml_pipeline.trading.market_grid import align_decisions, build_grid, funding_schedule
 
 COSTS = CostConfig(taker_fee=0.001, slippage_bps=2.0)
 RISK = RiskConfig(confidence_threshold=0.0)

@@ -8,16 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cryptoml_pipeline.settings import CostConfig, TargetsConfig
-from cryptoml_pipeline.trading.backtest import BacktestResult
-from cryptoml_pipeline.trading.baselines import buy_and_hold
-from cryptoml_pipeline.trading.metrics import (
+from cryptoml_pipeline.evaluation.baselines import buy_and_hold
+from cryptoml_pipeline.evaluation.metrics import (
     KPI_KEYS,
     accuracy_windows,
     compute_kpis,
     daily_returns,
     kpis_vs_targets,
 )
+from cryptoml_pipeline.execution.backtest import BacktestResult
+from cryptoml_pipeline.settings import CostConfig, TargetsConfig
 
 COSTS = CostConfig(taker_fee=0.001, slippage_bps=10.0, initial_equity=10_000.0)
 

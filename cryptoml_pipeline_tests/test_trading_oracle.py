@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cryptoml_pipeline.execution.backtest import simulate
 from cryptoml_pipeline.settings import CostConfig, RiskConfig
-from cryptoml_pipeline.trading.backtest import simulate
 
 vbt = pytest.importorskip("vectorbt")
 

@@ -11,12 +11,18 @@ import pandas as pd
 import pytest
 
 from cryptoml_pipeline.errors import InputError
-from cryptoml_pipeline.evaluation import simulation_options
+from cryptoml_pipeline.evaluation.walk_forward import simulation_options
+from cryptoml_pipeline.execution.backtest import simulate
+from cryptoml_pipeline.execution.decisions import make_decisions
 from cryptoml_pipeline.features.build import compute_features
-from cryptoml_pipeline.management.db import open_database
-from cryptoml_pipeline.management.deployment_store import deploy
-from cryptoml_pipeline.management.registry import ModelRegistry
-from cryptoml_pipeline.management.serving import save_and_register
+from cryptoml_pipeline.live import (
+    NotDeployedError,
+    closed_bars,
+    decide,
+    load_served,
+    signals,
+    store_tail,
+)
 from cryptoml_pipeline.market.layout import perpetual_symbol
 from cryptoml_pipeline.market.store import ParquetStore
 from cryptoml_pipeline.market.synthetic import synthetic_market
@@ -27,17 +33,11 @@ from cryptoml_pipeline.modeling.forecast_model import (
     predict_forecast,
 )
 from cryptoml_pipeline.modeling.labels import make_labels
-from cryptoml_pipeline.serving import (
-    NotDeployedError,
-    closed_bars,
-    decide,
-    load_served,
-    signals,
-    store_tail,
-)
+from cryptoml_pipeline.registry.candidates import save_and_register
+from cryptoml_pipeline.registry.db import open_database
+from cryptoml_pipeline.registry.deployment_store import deploy
+from cryptoml_pipeline.registry.model_registry import ModelRegistry
 from cryptoml_pipeline.settings import PipelineSettings, profile_settings
-from cryptoml_pipeline.trading.backtest import simulate
-from cryptoml_pipeline.trading.decisions import make_decisions
 
 TRADED = ("BTC/USDT", "ETH/USDT")
 UNIVERSE = ("BTC/USDT", "ETH/USDT", "SOL/USDT")

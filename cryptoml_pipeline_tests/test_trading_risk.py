@@ -6,10 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cryptoml_pipeline.execution.sizing import MLPositionSizer
 from cryptoml_pipeline.settings import IntegratorConfig
-from cryptoml_pipeline.trading.integrator import combine_signals, integrated_decisions
-from cryptoml_pipeline.trading.prediction_engine import MLPredictionEngine, ModelMember, combine
-from cryptoml_pipeline.trading.risk import (
+from cryptoml_pipeline.strategy.integrator import combine_signals, integrated_decisions
+from cryptoml_pipeline.strategy.members import MLPredictionEngine, ModelMember, combine
+from cryptoml_pipeline.strategy.risk import (
     atr_stop_distance,
     detect_regime,
     disagreement_multiplier,
@@ -17,7 +18,6 @@ from cryptoml_pipeline.trading.risk import (
     passes_confidence,
     regime_weights,
 )
-from cryptoml_pipeline.trading.sizing import MLPositionSizer
 
 
 def test_spec_sizer_multipliers_and_cap() -> None:

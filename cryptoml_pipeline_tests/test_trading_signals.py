@@ -9,14 +9,14 @@ import pandas as pd
 import pytest
 
 from cryptoml_pipeline.errors import InputError
-from cryptoml_pipeline.settings import RuleStrategyConfig
-from cryptoml_pipeline.trading.engine import decisions_from_predictions
-from cryptoml_pipeline.trading.rules import infer_timeframe, rule_decisions, rule_signals
-from cryptoml_pipeline.trading.signals import (
+from cryptoml_pipeline.modeling.predictions import (
     entropy_confidence,
     margin_confidence,
     probs_to_signal,
 )
+from cryptoml_pipeline.settings import RuleStrategyConfig
+from cryptoml_pipeline.strategy.from_predictions import decisions_from_predictions
+from cryptoml_pipeline.strategy.rules import infer_timeframe, rule_decisions, rule_signals
 
 
 def test_entropy_confidence_uniform_is_zero_and_one_hot_is_one() -> None:

@@ -6,8 +6,7 @@ import math
 
 import pytest
 
-from cryptoml_pipeline.settings import RiskConfig
-from cryptoml_pipeline.trading.sizing import (
+from cryptoml_pipeline.execution.sizing import (
     EntrySize,
     cap_by_heat,
     cap_by_leverage,
@@ -15,6 +14,7 @@ from cryptoml_pipeline.trading.sizing import (
     size_entry,
     spec_risk_amount,
 )
+from cryptoml_pipeline.settings import RiskConfig
 
 RISK = RiskConfig(base_risk=0.02, max_risk_per_trade=0.02, portfolio_heat=0.06, max_leverage=3.0)
 

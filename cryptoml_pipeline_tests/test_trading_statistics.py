@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cryptoml_pipeline.trading.controls import shuffled_label_verdict
-from cryptoml_pipeline.trading.shuffle import shuffle_training_labels
-from cryptoml_pipeline.trading.statistics import (
+from cryptoml_pipeline.evaluation.controls import shuffled_label_verdict
+from cryptoml_pipeline.evaluation.shuffle import shuffle_training_labels
+from cryptoml_pipeline.evaluation.statistics import (
     bootstrap_intervals,
     deflated_sharpe_from_trials,
     expected_max_sharpe,

@@ -22,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from cryptoml_pipeline.dashboard.data import DashboardData
     from cryptoml_pipeline.dashboard.server import make_server
-    from cryptoml_pipeline.management.db import database_url, open_database, redacted
+    from cryptoml_pipeline.registry.db import database_url, open_database, redacted
     from cryptoml_pipeline.settings import profile_settings
 
     settings = profile_settings(args.profile, timeframe=args.timeframe)

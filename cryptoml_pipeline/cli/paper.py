@@ -63,12 +63,12 @@ def _utc(value: str, what: str) -> pd.Timestamp:
 
 
 def cmd_paper(args: argparse.Namespace) -> int:
+    from cryptoml_pipeline.live.paper import PaperTrader, replay
+    from cryptoml_pipeline.live.paper_feed import build_feed, load_market
     from cryptoml_pipeline.locations import resolve_data_location
-    from cryptoml_pipeline.management.db import open_database
-    from cryptoml_pipeline.management.paper import PaperTrader, replay
-    from cryptoml_pipeline.management.paper_feed import build_feed, load_market
-    from cryptoml_pipeline.management.registry import ModelRegistry
-    from cryptoml_pipeline.management.serving import load_verified
+    from cryptoml_pipeline.registry.candidates import load_verified
+    from cryptoml_pipeline.registry.db import open_database
+    from cryptoml_pipeline.registry.model_registry import ModelRegistry
     from cryptoml_pipeline.timing import timeframe_to_timedelta
 
     settings = _settings(args)

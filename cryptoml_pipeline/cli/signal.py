@@ -24,11 +24,11 @@ import pandas as pd
 from cryptoml_pipeline.cli.args import add_data_dir, add_output_dir
 from cryptoml_pipeline.cli.args import parse_symbols as _parse_symbols
 from cryptoml_pipeline.errors import InputError
+from cryptoml_pipeline.live.loader import ServedModel, load_served
+from cryptoml_pipeline.live.market_tail import check_symbols, store_tail
+from cryptoml_pipeline.live.signal import signals
 from cryptoml_pipeline.locations import resolve_data_location
 from cryptoml_pipeline.market.store import ParquetStore
-from cryptoml_pipeline.serving.market import check_symbols, store_tail
-from cryptoml_pipeline.serving.models import ServedModel, load_served
-from cryptoml_pipeline.serving.signal import signals
 
 logger = logging.getLogger(__name__)
 SIDES = {"long": 1, "short": -1, "flat": 0}

@@ -21,14 +21,14 @@ from cryptoml_pipeline.dashboard.run_artifacts import (
     run_report,
     walk_forward_frame,
 )
-from cryptoml_pipeline.features.importance import summarise_importance
-from cryptoml_pipeline.management.paper import orders_frame, run_state
-from cryptoml_pipeline.management.registry import ModelRegistry
-from cryptoml_pipeline.management.tracker import ModelPerformanceTracker, rolling_metrics
+from cryptoml_pipeline.evaluation.metrics import accuracy_windows
+from cryptoml_pipeline.live.paper import orders_frame, run_state
+from cryptoml_pipeline.modeling.importance import summarise_importance
 from cryptoml_pipeline.modeling.persistence import to_jsonable
+from cryptoml_pipeline.monitoring.tracker import ModelPerformanceTracker, rolling_metrics
+from cryptoml_pipeline.registry.model_registry import ModelRegistry
 from cryptoml_pipeline.reporting.ui_metadata import equity_curve_png, fold_rows
 from cryptoml_pipeline.settings import PipelineSettings
-from cryptoml_pipeline.trading.metrics import accuracy_windows
 
 PANELS = (
     "backtest",
@@ -78,7 +78,8 @@ def permutation_importance_summary(output_dir: Path | str | None) -> tuple[pd.Da
     are stored (or importance was disabled, which stores empty tables)."""
     if output_dir is None:
         return summarise_importance(pd.DataFrame()), []
-    from cryptoml_pipeline.artifact_store import (  # model loaders (torch): only when needed
+    # model loaders (torch): only when needed
+    from cryptoml_pipeline.registry.artifact_store import (
         FEATURE_IMPORTANCE_ASSET,
         load_importance_partitions,
     )

@@ -1,6 +1,7 @@
-"""Project IO manager: stores asset values with :mod:`cryptoml_pipeline.artifact_store` (parquet,
-JSON or weights + JSON — never pickled) under ``<base_dir>/assets/<asset key>[/<partition key>]``.
-A non-partitioned asset that depends on a partitioned one receives ``{partition_key: value}``.
+"""Project IO manager: stores asset values with :mod:`cryptoml_pipeline.registry.artifact_store`
+(parquet, JSON or weights + JSON — never pickled) under ``<base_dir>/assets/<asset
+key>[/<partition key>]``. A non-partitioned asset that depends on a partitioned one receives
+``{partition_key: value}``.
 """
 
 from pathlib import Path
@@ -8,7 +9,7 @@ from typing import Any
 
 import dagster as dg
 
-from cryptoml_pipeline.artifact_store import read_value, write_value
+from cryptoml_pipeline.registry.artifact_store import read_value, write_value
 
 __all__ = ["ArtifactIOManager", "read_value", "write_value"]
 

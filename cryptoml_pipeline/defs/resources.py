@@ -11,9 +11,6 @@ from pydantic import PrivateAttr
 from sqlalchemy import Engine
 
 from cryptoml_pipeline.errors import InputError
-from cryptoml_pipeline.management.db import DB_URL_ENV, make_engine, redacted, sqlite_url, upgrade
-from cryptoml_pipeline.management.registry import ModelRegistry
-from cryptoml_pipeline.management.tracker import ModelPerformanceTracker
 from cryptoml_pipeline.market import (
     MarketData,
     ParquetStore,
@@ -25,6 +22,9 @@ from cryptoml_pipeline.market import (
 from cryptoml_pipeline.market.layout import perpetual_symbol
 from cryptoml_pipeline.market.source import resolve_symbols, universe_in_window
 from cryptoml_pipeline.market.synthetic import DEFAULT_SIGNAL_STRENGTH
+from cryptoml_pipeline.monitoring.tracker import ModelPerformanceTracker
+from cryptoml_pipeline.registry.db import DB_URL_ENV, make_engine, redacted, sqlite_url, upgrade
+from cryptoml_pipeline.registry.model_registry import ModelRegistry
 from cryptoml_pipeline.settings import (
     DEFAULT_SYMBOLS,
     PipelineSettings,

@@ -21,7 +21,7 @@ from cryptoml_pipeline.defs.chain import (
     planned_fold_keys,
 )
 from cryptoml_pipeline.defs.jobs import evaluate_job, retrain_job, train_folds_job
-from cryptoml_pipeline.management.retrain_policy import should_retrain
+from cryptoml_pipeline.monitoring.retrain_policy import should_retrain
 from cryptoml_pipeline.settings import RetrainConfig
 
 BACKTEST_KEY = dg.AssetKey("backtest")

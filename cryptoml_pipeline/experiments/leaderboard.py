@@ -7,7 +7,7 @@ the statistics that say how much to trust that pick:
 * **DSR** (Bailey & López de Prado 2014) of the selected configuration's daily returns, deflated
   by the real number of trials — every configuration of this sweep (failed ones count as tried)
   plus the prior trials — and the variance of the known trials' per-period Sharpes
-  (:func:`cryptoml_pipeline.trading.statistics.deflated_sharpe_from_trials`);
+  (:func:`cryptoml_pipeline.evaluation.statistics.deflated_sharpe_from_trials`);
 * the selected configuration's **rank on each CPCV path** (López de Prado 2018, ch. 12;
   :mod:`.cpcv`) among the finished configurations, 1 = best.
 
@@ -34,9 +34,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from cryptoml_pipeline.errors import InputError
+from cryptoml_pipeline.evaluation.statistics import deflated_sharpe_from_trials
 from cryptoml_pipeline.experiments.pbo import pbo_cscv
 from cryptoml_pipeline.experiments.rules import SELECTION_RULES
-from cryptoml_pipeline.trading.statistics import deflated_sharpe_from_trials
 
 __all__ = [
     "ConfigResult",

@@ -1,13 +1,13 @@
 """Where a sweep's Optuna studies live, so that parallel workers share one study.
 
 On a deployment the instance's PostgreSQL (``$CRYPTOML_DB_URL``, the URL the model registry
-uses — :mod:`cryptoml_pipeline.management.db`) holds every study: each run of a configuration's
+uses — :mod:`cryptoml_pipeline.registry.db`) holds every study: each run of a configuration's
 partition, on whichever pod, opens the same study by name with
 ``optuna.create_study(study_name=..., storage=..., load_if_exists=True)`` and adds its trials.
 Anywhere else (no URL, or a SQLite registry) the studies go to one SQLite file under
 ``fallback_dir``, shared by the processes of one machine.
 
-The URL's password is never logged (:func:`~cryptoml_pipeline.management.db.redacted`).
+The URL's password is never logged (:func:`~cryptoml_pipeline.registry.db.redacted`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from cryptoml_pipeline.errors import InputError
-from cryptoml_pipeline.management.db import DB_URL_ENV, normalise_url, redacted
+from cryptoml_pipeline.registry.db import DB_URL_ENV, normalise_url, redacted
 
 logger = logging.getLogger(__name__)
 

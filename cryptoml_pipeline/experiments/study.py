@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from cryptoml_pipeline.model_comparison import strategy_kpis
+from cryptoml_pipeline.evaluation.model_comparison import strategy_kpis
 from cryptoml_pipeline.modeling.folds import walk_forward_plan
 from cryptoml_pipeline.modeling.gbm import predict_gbm_fold, train_gbm_fold
 from cryptoml_pipeline.modeling.labels import make_labels

@@ -12,7 +12,8 @@ fingerprint (and says so).
 
 :func:`score_configuration` turns a configuration's split predictions into its leaderboard
 entry: walk-forward net Sharpe, rank IC and t, turnover, break-even fee through the model
-comparison's own :func:`~cryptoml_pipeline.model_comparison.strategy_kpis` (costs always on),
+comparison's own :func:`~cryptoml_pipeline.evaluation.model_comparison.strategy_kpis` (costs
+always on),
 and the net Sharpe and rank IC of each CPCV path.
 """
 
@@ -29,6 +30,8 @@ import numpy as np
 import pandas as pd
 
 from cryptoml_pipeline.errors import InputError
+from cryptoml_pipeline.evaluation.forecast_section import forecast_stats, scored_predictions
+from cryptoml_pipeline.evaluation.model_comparison import strategy_kpis
 from cryptoml_pipeline.experiments.cpcv import (
     CpcvSplit,
     cpcv_paths,
@@ -41,13 +44,11 @@ from cryptoml_pipeline.experiments.leaderboard import ConfigResult
 from cryptoml_pipeline.experiments.tuning import cpcv_validation_masks
 from cryptoml_pipeline.features import feature_columns
 from cryptoml_pipeline.features.build import family_of_column
-from cryptoml_pipeline.model_comparison import strategy_kpis
 from cryptoml_pipeline.modeling.fold_training import fold_masks
 from cryptoml_pipeline.modeling.folds import Fold, FoldMasks, walk_forward_plan
 from cryptoml_pipeline.modeling.gbm import predict_gbm_rows, train_gbm_fold
 from cryptoml_pipeline.modeling.labels import make_labels
 from cryptoml_pipeline.settings import FeatureConfig, PipelineSettings
-from cryptoml_pipeline.trading.forecast_section import forecast_stats, scored_predictions
 
 logger = logging.getLogger(__name__)
 

@@ -24,13 +24,13 @@ import numpy as np
 import optuna
 import pandas as pd
 
+from cryptoml_pipeline.evaluation.forecast_section import scored_predictions
 from cryptoml_pipeline.experiments.cpcv import CpcvSplit
 from cryptoml_pipeline.experiments.grid import SearchDimension, nest_dotted
 from cryptoml_pipeline.experiments.optuna_storage import open_study
 from cryptoml_pipeline.modeling.folds import Fold, FoldMasks
 from cryptoml_pipeline.modeling.gbm import predict_gbm_rows, train_gbm_fold
 from cryptoml_pipeline.settings import PipelineSettings, apply_overrides
-from cryptoml_pipeline.trading.forecast_section import scored_predictions
 
 logger = logging.getLogger(__name__)
 

@@ -32,11 +32,11 @@ from cryptoml_pipeline.errors import InputError
 from cryptoml_pipeline.modeling.datasets import SequenceDataset
 from cryptoml_pipeline.modeling.fold_training import PROB_COLUMNS
 from cryptoml_pipeline.modeling.folds import Fold, validation_start
+from cryptoml_pipeline.modeling.predictions import entropy_confidence
 from cryptoml_pipeline.modeling.scaling import Scaler, fit_scaler
 from cryptoml_pipeline.modeling.training import predict_proba, train_model
 from cryptoml_pipeline.settings import ModelConfig, TrainingConfig
 from cryptoml_pipeline.timing import timeframe_to_timedelta
-from cryptoml_pipeline.trading.signals import entropy_confidence
 
 KEYS = ["timestamp", "symbol"]
 # (inner fold) -> OOF predictions (PREDICTION_COLUMNS) of one base model for the fold's test window

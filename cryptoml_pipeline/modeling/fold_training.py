@@ -29,6 +29,7 @@ from cryptoml_pipeline.modeling.predictions import (
     PROB_COLUMNS,
     assemble,
     class_mean_returns,
+    entropy_confidence,
     expected_from_probs,
 )
 from cryptoml_pipeline.modeling.scaling import Scaler, fit_scaler
@@ -41,7 +42,6 @@ from cryptoml_pipeline.modeling.training import (
 )
 from cryptoml_pipeline.settings import PipelineSettings
 from cryptoml_pipeline.timing import to_utc
-from cryptoml_pipeline.trading.signals import entropy_confidence
 
 logger = logging.getLogger(__name__)
 

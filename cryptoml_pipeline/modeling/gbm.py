@@ -51,6 +51,7 @@ from cryptoml_pipeline.modeling.persistence import (
     to_jsonable,
 )
 from cryptoml_pipeline.modeling.predictions import (
+    N_CLASSES,
     assemble,
     class_mean_returns,
     expected_from_probs,
@@ -63,7 +64,6 @@ from cryptoml_pipeline.timing import timeframe_to_timedelta
 
 logger = logging.getLogger(__name__)
 
-N_CLASSES = 5
 WINSOR = 5.0  # |vol-scaled target| clipped here for the regression fit
 CONFIDENCE_QUANTILES = 201  # stored quantiles of |validation forecast| (confidence reference)
 MODEL_FILE = "gbm.txt"

@@ -39,11 +39,11 @@ from torch.utils.data import DataLoader
 from cryptoml_pipeline.errors import InputError
 from cryptoml_pipeline.modeling.datasets import SequenceDataset
 from cryptoml_pipeline.modeling.nets.transformer import CryptoTransformer
+from cryptoml_pipeline.modeling.predictions import N_CLASSES
 from cryptoml_pipeline.settings import ModelConfig, TrainingConfig
 
 logger = logging.getLogger(__name__)
 
-N_CLASSES = 5
 CHECKPOINT_FORMAT = 1
 
 ModelFactory = Callable[[int, int], nn.Module]  # (input_dim, n_classes) -> module

@@ -13,13 +13,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from cryptoml_pipeline.features.report import features_html
 from cryptoml_pipeline.reporting.charts import (
     calibration_png,
     exposure_png,
     monthly_heatmap_png,
     rolling_sharpe_png,
 )
+from cryptoml_pipeline.reporting.features_section import features_html
 from cryptoml_pipeline.reporting.models_section import models_html
 
 KPI_ROWS = [

@@ -12,7 +12,7 @@ from typing import Any
 import jsonschema
 import pandas as pd
 
-from cryptoml_pipeline.evaluation import Evaluation, beats
+from cryptoml_pipeline.evaluation.walk_forward import Evaluation, beats
 from cryptoml_pipeline.reporting.html import render_html
 from cryptoml_pipeline.settings import PipelineSettings
 

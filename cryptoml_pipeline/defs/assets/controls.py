@@ -9,10 +9,10 @@ import pandas as pd
 from cryptoml_pipeline.defs.assets.modeling import find_fold, traded_only
 from cryptoml_pipeline.defs.partitions import fold_partitions
 from cryptoml_pipeline.defs.resources import PipelineResource
+from cryptoml_pipeline.evaluation.shuffle import shuffle_training_labels
 from cryptoml_pipeline.modeling.fold_training import predict_fold, train_fold
 from cryptoml_pipeline.modeling.gbm import predict_gbm_fold, train_gbm_fold
 from cryptoml_pipeline.modeling.predictions import empty_predictions
-from cryptoml_pipeline.trading.shuffle import shuffle_training_labels
 
 GROUP = "modeling"
 

@@ -1,5 +1,5 @@
 """Candidate model on the most recent training window, the deploy gate (a blocking asset check)
-and the gated deployment, all through the model registry (management/registry.py).
+and the gated deployment, all through the model registry (registry/model_registry.py).
 
 The candidate is the strategy's own model (``strategy.model``: LightGBM pooled over the universe
 by default, or the transformer), so the report's strategy, the deployed model, the signal, paper
@@ -17,22 +17,7 @@ import pandas as pd
 
 from cryptoml_pipeline.defs.resources import DatabaseResource, PipelineResource
 from cryptoml_pipeline.errors import InputError
-from cryptoml_pipeline.management.deployment_store import deploy
-from cryptoml_pipeline.management.gate import (
-    GateDecision,
-    evaluate_gate,
-    evidence_failure,
-    outputs_are_sane,
-)
-from cryptoml_pipeline.management.registry import ArtifactIntegrityError, ModelRegistry
-from cryptoml_pipeline.management.serving import (
-    feature_importance,
-    load_verified,
-    save_and_register,
-    score_on_window,
-    validation_mask,
-)
-from cryptoml_pipeline.model_comparison import headline_deflation
+from cryptoml_pipeline.evaluation.model_comparison import headline_deflation
 from cryptoml_pipeline.modeling.folds import final_training_fold
 from cryptoml_pipeline.modeling.forecast_model import (
     ForecastModel,
@@ -40,7 +25,18 @@ from cryptoml_pipeline.modeling.forecast_model import (
     load_forecast_model,
     predict_forecast,
 )
+from cryptoml_pipeline.modeling.importance import feature_importance
 from cryptoml_pipeline.modeling.predictions import PROB_COLUMNS, empty_predictions
+from cryptoml_pipeline.monitoring.gate import (
+    GateDecision,
+    evaluate_gate,
+    evidence_failure,
+    outputs_are_sane,
+)
+from cryptoml_pipeline.monitoring.validation import score_on_window, validation_mask
+from cryptoml_pipeline.registry.candidates import load_verified, save_and_register
+from cryptoml_pipeline.registry.deployment_store import deploy
+from cryptoml_pipeline.registry.model_registry import ArtifactIntegrityError, ModelRegistry
 from cryptoml_pipeline.timing import to_utc
 
 GROUP = "deployment"

@@ -13,10 +13,10 @@ from cryptoml_pipeline.defs.assets.importance import (
 )
 from cryptoml_pipeline.defs.assets.modeling import plan_folds
 from cryptoml_pipeline.defs.resources import PipelineResource
-from cryptoml_pipeline.evaluation import Evaluation, evaluate_walk_forward
-from cryptoml_pipeline.features.report import features_section
-from cryptoml_pipeline.model_comparison import headline_deflation
+from cryptoml_pipeline.evaluation.model_comparison import headline_deflation
+from cryptoml_pipeline.evaluation.walk_forward import Evaluation, evaluate_walk_forward
 from cryptoml_pipeline.modeling.predictions import validate_predictions
+from cryptoml_pipeline.reporting.features_section import features_section
 from cryptoml_pipeline.reporting.report import build_report, write_report
 from cryptoml_pipeline.reporting.ui_metadata import (
     UiTables,

@@ -5,13 +5,16 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from cryptoml_pipeline.artifact_store import FEATURE_IMPORTANCE_ASSET, load_importance_partitions
 from cryptoml_pipeline.defs.assets.modeling import find_fold, stale_reason
 from cryptoml_pipeline.defs.partitions import fold_partitions
 from cryptoml_pipeline.defs.resources import PipelineResource
 from cryptoml_pipeline.features.build import plan_features
-from cryptoml_pipeline.features.importance import IMPORTANCE_COLUMNS, permutation_importance
 from cryptoml_pipeline.modeling.fold_training import FoldModel
+from cryptoml_pipeline.modeling.importance import IMPORTANCE_COLUMNS, permutation_importance
+from cryptoml_pipeline.registry.artifact_store import (
+    FEATURE_IMPORTANCE_ASSET,
+    load_importance_partitions,
+)
 from cryptoml_pipeline.settings import PipelineSettings
 
 GROUP = "modeling"

@@ -13,11 +13,11 @@ from cryptoml_pipeline.dashboard.plots import (
     rolling_metrics_png,
 )
 from cryptoml_pipeline.defs.resources import DatabaseResource, PipelineResource
-from cryptoml_pipeline.management.health import assess, drift_frames
-from cryptoml_pipeline.management.registry import ModelRegistry
-from cryptoml_pipeline.management.serving import load_verified
-from cryptoml_pipeline.management.tracker import ModelPerformanceTracker, rolling_metrics
 from cryptoml_pipeline.modeling.forecast_model import predict_forecast
+from cryptoml_pipeline.monitoring.health import assess, drift_frames
+from cryptoml_pipeline.monitoring.tracker import ModelPerformanceTracker, rolling_metrics
+from cryptoml_pipeline.registry.candidates import load_verified
+from cryptoml_pipeline.registry.model_registry import ModelRegistry
 from cryptoml_pipeline.timing import to_utc
 
 GROUP = "monitoring"

@@ -31,7 +31,7 @@ from cryptoml_pipeline.defs.assets.evaluation import table_metadata
 from cryptoml_pipeline.defs.assets.modeling import find_fold, plan_folds
 from cryptoml_pipeline.defs.partitions import fold_partitions
 from cryptoml_pipeline.defs.resources import PipelineResource
-from cryptoml_pipeline.model_comparison import compare_models, comparison_markdown
+from cryptoml_pipeline.evaluation.model_comparison import compare_models, comparison_markdown
 from cryptoml_pipeline.modeling.folds import Fold
 from cryptoml_pipeline.modeling.models import ZOO, FoldInputs, ZooModel, ZooResult, run_model
 from cryptoml_pipeline.modeling.models.base import NEEDS, run_all_folds, unavailable

@@ -34,7 +34,7 @@ from cryptoml_pipeline.modeling.multiscale import (
 )
 from cryptoml_pipeline.modeling.nets.lstm_cnn import MultiScaleLSTMCNN, regression_to_signal
 from cryptoml_pipeline.modeling.persistence import save_model
-from cryptoml_pipeline.modeling.predictions import conform
+from cryptoml_pipeline.modeling.predictions import conform, entropy_confidence
 from cryptoml_pipeline.modeling.training import (
     RegressionTarget,
     predict_outputs,
@@ -43,7 +43,6 @@ from cryptoml_pipeline.modeling.training import (
     train_model,
 )
 from cryptoml_pipeline.timing import timeframe_to_timedelta
-from cryptoml_pipeline.trading.signals import entropy_confidence
 
 
 class LstmCnnModel(ZooModel):

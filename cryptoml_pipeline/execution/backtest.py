@@ -1,0 +1,410 @@
+"""Bar-by-bar backtest of a decisions frame on USDT-M perpetuals: the simulated market's rules.
+
+Instrument and book
+    USDT-M perpetual futures, long and short, ONE shared equity (cash) across all symbols. Gross
+    notional is capped at ``max_leverage * equity`` at entry. Cross-margin liquidation: after the
+    intrabar exits of a bar, if equity marked at every open position's WORST price of the bar
+    (low for longs, high for shorts) is <= ``risk.maintenance_margin * gross notional`` there,
+    every position is closed at that worst price (taker fee + slippage, reason ``liquidation``).
+
+Timing (see :mod:`cryptoml_pipeline.timing`)
+    A decision row stamped ``t`` (candle open time) is known at ``t + one bar`` and FILLS AT THE
+    OPEN OF BAR ``t + one bar``, never on the bar whose close produced it. A decision whose next
+    bar does not exist for its symbol (end of data, gap) is dropped.
+
+Events inside one bar ``i`` (grid time ``T``), in this order
+    1. Funding settled at the instant ``T`` (when ``T`` is a settlement time) on the positions
+       carried INTO the bar (opened before ``T``).
+    2. At the open: stops gapped through by the open exit at the open (reason ``stop``); positions
+       at the end of their hold period are reviewed (below); then flat symbols enter on an active
+       decision, in alphabetical symbol order (sizing sees the equity marked at this open, after
+       the exits, with the latest known price of every symbol).
+    3. Funding of settlements strictly INSIDE the bar (only for bars longer than, or not dividing,
+       the funding interval, e.g. 1d): charged on the positions open after step 2, priced at the
+       bar's open (an approximation: the ordering against an intrabar stop is unknown).
+    4. Intrabar stops: ``low <= stop`` (long) / ``high >= stop`` (short) fill at the stop price
+       (at the open if the open is already beyond it). Checked on every bar from the entry bar on.
+       Take-profit (``risk.take_profit_atr_multiple``, off by default): ``high >= tp`` (long) /
+       ``low <= tp`` (short) fills at the tp price, a resting limit order (maker fee, no
+       slippage). A bar that touches both the stop and the take-profit counts the STOP.
+       Then the liquidation check (above).
+    5. At the close: a symbol's last bar closes its open position at the close (reason ``end``);
+       equity is marked to market (cash + unrealised P&L at each symbol's latest close).
+
+Entry (symbol flat, decision active)
+    Active decision: ``|signal| >= 1`` and ``confidence >= risk.confidence_threshold`` and
+    ``confidence > 0`` (finite) and, where the decision carries a finite ``expected_return``
+    and ``risk.edge_cost_multiple`` is set, ``expected_return * direction >= edge_cost_multiple
+    * 2 * (entry fee rate + slippage)`` (no trade when the expected move is below the round-trip
+    cost). Risk = spec MLPositionSizer
+    ``equity * base_risk * |signal|/2 * confidence * min(1, volatility_reference / volatility)``
+    (annualised volatility) capped at ``max_risk_per_trade * equity``; stop distance =
+    ``atr_stop_multiple * atr_pct`` of the decision row; notional = risk / stop distance; then
+    risk and notional are scaled down together so that open risk <= ``portfolio_heat * equity``
+    and gross notional <= ``max_leverage * equity``. Skipped on NaN input, a stop distance outside
+    (0, 1), or a notional that scales to <= 1e-6 of equity. Open risk = sum of the open
+    positions' risk at entry; gross notional = sum of quantity * latest price.
+    The stop sits at ``entry_fill * (1 -/+ stop_distance)`` and never moves.
+
+Holding
+    The hold period ends at the open of the symbol's bar ``entry_bar + min_hold_bars``. There the
+    decision filling at that open (the row just before) is read: same direction with
+    ``confidence >= hold threshold`` (``risk.hold_confidence_threshold``, default the entry
+    threshold; lower = hysteresis) -> hold ``min_hold_bars`` more bars (no fill, no fee, size
+    and stop unchanged); active and opposite -> exit (reason ``flip``) and enter the other
+    side at the same open if it passes the entry rules; otherwise exit (reason
+    ``time``). Signals between those reviews are ignored while in a position.
+    Positions still open on a symbol's last bar exit at its close (reason ``end``).
+
+Costs (always on)
+    Every market fill pays ``costs.taker_fee * quantity * fill_price`` and slippage against the
+    trader (buy at ``raw * (1 + slip)``, sell at ``raw * (1 - slip)``), stops included. ``slip`` =
+    ``costs.slippage_bps / 1e4`` (the half-spread estimate) plus, when a ``SlippageConfig`` is
+    given, ``volatility_coefficient * sigma_bar`` where ``sigma_bar`` is the per-bar volatility
+    of the symbol's latest decision at or before the fill (known then; 0 before the first).
+    ``costs.order_type = "maker"``: entries and planned exits are limit orders at the bar's open,
+    filled at the open with ``costs.maker_fee`` and no slippage only if the bar trades through
+    the price (a buy needs ``low < open``, a sell ``high > open``); an unfilled entry is skipped,
+    an unfilled exit falls back to a taker fill at the open. Stops are always taker.
+    Funding: settlements every ``funding_interval_hours`` (8h) aligned to 00:00 UTC.
+    A position held at settlement ``s`` pays ``quantity * open_price_of_the_bar_at_s * rate``
+    if long and receives it if short. "Held at s" = opened BEFORE ``s`` and not closed before
+    ``s``: a position filled at the open of bar ``s`` pays nothing for ``s``; a position exited
+    at the open of bar ``s`` (planned exit, flip, gapped stop) pays for ``s``. An open fill is
+    the first trade at or after ``s``, which is how the exchange counts it. A held position
+    meeting a settlement with no rate in the funding frame raises :class:`MissingFundingError`
+    naming the symbol and timestamp.
+
+Outputs
+    Equity is indexed by the union of all symbols' bar timestamps (mark at each bar's close).
+    Trade ``pnl`` is net of fees and funding; ``entry_time``/``exit_time`` are the open times of
+    the bars in which the fills happened (``exit_reason``: stop/time/flip/end/take_profit/
+    liquidation). ``gross_pnl`` is the price P&L after slippage, before fees and funding.
+    ``exposure`` = gross notional / equity at each bar close (an addition to the contract).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from cryptoml_pipeline.errors import InputError, MissingFundingError
+from cryptoml_pipeline.execution import kernel as K
+from cryptoml_pipeline.execution.book import TRADE_COLUMNS, Ledger
+from cryptoml_pipeline.execution.decisions import bars_per_year, ns_index
+from cryptoml_pipeline.execution.market_grid import (
+    FundingSchedule,
+    MarketGrid,
+    align_decisions,
+    build_grid,
+    funding_schedule,
+)
+from cryptoml_pipeline.settings import CostConfig, RiskConfig, SlippageConfig
+
+logger = logging.getLogger(__name__)
+
+EXIT_REASONS: tuple[str, ...] = ("stop", "time", "flip", "end", "take_profit", "liquidation")
+
+
+@dataclass(frozen=True)
+class Fills:
+    """The round trips of a kernel run as a replay repeats them, one entry per trade.
+
+    Bars are grid indices (of the grid the run was made on); ``entry_raw``/``exit_raw`` are the
+    prices before slippage (the entry is always at its bar's open); ``phase`` is where in its
+    bar the exit happened (``kernel.AT_OPEN``/``INTRABAR``/``AT_CLOSE``); ``entry_equity`` is
+    the equity the entry was sized on (marked at that open).
+    """
+
+    symbol: np.ndarray  # int, index into grid.symbols
+    direction: np.ndarray  # int, +1 long / -1 short
+    entry_bar: np.ndarray  # int
+    exit_bar: np.ndarray  # int
+    phase: np.ndarray  # int
+    quantity: np.ndarray  # base units
+    entry_raw: np.ndarray
+    exit_raw: np.ndarray
+    entry_equity: np.ndarray
+    exit_reason: np.ndarray  # int codes into EXIT_REASONS
+
+    def __len__(self) -> int:
+        return len(self.symbol)
+
+
+def fills_from_records(records: np.ndarray) -> Fills:
+    """Kernel trade records -> :class:`Fills` (in entry order: by entry bar, then symbol)."""
+    rec = records.T
+    order = np.lexsort((rec[K.T_SYM], rec[K.T_ENTRY_BAR]))
+    ints = [K.T_SYM, K.T_DIR, K.T_ENTRY_BAR, K.T_EXIT_BAR, K.T_PHASE, K.T_REASON]
+    sym, direction, entry_bar, exit_bar, phase, reason = (
+        rec[c][order].astype(np.int64) for c in ints
+    )
+    return Fills(
+        symbol=sym,
+        direction=direction,
+        entry_bar=entry_bar,
+        exit_bar=exit_bar,
+        phase=phase,
+        quantity=rec[K.T_QTY][order].copy(),
+        entry_raw=rec[K.T_ENTRY_RAW][order].copy(),
+        exit_raw=rec[K.T_EXIT_RAW][order].copy(),
+        entry_equity=rec[K.T_ENTRY_EQUITY][order].copy(),
+        exit_reason=reason,
+    )
+
+
+def slippage_of_records(records: np.ndarray) -> float:
+    """Slippage paid (currency, >= 0): sum of quantity * |fill price - raw price| per fill."""
+    rec = records.T
+    d, q = rec[K.T_DIR], rec[K.T_QTY]
+    entry = d * q * (rec[K.T_ENTRY_PRICE] - rec[K.T_ENTRY_RAW])
+    exit_ = d * q * (rec[K.T_EXIT_RAW] - rec[K.T_EXIT_PRICE])
+    return float(np.sum(entry) + np.sum(exit_))
+
+
+@dataclass
+class BacktestResult:
+    equity: pd.Series  # indexed by bar timestamp, mark-to-market at bar close
+    trades: pd.DataFrame  # one row per round trip, columns book.TRADE_COLUMNS (+ gross_pnl)
+    fees_paid: float  # currency
+    funding_paid: float  # currency, net (negative = received)
+    initial_equity: float
+    exposure: pd.Series | None = None  # gross notional / equity at each bar close
+    traded_notional: float | None = None  # sum of |fill notional| of every fill (currency)
+    bars_in_market: int | None = None  # bars closed with at least one open position
+    fills: Fills | None = None  # the round trips as a replay repeats them (kernel runs only)
+    slippage_paid: float | None = None  # currency, >= 0 (kernel runs only)
+
+
+def settlements_by_bar(
+    schedule: FundingSchedule, n_bars: int
+) -> tuple[list[list[int]], list[list[int]]]:
+    """Per grid bar: indices of settlements at its open instant, and strictly inside it."""
+    at_open: list[list[int]] = [[] for _ in range(n_bars)]
+    inside: list[list[int]] = [[] for _ in range(n_bars)]
+    for k, (i, exact) in enumerate(
+        zip(schedule.bar_index.tolist(), schedule.at_open.tolist(), strict=True)
+    ):
+        (at_open if exact else inside)[i].append(k)
+    return at_open, inside
+
+
+def make_result(
+    book: Ledger, grid: MarketGrid, equity: np.ndarray, exposure: np.ndarray
+) -> BacktestResult:
+    index = pd.DatetimeIndex(grid.timestamps, name="timestamp")
+    trades = book.trades_frame()
+    return BacktestResult(
+        equity=pd.Series(equity, index=index, name="equity"),
+        trades=trades,
+        fees_paid=book.fees_paid,
+        funding_paid=book.funding_paid,
+        initial_equity=book.initial_equity,
+        exposure=pd.Series(exposure, index=index, name="exposure"),
+        traded_notional=float(
+            (trades["quantity"] * (trades["entry_price"] + trades["exit_price"])).sum()
+        ),
+    )
+
+
+def _settlement_pointers(schedule: FundingSchedule, n_bars: int) -> tuple[np.ndarray, ...]:
+    """CSR pointers (per bar) into settlements sorted by bar, for at-open and inside ones."""
+    order = np.argsort(schedule.bar_index, kind="stable")
+    bar_index = schedule.bar_index[order]
+    at_open = schedule.at_open[order]
+    rates = schedule.rates.T[order]  # [n_settlements, n_symbols]
+    opens = np.flatnonzero(at_open)
+    inside = np.flatnonzero(~at_open)
+    # ptr[i] = number of settlements on bars before i (bar_index is sorted)
+    ptr_open = np.concatenate([[0], np.cumsum(np.bincount(bar_index[opens], minlength=n_bars))])
+    ptr_inside = np.concatenate([[0], np.cumsum(np.bincount(bar_index[inside], minlength=n_bars))])
+    rates_open = np.ascontiguousarray(rates[opens])
+    rates_inside = np.ascontiguousarray(rates[inside])
+    times = schedule.times[order]
+    return ptr_open, ptr_inside, rates_open, rates_inside, opens, inside, times
+
+
+def slippage_matrix(
+    aligned: dict[str, np.ndarray],
+    grid: MarketGrid,
+    costs: CostConfig,
+    slippage: SlippageConfig | None,
+    timeframe: str,
+) -> np.ndarray:
+    """Per-fill slippage fraction ``[n_symbols, n_bars]``: half-spread + vol term (see module)."""
+    half_spread = float(costs.slippage_bps) / 10_000.0
+    shape = grid.open.shape
+    if slippage is None or slippage.volatility_coefficient == 0:
+        return np.full(shape, half_spread)
+    per_bar = aligned["volatility"] / np.sqrt(bars_per_year(timeframe))
+    # forward fill along bars (forward only: the latest decision at or before the fill)
+    idx = np.where(np.isnan(per_bar), 0, np.arange(per_bar.shape[1]))
+    np.maximum.accumulate(idx, axis=1, out=idx)
+    known = np.take_along_axis(per_bar, idx, axis=1)
+    known = np.where(np.isfinite(known), known, 0.0)
+    return half_spread + slippage.volatility_coefficient * known
+
+
+def simulate(
+    candles: pd.DataFrame,
+    funding: pd.DataFrame,
+    decisions: pd.DataFrame,
+    *,
+    costs: CostConfig,
+    risk: RiskConfig,
+    min_hold_bars: int,
+    timeframe: str,
+    funding_interval_hours: int = 8,
+    slippage: SlippageConfig | None = None,
+    fixed_quantity: float | None = None,
+) -> BacktestResult:
+    """Simulate ``decisions`` on ``candles``: fees, slippage, funding, sizing, risk limits.
+
+    ``fixed_quantity`` (base units per entry) replaces the risk sizer; it exists for oracle
+    comparisons and benchmarks against libraries that trade fixed sizes.
+    """
+    if min_hold_bars < 1:
+        raise InputError(f"min_hold_bars must be >= 1, got {min_hold_bars}")
+    grid = build_grid(candles, timeframe)
+    aligned = align_decisions(decisions, grid)  # validates like decisions.validate_decisions
+    schedule = funding_schedule(grid, funding, interval_hours=funding_interval_hours)
+    result = run_aligned(
+        grid,
+        aligned,
+        schedule,
+        costs=costs,
+        risk=risk,
+        min_hold_bars=min_hold_bars,
+        slip=slippage_matrix(aligned, grid, costs, slippage, timeframe),
+        fixed_quantity=fixed_quantity,
+    )
+    logger.info(
+        "simulated %d bars x %d symbols: %d trades, final equity %.2f",
+        len(grid.timestamps),
+        len(grid.symbols),
+        len(result.trades),
+        float(result.equity.iloc[-1]),
+    )
+    return result
+
+
+def kernel_params(
+    costs: CostConfig, risk: RiskConfig, min_hold_bars: int, fixed_quantity: float | None
+) -> tuple[np.ndarray, np.ndarray]:
+    nan = float("nan")
+    hold_conf = risk.hold_confidence_threshold
+    f = np.zeros(K.N_FLOAT_PARAMS)
+    f[K.F_TAKER], f[K.F_MAKER] = costs.taker_fee, costs.maker_fee
+    f[K.F_BASE_RISK], f[K.F_MAX_RISK] = risk.base_risk, risk.max_risk_per_trade
+    f[K.F_HEAT], f[K.F_VOL_REF] = risk.portfolio_heat, risk.volatility_reference
+    f[K.F_ATR_MULT] = risk.atr_stop_multiple
+    tp = risk.take_profit_atr_multiple
+    f[K.F_TP_MULT] = nan if tp is None else tp
+    f[K.F_MAX_LEV], f[K.F_MAINT] = risk.max_leverage, risk.maintenance_margin
+    f[K.F_ENTRY_CONF] = risk.confidence_threshold
+    f[K.F_HOLD_CONF] = risk.confidence_threshold if hold_conf is None else hold_conf
+    edge = risk.edge_cost_multiple
+    f[K.F_EDGE_MULT] = nan if edge is None else edge
+    f[K.F_FIXED_QTY] = nan if fixed_quantity is None else fixed_quantity
+    f[K.F_EQUITY] = costs.initial_equity
+    i = np.array([min_hold_bars, 1 if costs.order_type == "maker" else 0], dtype=np.int64)
+    return i, f
+
+
+def run_aligned(
+    grid: MarketGrid,
+    aligned: dict[str, np.ndarray],
+    schedule: FundingSchedule,
+    *,
+    costs: CostConfig,
+    risk: RiskConfig,
+    min_hold_bars: int,
+    slip: np.ndarray,
+    fixed_quantity: float | None = None,
+) -> BacktestResult:
+    """Run the kernel on already aligned arrays (the Monte-Carlo controls reuse the grid)."""
+    n_bars = len(grid.timestamps)
+    ptr_open, ptr_inside, rates_open, rates_inside, opens, inside, times = _settlement_pointers(
+        schedule, n_bars
+    )
+    # the kernel indexes one rate table: settlements at opens first, then inside ones
+    rates = np.ascontiguousarray(np.vstack([rates_open, rates_inside]))
+    ptr_inside = ptr_inside + len(opens)
+    iparams, fparams = kernel_params(costs, risk, min_hold_bars, fixed_quantity)
+    exp_ret = aligned.get("expected_return")
+    if exp_ret is None:
+        exp_ret = np.full(grid.open.shape, np.nan)
+    max_trades = int(np.count_nonzero(aligned["signal"])) + len(grid.symbols) + 1
+    equity, exposure, trades, n_tr, totals, error = K.run_kernel(
+        grid.open,
+        grid.high,
+        grid.low,
+        grid.close,
+        grid.has_bar,
+        grid.last_bar.astype(np.int64),
+        aligned["signal"],
+        aligned["confidence"],
+        aligned["volatility"],
+        aligned["atr_pct"],
+        exp_ret,
+        np.ascontiguousarray(slip, dtype=np.float64),
+        ptr_open.astype(np.int64),
+        ptr_inside.astype(np.int64),
+        rates,
+        iparams,
+        fparams,
+        max_trades,
+    )
+    if error[0] == K.MISSING_FUNDING:
+        k = int(error[2])
+        when = times[opens[k]] if k < len(opens) else times[inside[k - len(opens)]]
+        raise MissingFundingError(
+            f"no funding rate for {grid.symbols[int(error[1])]} at {when.isoformat()} "
+            "while a position was held"
+        )
+    index = pd.DatetimeIndex(grid.timestamps, name="timestamp")
+    return BacktestResult(
+        equity=pd.Series(equity, index=index, name="equity"),
+        trades=trades_frame(trades[:n_tr], grid),
+        fees_paid=float(totals[0]),
+        funding_paid=float(totals[1]),
+        initial_equity=float(costs.initial_equity),
+        exposure=pd.Series(exposure, index=index, name="exposure"),
+        traded_notional=float(totals[2]),
+        bars_in_market=int(totals[3]),
+        fills=fills_from_records(trades[:n_tr]),
+        slippage_paid=slippage_of_records(trades[:n_tr]),
+    )
+
+
+def _labels(names: tuple[str, ...] | list[str], codes: np.ndarray) -> pd.Series:
+    """``names[codes]`` as a ``str`` column, taken from the few names (no per-row Python)."""
+    return pd.Series(list(names), dtype=str).take(codes).reset_index(drop=True)
+
+
+def trades_frame(records: np.ndarray, grid: MarketGrid) -> pd.DataFrame:
+    """Kernel trade records -> the trades frame (``book.TRADE_COLUMNS`` + ``gross_pnl``)."""
+    rec = records.T  # one field per row (contiguous: the kernel stores records field-major)
+    direction = rec[K.T_DIR]
+    grid_ns = grid.timestamps.asi8
+    qty, entry_price = rec[K.T_QTY], rec[K.T_ENTRY_PRICE]
+    columns = {
+        "symbol": _labels(grid.symbols, rec[K.T_SYM].astype(np.int64)),
+        "side": _labels(["short", "long"], (direction > 0).astype(np.int64)),
+        "entry_time": ns_index(grid_ns[rec[K.T_ENTRY_BAR].astype(np.int64)]),
+        "entry_price": entry_price,
+        "exit_time": ns_index(grid_ns[rec[K.T_EXIT_BAR].astype(np.int64)]),
+        "exit_price": rec[K.T_EXIT_PRICE],
+        "quantity": qty,
+        "notional": qty * entry_price,
+        "risk_amount": rec[K.T_RISK],
+        "pnl": rec[K.T_PNL],
+        "fees": rec[K.T_FEES],
+        "funding": rec[K.T_FUNDING],
+        "exit_reason": _labels(EXIT_REASONS, rec[K.T_REASON].astype(np.int64)),
+        "gross_pnl": rec[K.T_GROSS],
+    }
+    return pd.DataFrame({name: columns[name] for name in (*TRADE_COLUMNS, "gross_pnl")})

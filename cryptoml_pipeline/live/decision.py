@@ -1,0 +1,132 @@
+"""What the backtest would do with one signal, by the backtest's own rules and functions.
+
+* Entry (flat): :func:`trading.kernel._entry_direction` with the kernel's own parameters
+  (:func:`trading.backtest.kernel_params`: entry confidence threshold, ``edge_cost_multiple``,
+  the entry fee of the order type) and the fill's slippage (:func:`trading.backtest.
+  slippage_matrix`: half-spread + volatility term of this decision) — so the cost filter is
+  ``expected_return * direction >= edge_cost_multiple * 2 * (fee + slippage)``; the size from
+  :func:`trading.sizing.size_entry` (equity = ``costs.initial_equity`` unless given, no other
+  open position: open risk and gross notional 0).
+* Review of a held position (``position`` = +1 / -1, at the end of its hold period): held on when
+  the signal has the same direction with ``confidence >= hold threshold`` (the kernel's check,
+  i.e. ``_entry_direction`` with the hold threshold and no cost filter); otherwise exit, and
+  when the entry rules pass in the other direction, flip (enter the other side at the same open).
+
+The decision fills at the open of the bar after ``bar_open``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from cryptoml_pipeline.execution import kernel as K
+from cryptoml_pipeline.execution.backtest import kernel_params, slippage_matrix
+from cryptoml_pipeline.execution.sizing import size_entry
+from cryptoml_pipeline.settings import PipelineSettings
+
+SIDES = {1: "long", -1: "short", 0: None}
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str  # "enter" | "hold" | "exit"
+    side: str | None  # enter: the new side; hold / exit: the position's side (None = flat)
+    flip_to: str | None  # exit that re-enters the other side at the same open
+    risk_amount: float | None  # currency lost at the stop (entries)
+    notional: float | None  # currency value of the entry
+    stop_distance: float | None  # fraction of the entry price
+    equity: float
+    cost_threshold: float | None  # |expected_return| the cost filter asks for (None = off)
+    slippage: float
+    fee: float
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _slippage(settings: PipelineSettings, volatility: float, timeframe: str) -> float:
+    """The backtest's slippage of a fill whose latest decision has this annualised volatility."""
+    grid = SimpleNamespace(open=np.empty((1, 1)))
+    aligned = {"volatility": np.array([[volatility]], dtype=np.float64)}
+    return float(
+        slippage_matrix(aligned, grid, settings.costs, settings.slippage, timeframe)[0, 0]  # type: ignore[arg-type]
+    )
+
+
+def decide(
+    *,
+    signal: int,
+    confidence: float,
+    expected_return: float,
+    volatility: float,
+    atr_pct: float,
+    settings: PipelineSettings,
+    timeframe: str,
+    position: int = 0,
+    equity: float | None = None,
+) -> Decision:
+    """The backtest's decision on this signal (module docstring)."""
+    iparams, f = kernel_params(settings.costs, settings.risk, settings.min_hold_bars, None)
+    fee = float(f[K.F_MAKER] if iparams[K.I_MAKER] else f[K.F_TAKER])
+    slip = _slippage(settings, volatility, timeframe)
+    edge = float(f[K.F_EDGE_MULT])
+    threshold = None if math.isnan(edge) else edge * 2.0 * (fee + slip)
+    equity = float(f[K.F_EQUITY] if equity is None else equity)
+    sig, conf, exp = float(signal), float(confidence), float(expected_return)
+    direction = int(K._entry_direction(sig, conf, exp, slip, fee, float(f[K.F_ENTRY_CONF]), edge))
+    common = {"equity": equity, "cost_threshold": threshold, "slippage": slip, "fee": fee}
+    flat = {"risk_amount": None, "notional": None, "stop_distance": None}
+
+    def entry(d: int, action: str, side: str | None, flip: str | None, why: str) -> Decision:
+        size = size_entry(
+            equity=equity,
+            signal=sig,
+            confidence=conf,
+            volatility=volatility,
+            atr_pct=atr_pct,
+            open_risk=0.0,
+            open_notional=0.0,
+            risk=settings.risk,
+        )
+        if size is None:
+            fallback = "exit" if position else "hold"
+            why = f"{why}; the sizer skips the entry (undefined volatility/ATR or no room)"
+            return Decision(fallback, SIDES[position], None, **flat, **common, reason=why)
+        return Decision(
+            action,
+            side,
+            flip,
+            size.risk_amount,
+            size.notional,
+            size.stop_distance,
+            **common,
+            reason=why,
+        )
+
+    if position == 0:
+        if direction == 0:
+            return Decision("hold", None, None, **flat, **common, reason=_why_not(sig, conf, f))
+        return entry(direction, "enter", SIDES[direction], None, "entry rules pass")
+    hold_conf = float(f[K.F_HOLD_CONF])
+    same = int(K._entry_direction(sig, conf, math.nan, 0.0, 0.0, hold_conf, math.nan))
+    if same == position:
+        why = "same direction with confidence >= the hold threshold"
+        return Decision("hold", SIDES[position], None, **flat, **common, reason=why)
+    if direction == -position:
+        return entry(direction, "exit", SIDES[position], SIDES[direction], "flip: entry rules pass")
+    why = "the signal no longer supports the position"
+    return Decision("exit", SIDES[position], None, **flat, **common, reason=why)
+
+
+def _why_not(sig: float, conf: float, f: np.ndarray) -> str:
+    if sig == 0:
+        return "signal 0"
+    if not (conf >= f[K.F_ENTRY_CONF] and conf > 0):
+        return "confidence below the entry threshold"
+    return "expected return below the cost filter"

@@ -1,0 +1,139 @@
+"""The model a real-time signal is served from: the deployed model, or (on request) the latest
+registry candidate, with the settings, universe and data source of the run that trained it.
+
+Everything the signal needs comes from the model's manifest (written by
+``defs/assets/deployment.candidate_model``): ``symbols`` (traded), ``universe`` (the pooled
+training universe: the cross-asset features need every member's candles), ``timeframe``,
+``settings`` (the run's full :class:`PipelineSettings`) and ``data`` (``source``,
+``synthetic``, ``train_end`` = the end of the run's data window).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pydantic import ValidationError
+
+from cryptoml_pipeline.errors import InputError
+from cryptoml_pipeline.modeling.forecast_model import ForecastModel, load_forecast_model
+from cryptoml_pipeline.modeling.gbm import GbmFoldModel
+from cryptoml_pipeline.registry.candidates import load_verified
+from cryptoml_pipeline.registry.db import DB_FILE, DB_URL_ENV, open_database
+from cryptoml_pipeline.registry.deployment_store import deployed_dir
+from cryptoml_pipeline.registry.model_registry import ModelRegistry
+from cryptoml_pipeline.settings import PipelineSettings
+from cryptoml_pipeline.timing import to_utc
+
+logger = logging.getLogger(__name__)
+
+REQUIRED_KEYS = ("symbols", "universe", "timeframe", "settings", "data", "feature_cols")
+
+
+class NotDeployedError(InputError):
+    """Nothing is deployed for trading (the message names the latest candidate and why)."""
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    model: ForecastModel
+    settings: PipelineSettings
+    timeframe: str
+    symbols: tuple[str, ...]  # traded
+    universe: tuple[str, ...]  # every member whose candles the features need (traded included)
+    version: str
+    deployed: bool
+    reason: str | None  # a candidate's reason for not being deployed
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return self.model.manifest
+
+    @property
+    def synthetic(self) -> bool:
+        return bool(self.manifest["data"].get("synthetic"))
+
+    @property
+    def data_end(self) -> pd.Timestamp | None:
+        """End (exclusive) of the run's data window."""
+        end = self.manifest["data"].get("train_end")
+        return to_utc(end) if end else None
+
+    @property
+    def history_rows(self) -> int:
+        """Feature rows before the predicted one that the model reads (GBM lags, sequence)."""
+        if isinstance(self.model, GbmFoldModel):
+            return max(self.manifest["gbm_config"].get("lags") or (0,))
+        return int(self.manifest["model_config"]["sequence_length"])
+
+
+def served_from(model: ForecastModel, *, deployed: bool, reason: str | None) -> ServedModel:
+    """Wrap a loaded model; raises :class:`InputError` when its manifest predates the serving
+    fields (retrain with ``cryptoml run``)."""
+    manifest = model.manifest
+    missing = [k for k in REQUIRED_KEYS if k not in manifest]
+    if missing:
+        raise InputError(
+            f"model {manifest.get('version')} has no {missing} in its manifest: retrain it with "
+            "`cryptoml run`"
+        )
+    try:
+        settings = PipelineSettings.model_validate(manifest["settings"])
+    except ValidationError as exc:
+        first = str(exc).splitlines()[:3]
+        raise InputError(f"model manifest settings no longer validate: {' '.join(first)}") from None
+    universe = tuple(dict.fromkeys([*manifest["universe"], *manifest["symbols"]]))
+    return ServedModel(
+        model=model,
+        settings=settings,
+        timeframe=str(manifest["timeframe"]),
+        symbols=tuple(manifest["symbols"]),
+        universe=universe,
+        version=str(manifest.get("version")),
+        deployed=deployed,
+        reason=reason,
+    )
+
+
+def _registry(output_dir: Path) -> ModelRegistry | None:
+    """The run's registry, or None when the output directory has none (never creates one)."""
+    if not os.environ.get(DB_URL_ENV) and not (Path(output_dir) / DB_FILE).is_file():
+        return None
+    return ModelRegistry(open_database(output_dir))
+
+
+def load_served(output_dir: Path, *, candidate: bool = False) -> ServedModel:
+    """The deployed model under ``output_dir``; with ``candidate`` the latest registry candidate
+    instead (deployed or not). Raises :class:`NotDeployedError` when nothing is deployed."""
+    output_dir = Path(output_dir)
+    directory = deployed_dir(output_dir)
+    if not candidate and (directory / "manifest.json").is_file():
+        return served_from(load_forecast_model(directory), deployed=True, reason=None)
+    registry = _registry(output_dir)
+    candidates = registry.list_versions(stage="candidate") if registry is not None else []
+    if not candidate:
+        if not candidates:
+            raise NotDeployedError(
+                f"no deployed model and no candidate in {output_dir}: run `cryptoml run` first"
+            )
+        latest = candidates[-1]
+        raise NotDeployedError(
+            f"no model deployed for trading in {output_dir}; the latest candidate "
+            f"{latest.version} was not deployed: {latest.reason or 'no reason recorded'} "
+            "(--candidate serves it anyway)"
+        )
+    if not candidates:
+        current = registry.deployed() if registry is not None else None
+        note = (
+            f" (the latest model {current.version} is deployed: drop --candidate)"
+            if current
+            else ""
+        )
+        raise InputError(f"no undeployed candidate model in {output_dir}{note}")
+    latest = candidates[-1]
+    model = load_verified(registry, latest.version)  # type: ignore[union-attr]
+    return served_from(model, deployed=False, reason=latest.reason)

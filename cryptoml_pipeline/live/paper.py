@@ -1,0 +1,477 @@
+"""Paper trading (spec phase 5, "live testing with small capital"): the deployed model's
+decisions, bar by bar, executed by THE BACKTEST'S OWN SIMULATOR -- one execution core.
+
+The trader's state is what it has been given: every closed bar's candles, the decisions filling
+at it and the funding settled in it. At each new closed bar it runs the backtest simulator over
+all of that (:func:`paper_adapter.ledger_at`: decision and cost filter, sizing, stops,
+take-profit, maker/taker fills, fees, volatility slippage, funding, liquidation -- the
+backtest's rules, see :mod:`cryptoml_pipeline.execution.backtest`) and records what is new at that
+bar. The simulator is causal, so a run over more bars must agree with every earlier run on the
+earlier bars; each bar CHECKS that (prefix stability) against what was recorded, and raises
+:class:`PaperParityError` if not.
+
+Durability, per bar: (1) one line (the bar's inputs and its equity mark) is appended to the
+run's state log ``<state_dir>/<run>.jsonl`` and fsynced; (2) ONE database transaction writes
+the bar's orders and fills, the open positions, the cash and the cursor (``paper_runs.last_bar``).
+A process killed at any point resumes at the first bar after the database cursor: log lines
+past the cursor (or a torn last line) are dropped and the bar is simulated again, which gives the
+same result (deterministic); on start the log is re-simulated and checked against the database.
+Client order ids (``run:symbol:bar:n:reason``) are unique in the database as a second guard.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy import Engine
+
+from cryptoml_pipeline.errors import CryptoMLError, InputError
+from cryptoml_pipeline.execution.backtest import BacktestResult
+from cryptoml_pipeline.live import paper_adapter as core
+from cryptoml_pipeline.registry.schema import (
+    paper_fills,
+    paper_orders,
+    paper_positions,
+    paper_runs,
+    utc,
+)
+from cryptoml_pipeline.settings import PipelineSettings
+from cryptoml_pipeline.timing import timeframe_to_timedelta
+
+logger = logging.getLogger(__name__)
+
+PARITY_ATOL = 1e-9  # recorded values vs a re-simulation (in fact bitwise equal)
+
+
+class PaperParityError(CryptoMLError, RuntimeError):
+    """A re-simulation disagrees with what the paper trader already recorded."""
+
+
+@dataclass(frozen=True)
+class PaperPosition:
+    symbol: str
+    direction: int
+    quantity: float
+    entry_price: float
+    entry_bar: pd.Timestamp
+    review_bar: pd.Timestamp
+    stop: float
+    risk_amount: float
+
+
+@dataclass(frozen=True)
+class BarInput:
+    """What one closed ``bar`` brings: its candles, the decisions filling at its open (stamped
+    one bar earlier) and the funding settled in it (or in the data gap just before it)."""
+
+    bar: pd.Timestamp
+    candles: pd.DataFrame  # index symbol: open, high, low, close
+    decisions: pd.DataFrame  # index symbol: paper_adapter.DECISION_FIELDS
+    funding: pd.DataFrame  # columns timestamp, symbol, funding_rate
+
+
+def _record(item: BarInput, step: pd.Timedelta) -> dict:
+    """A bar's inputs as one JSON-able state-log line (floats round-trip exactly)."""
+    return {
+        "bar": item.bar.isoformat(),
+        "stamp": (item.bar - step).isoformat(),
+        "candles": {str(s): [float(r[c]) for c in core.OHLC] for s, r in item.candles.iterrows()},
+        "decisions": {
+            str(s): [float(r[c]) for c in core.DECISION_FIELDS]
+            for s, r in item.decisions.iterrows()
+        },
+        "funding": [
+            [pd.Timestamp(t).isoformat(), str(s), float(r)]
+            for t, s, r in item.funding[["timestamp", "symbol", "funding_rate"]].itertuples(
+                index=False
+            )
+        ],
+    }
+
+
+class StateLog:
+    """Append-only JSON lines, one per committed bar, fsynced."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self, until: pd.Timestamp | None) -> list[dict]:
+        """Lines up to the bar ``until`` (the database cursor). Later lines and a torn last
+        line are removed from the file; raises when the log is behind the cursor."""
+        lines: list[dict] = []
+        rewrite = False
+        if self.path.exists():
+            raw = self.path.read_text(encoding="utf-8")
+            parts = raw.split("\n")
+            rewrite = parts[-1] != ""  # a torn last line (killed mid-write)
+            for text in parts[:-1]:
+                line = json.loads(text)
+                if until is None or pd.Timestamp(line["bar"]) > until:
+                    rewrite = True
+                    break
+                lines.append(line)
+        last = pd.Timestamp(lines[-1]["bar"]) if lines else None
+        if until is not None and last != until:
+            raise InputError(
+                f"paper state log {self.path} ends at {last}, the database cursor is {until}: "
+                "the log was lost or replaced; start a new run name"
+            )
+        if rewrite:
+            tmp = self.path.with_suffix(".tmp")
+            with tmp.open("w", encoding="utf-8") as fh:
+                fh.writelines(json.dumps(line) + "\n" for line in lines)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+            self._sync_dir()
+        return lines
+
+    def append(self, line: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        new = not self.path.exists()
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(line) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        if new:
+            self._sync_dir()
+
+    def _sync_dir(self) -> None:
+        fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _default_state_dir(engine: Engine) -> Path:
+    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        return Path(engine.url.database).resolve().parent / "paper_state"
+    raise InputError("paper trading on a server database needs state_dir (where its log lives)")
+
+
+def _frames(lines: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """State-log lines -> (candles, funding, decisions) frames for the simulator."""
+    candles = pd.DataFrame(
+        [(ln["bar"], s, *v) for ln in lines for s, v in ln["candles"].items()],
+        columns=["timestamp", "symbol", *core.OHLC],
+    )
+    funding = pd.DataFrame(
+        [tuple(f) for ln in lines for f in ln["funding"]],
+        columns=["timestamp", "symbol", "funding_rate"],
+    )
+    decisions = pd.DataFrame(
+        [(ln["stamp"], s, *v) for ln in lines for s, v in ln["decisions"].items()],
+        columns=["timestamp", "symbol", *core.DECISION_FIELDS],
+    )
+    for frame in (candles, funding, decisions):
+        frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
+        frame["symbol"] = frame["symbol"].astype(str)
+    funding["funding_rate"] = funding["funding_rate"].astype(np.float64)
+    return candles, funding, decisions
+
+
+def _check_prefix(what: str, recorded: pd.DataFrame, now: pd.DataFrame) -> None:
+    """``now`` must start with ``recorded`` (same rows, floats to PARITY_ATOL)."""
+    head = now.iloc[: len(recorded)].reset_index(drop=True)
+    rec = recorded.reset_index(drop=True)
+    ok = len(head) == len(rec)
+    for col in rec.columns if ok else ():
+        a, b = rec[col].to_numpy(), head[col].to_numpy()
+        if rec[col].dtype.kind == "f":
+            ok = ok and bool(np.allclose(a, b, rtol=0, atol=PARITY_ATOL, equal_nan=True))
+        else:
+            ok = ok and bool((pd.Series(a) == pd.Series(b)).all())
+    if not ok:
+        raise PaperParityError(f"re-simulation changed already recorded {what}")
+
+
+class PaperTrader:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        run_name: str,
+        model_version: str,
+        settings: PipelineSettings,
+        timeframe: str,
+        initial_equity: float,
+        state_dir: Path | None = None,
+    ) -> None:
+        self.engine = engine
+        self.run = run_name
+        self.settings = settings
+        self.step = timeframe_to_timedelta(timeframe)
+        with engine.begin() as conn:
+            row = conn.execute(sa.select(paper_runs).where(paper_runs.c.name == run_name)).first()
+            if row is None:
+                conn.execute(
+                    paper_runs.insert().values(
+                        name=run_name,
+                        model_version=model_version,
+                        created_at=datetime.now(UTC),
+                        cash=initial_equity,
+                        initial_equity=initial_equity,
+                    )
+                )
+                self.initial_equity, self.last_bar = float(initial_equity), None
+            else:
+                self.initial_equity = float(row._mapping["initial_equity"])
+                last = utc(row._mapping["last_bar"])
+                self.last_bar = None if last is None else pd.Timestamp(last)
+                if row._mapping["model_version"] != model_version:
+                    conn.execute(
+                        paper_runs.update()
+                        .where(paper_runs.c.name == run_name)
+                        .values(model_version=model_version)
+                    )
+        self.options = core.simulator_options(
+            settings, timeframe, initial_equity=self.initial_equity
+        )
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", run_name)
+        self.log = StateLog((state_dir or _default_state_dir(engine)) / f"{safe}.jsonl")
+        self.lines = self.log.load(self.last_bar)
+        self.ledger: core.Ledger | None = None
+        if self.lines:  # resume: the log must reproduce what the database recorded
+            self.ledger = self._simulate(self.lines)
+            _check_prefix(
+                "fills", orders_frame(engine, run_name)[core.FILL_COLUMNS], self.ledger.fills
+            )
+            self._check_marks(self.ledger)
+
+    # --- the execution core: the backtest simulator over everything seen ---------------------
+    def _simulate(self, lines: list[dict]) -> core.Ledger:
+        candles, funding, decisions = _frames(lines)
+        return core.ledger_at(candles, funding, decisions, options=self.options)
+
+    def _check_marks(self, ledger: core.Ledger) -> None:
+        recorded = pd.DataFrame({"equity": [float(ln["equity"]) for ln in self.lines]})
+        _check_prefix("equity", recorded, ledger.equity.to_frame("equity"))
+
+    def process(self, bar_input: BarInput) -> int:
+        """Process one closed bar; returns the number of fills. Bars at or before the cursor are
+        skipped (already committed)."""
+        bar = bar_input.bar
+        if self.last_bar is not None and bar <= self.last_bar:
+            return 0
+        line = _record(bar_input, self.step)
+        ledger = self._simulate([*self.lines, line])
+        if ledger.bar != bar:
+            raise InputError(f"bar {bar} has no candles")
+        before = self.ledger.fills if self.ledger is not None else ledger.fills.iloc[:0]
+        _check_prefix("fills", before, ledger.fills)
+        self._check_marks(ledger)
+        new = ledger.fills.iloc[len(before) :]
+        if not (new["bar"] == bar).all():
+            raise PaperParityError(f"re-simulation at {bar} added fills at earlier bars")
+        line["equity"] = float(ledger.equity.iloc[-1])
+        self.log.append(line)  # durable first; the database commit below is the cursor
+        self._commit(bar, ledger, new)
+        self.lines.append(line)
+        self.ledger, self.last_bar = ledger, bar
+        return len(new)
+
+    def _commit(self, bar: pd.Timestamp, ledger: core.Ledger, new: pd.DataFrame) -> None:
+        at = bar.to_pydatetime()
+        now = datetime.now(UTC)
+        with self.engine.begin() as conn:
+            for k, o in enumerate(new.itertuples(index=False)):
+                order_id = conn.execute(
+                    paper_orders.insert()
+                    .values(
+                        run=self.run,
+                        client_order_id=f"{self.run}:{o.symbol}:{bar.isoformat()}:{k}:{o.reason}",
+                        symbol=o.symbol,
+                        bar=at,
+                        side=int(o.side),
+                        quantity=float(o.quantity),
+                        reason=o.reason,
+                        created_at=now,
+                    )
+                    .returning(paper_orders.c.id)
+                ).scalar_one()
+                conn.execute(
+                    paper_fills.insert().values(
+                        order_id=order_id,
+                        price=float(o.price),
+                        quantity=float(o.quantity),
+                        fee=float(o.fee),
+                        at=at,
+                    )
+                )
+            conn.execute(paper_positions.delete().where(paper_positions.c.run == self.run))
+            if len(ledger.open):
+                conn.execute(
+                    paper_positions.insert(),
+                    [
+                        {
+                            "run": self.run,
+                            "symbol": p.symbol,
+                            "direction": int(p.direction),
+                            "quantity": float(p.quantity),
+                            "entry_price": float(p.entry_price),
+                            "entry_bar": pd.Timestamp(p.entry_bar).to_pydatetime(),
+                            "review_bar": pd.Timestamp(p.review_bar).to_pydatetime(),
+                            "stop": float(p.stop),
+                            "risk_amount": float(p.risk_amount),
+                        }
+                        for p in ledger.open.itertuples(index=False)
+                    ],
+                )
+            conn.execute(
+                paper_runs.update()
+                .where(paper_runs.c.name == self.run)
+                .values(last_bar=at, cash=ledger.cash)
+            )
+
+    # --- views ---------------------------------------------------------------------------
+    @property
+    def positions(self) -> dict[str, PaperPosition]:
+        if self.ledger is None:
+            return {}
+        return {
+            p.symbol: PaperPosition(
+                symbol=p.symbol,
+                direction=int(p.direction),
+                quantity=float(p.quantity),
+                entry_price=float(p.entry_price),
+                entry_bar=pd.Timestamp(p.entry_bar),
+                review_bar=pd.Timestamp(p.review_bar),
+                stop=float(p.stop),
+                risk_amount=float(p.risk_amount),
+            )
+            for p in self.ledger.open.itertuples(index=False)
+        }
+
+    def equity(self) -> float:
+        """Marked at the last processed bar's close."""
+        return self.initial_equity if self.ledger is None else float(self.ledger.equity.iloc[-1])
+
+    def close_out(self) -> BacktestResult:
+        """The backtest of exactly the bars seen so far (open positions closed at the last
+        close): what the account would be if the data ended now."""
+        if not self.lines:
+            raise InputError("no bars paper-traded yet")
+        candles, funding, decisions = _frames(self.lines)
+        return core.close_out(candles, funding, decisions, options=self.options)
+
+
+def bar_inputs(
+    candles: pd.DataFrame,
+    decisions: pd.DataFrame,
+    funding: pd.DataFrame | None,
+    *,
+    timeframe: str,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+) -> list[BarInput]:
+    """Per bar in ``[start, end)``: its candles, the decisions stamped one bar earlier (they
+    fill at its open) and the funding settled in it -- or in the data gap before it, as the
+    simulator charges it (each settlement belongs to the first bar that ends after it)."""
+    step = timeframe_to_timedelta(timeframe)
+    c = candles.assign(timestamp=pd.to_datetime(candles["timestamp"], utc=True))
+    c = c[(c["timestamp"] >= start) & (c["timestamp"] < end)]
+    d = decisions.assign(timestamp=pd.to_datetime(decisions["timestamp"], utc=True) + step)
+    if "expected_return" not in d.columns:
+        d["expected_return"] = np.nan
+    bars = pd.DatetimeIndex(sorted(c["timestamp"].unique()))
+    if funding is not None and len(funding) and len(bars):
+        f = funding.assign(timestamp=pd.to_datetime(funding["timestamp"], utc=True))
+        f = f[(f["timestamp"] >= start) & (f["timestamp"] < bars[-1] + step)]
+        f = f.assign(_bar=bars[(bars + step).searchsorted(f["timestamp"], side="right")])
+    else:
+        f = pd.DataFrame(columns=["timestamp", "symbol", "funding_rate", "_bar"])
+    c_groups = dict(tuple(c.groupby("timestamp")))
+    d_groups = dict(tuple(d.groupby("timestamp")))
+    f_groups = dict(tuple(f.groupby("_bar"))) if len(f) else {}
+    empty_dec = pd.DataFrame(columns=list(core.DECISION_FIELDS), dtype=np.float64)
+    empty_fund = pd.DataFrame(columns=["timestamp", "symbol", "funding_rate"])
+    out = []
+    for bar in bars:
+        dg = d_groups.get(bar)
+        fg = f_groups.get(bar)
+        out.append(
+            BarInput(
+                bar=pd.Timestamp(bar),
+                candles=c_groups[bar].set_index("symbol")[list(core.OHLC)],
+                decisions=empty_dec
+                if dg is None
+                else dg.set_index("symbol")[list(core.DECISION_FIELDS)],
+                funding=empty_fund
+                if fg is None
+                else fg[["timestamp", "symbol", "funding_rate"]].reset_index(drop=True),
+            )
+        )
+    return out
+
+
+def replay(
+    trader: PaperTrader,
+    inputs: list[BarInput],
+    *,
+    bar_delay: float = 0.0,
+    max_bars: int | None = None,
+) -> int:
+    """Process the bars after the cursor in order; returns the bars processed."""
+    if not inputs:
+        raise InputError("no bars to paper-trade in the selected window")
+    done = 0
+    for item in inputs:
+        if trader.last_bar is not None and item.bar <= trader.last_bar:
+            continue
+        if max_bars is not None and done >= max_bars:
+            break
+        trader.process(item)
+        done += 1
+        if bar_delay:
+            time.sleep(bar_delay)
+    return done
+
+
+def orders_frame(engine: Engine, run_name: str) -> pd.DataFrame:
+    """Orders joined with their fills, in order."""
+    query = (
+        sa.select(
+            paper_orders.c.client_order_id,
+            paper_orders.c.symbol,
+            paper_orders.c.bar,
+            paper_orders.c.side,
+            paper_orders.c.quantity,
+            paper_orders.c.reason,
+            paper_fills.c.price,
+            paper_fills.c.fee,
+        )
+        .join(paper_fills, paper_fills.c.order_id == paper_orders.c.id, isouter=True)
+        .where(paper_orders.c.run == run_name)
+        .order_by(paper_orders.c.id)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    out = pd.DataFrame(
+        rows,
+        columns=list(rows[0]._fields)
+        if rows
+        else ["client_order_id", "symbol", "bar", "side", "quantity", "reason", "price", "fee"],
+    )
+    out["bar"] = pd.to_datetime(out["bar"], utc=True)
+    return out
+
+
+def run_state(engine: Engine, run_name: str) -> dict | None:
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(paper_runs).where(paper_runs.c.name == run_name)).first()
+    if row is None:
+        return None
+    m = dict(row._mapping)
+    m["last_bar"] = utc(m["last_bar"])
+    return m

@@ -1,0 +1,82 @@
+"""Inputs of the paper trader: market data (stored parquet bars, or live via ccxt), causal
+features, the deployed model's predictions and the decisions frame."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from cryptoml_pipeline.errors import InputError
+from cryptoml_pipeline.features import build_features
+from cryptoml_pipeline.live import paper_adapter as trading
+from cryptoml_pipeline.live.paper import BarInput, bar_inputs
+from cryptoml_pipeline.market import ParquetStore
+from cryptoml_pipeline.market.source import MarketData, load_market_data, load_via_ccxt
+from cryptoml_pipeline.modeling.forecast_model import ForecastModel, predict_forecast
+from cryptoml_pipeline.settings import PipelineSettings
+from cryptoml_pipeline.timing import timeframe_to_timedelta
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PaperFeed:
+    inputs: list[BarInput]
+    predictions: pd.DataFrame
+    start: pd.Timestamp
+    end: pd.Timestamp
+
+
+def load_market(
+    data_dir: Path,
+    settings: PipelineSettings,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    *,
+    live: bool,
+) -> MarketData:
+    symbols, tf = list(settings.data.symbols), settings.data.timeframe
+    history = pd.Timedelta(days=settings.data.history_days)
+    if live:
+        return load_via_ccxt(ParquetStore(data_dir), symbols, tf, start - history, end)
+    return load_market_data(
+        ParquetStore(data_dir),
+        symbols,
+        tf,
+        start,
+        end,
+        history=history,
+        funding_interval_hours=settings.data.funding_interval_hours,
+    )
+
+
+def build_feed(
+    market: MarketData,
+    model: ForecastModel,
+    settings: PipelineSettings,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+) -> PaperFeed:
+    """Features on all loaded bars (warm-up included); predictions of every bar in
+    ``[start - 1 bar, end)`` — each from its own causal input window, exactly what a bar-by-bar
+    loop would compute — and the per-bar inputs of ``[start, end)``."""
+    tf = settings.data.timeframe
+    if model.manifest.get("timeframe") != tf:
+        raise InputError(
+            f"the deployed model is for {model.manifest.get('timeframe')} bars, not {tf}"
+        )
+    table = build_features(market.candles, market.funding, settings.features, timeframe=tf).table
+    ts = pd.to_datetime(table["timestamp"], utc=True)
+    step = timeframe_to_timedelta(tf)
+    mask = ((ts >= start - step) & (ts < end)).to_numpy()
+    if not mask.any():
+        raise InputError(f"no bars in the paper window [{start}, {end})")
+    preds = predict_forecast(model, table, None, mask, settings, tf, tag="paper")
+    decisions = trading.decisions(preds, table, timeframe=tf, settings=settings)
+    inputs = bar_inputs(
+        market.candles, decisions, market.funding, timeframe=tf, start=start, end=end
+    )
+    return PaperFeed(inputs=inputs, predictions=preds, start=start, end=end)

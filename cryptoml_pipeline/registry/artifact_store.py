@@ -1,0 +1,131 @@
+"""The pipeline's artifact store (no Dagster): every artifact is stored as parquet, JSON or
+weights + JSON — never pickled (:class:`defs.io_manager.ArtifactIOManager` writes through it).
+
+Layout: ``<base_dir>/assets/<asset key>[/<partition key>]`` + a suffix chosen by the value's type:
+
+* ``pandas.DataFrame``          -> ``.parquet``
+* ``FoldModel`` / ``GbmFoldModel`` (trained models) -> directory with ``model.pt`` (state_dict)
+  or ``gbm.txt`` (LightGBM text) + ``manifest.json``
+* ``dict`` holding DataFrames   -> directory "bundle": one parquet per frame + ``bundle.json``
+* JSON-able ``dict`` / ``list``  -> ``.json``
+
+Loading looks at what is on disk, so the format never needs to be declared twice. A non-partitioned
+asset that depends on a partitioned one receives ``{partition_key: value}``.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cryptoml_pipeline.modeling.fold_training import FoldModel
+from cryptoml_pipeline.modeling.forecast_model import load_forecast_model, save_forecast_model
+from cryptoml_pipeline.modeling.gbm import GbmFoldModel
+from cryptoml_pipeline.modeling.importance import IMPORTANCE_COLUMNS
+
+_BUNDLE_INDEX = "bundle.json"
+FEATURE_IMPORTANCE_ASSET = "feature_importance"  # the asset key (defs.assets.importance)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def _atomic_write_parquet(path: Path, frame: pd.DataFrame) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def _replace_dir(tmp_dir: Path, final: Path) -> None:
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp_dir, final)
+
+
+def write_value(stem: Path, value: Any) -> Path:
+    """Store ``value`` under ``stem`` (no suffix); returns the path written."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(value, pd.DataFrame):
+        path = stem.with_suffix(".parquet")
+        _atomic_write_parquet(path, value)
+        return path
+    if isinstance(value, FoldModel | GbmFoldModel):
+        tmp = Path(tempfile.mkdtemp(dir=stem.parent, prefix=f".{stem.name}."))
+        save_forecast_model(tmp, value)
+        _replace_dir(tmp, stem)
+        return stem
+    if isinstance(value, dict) and any(isinstance(v, pd.DataFrame) for v in value.values()):
+        tmp = Path(tempfile.mkdtemp(dir=stem.parent, prefix=f".{stem.name}."))
+        frames = [k for k, v in value.items() if isinstance(v, pd.DataFrame)]
+        for key in frames:
+            value[key].to_parquet(tmp / f"{key}.parquet", index=False)
+        rest = {k: v for k, v in value.items() if k not in frames}
+        (tmp / _BUNDLE_INDEX).write_text(
+            json.dumps({"frames": frames, "values": rest}, default=str)
+        )
+        _replace_dir(tmp, stem)
+        return stem
+    if isinstance(value, dict | list):
+        path = stem.with_suffix(".json")
+        _atomic_write_text(path, json.dumps(value, indent=2, default=str))
+        return path
+    raise TypeError(
+        f"cannot store a {type(value).__name__} at {stem}: return a DataFrame, FoldModel, "
+        "or a JSON-able dict/list"
+    )
+
+
+def read_value(stem: Path) -> Any:
+    """Load what :func:`write_value` stored under ``stem``."""
+    if stem.with_suffix(".parquet").exists():
+        return pd.read_parquet(stem.with_suffix(".parquet"))
+    if stem.with_suffix(".json").exists():
+        return json.loads(stem.with_suffix(".json").read_text())
+    if (stem / _BUNDLE_INDEX).exists():
+        index = json.loads((stem / _BUNDLE_INDEX).read_text())
+        out: dict[str, Any] = dict(index["values"])
+        for key in index["frames"]:
+            out[key] = pd.read_parquet(stem / f"{key}.parquet")
+        return out
+    if (stem / "manifest.json").exists():
+        return load_forecast_model(stem)
+    raise FileNotFoundError(f"no stored artifact at {stem} (materialize the upstream asset first)")
+
+
+def load_importance_partitions(
+    base_dir: str | Path, fold_keys: list[str]
+) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
+    """Read the stored ``feature_importance`` fold partitions without failing on a missing one.
+
+    Returns ``({fold: table}, {fold: why it is missing})``. Reads where ``ArtifactIOManager``
+    (``base_dir``/assets/feature_importance/<fold>) writes; a fold with no stored table, an
+    unreadable one or one missing ``IMPORTANCE_COLUMNS`` is listed as missing with the reason.
+    """
+    found: dict[str, pd.DataFrame] = {}
+    missing: dict[str, str] = {}
+    root = Path(base_dir, "assets", FEATURE_IMPORTANCE_ASSET)
+    for key in fold_keys:
+        try:
+            table = read_value(root / key)
+        except FileNotFoundError:
+            missing[key] = "feature_importance partition not materialized (run train_folds_job)"
+            continue
+        except Exception as exc:  # a corrupt artifact must not take the report down
+            missing[key] = f"unreadable: {type(exc).__name__}: {exc}"
+            continue
+        if not isinstance(table, pd.DataFrame) or not set(IMPORTANCE_COLUMNS) <= set(table):
+            missing[key] = "stored value is not an importance table"
+            continue
+        found[key] = table
+    return found, missing
