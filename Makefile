@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 ARGS ?=
 
-.PHONY: install run test ui lint format data bench clean dashboard paper
+.PHONY: install run test ui lint format data bench clean dashboard paper defs
 
 $(STAMP): pyproject.toml scripts/install.sh
 	VENV=$(VENV) bash scripts/install.sh
@@ -20,6 +20,10 @@ test: $(STAMP)  ## the test suite (CI runs exactly this)
 
 ui: $(STAMP)  ## Dagster web UI on http://127.0.0.1:3000
 	$(BIN)/python scripts/dagster_dev.py
+
+defs: $(STAMP)  ## `dg check defs` (the code location loads) and `dg list defs`
+	$(BIN)/dg check defs
+	$(BIN)/dg list defs
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check .

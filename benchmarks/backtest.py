@@ -5,15 +5,18 @@ Datasets: 3 symbols x 2 years of 1h (real Binance spot, ../shared/data), 1 symbo
 5m (real), a seeded synthetic year of 1m bars. Ours runs the FULL simulator (risk sizing, ATR
 stops, funding settlements on a zero-rate schedule, one shared equity across symbols) and, for
 the same trades as the libraries, the fixed-quantity mode; compile/JIT warm-up is excluded.
-vectorbt runs on a tz-naive index (a tz-aware one is far slower). Writes
-benchmarks/results/backtest.json.
+vectorbt runs on a tz-naive index (a tz-aware one is far slower). Every figure is the median of
+``REPEAT`` runs, ours and vectorbt alternating (the machine is shared; the load averages are
+recorded). Writes benchmarks/results/backtest.json.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -106,13 +109,17 @@ class KernelTimer:
         K.run_kernel = self.original
 
 
-def best_of(fn, repeat: int = 5) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+REPEAT = 7  # runs per measurement; the median is reported (the machine is shared)
+
+
+def seconds(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def median_of(fn, repeat: int = REPEAT) -> float:
+    return float(np.median([seconds(fn) for _ in range(repeat)]))
 
 
 def run_ours(candles, decisions, funding, tf, fixed):
@@ -183,6 +190,11 @@ def run_bt(candles, decisions):
         Backtest(data, Sig, cash=1e9, commission=0.001, finalize_trades=True).run()
 
 
+def load_average() -> str:
+    """The 1/5/15-minute load averages (the machine is shared with other jobs)."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def main() -> None:
     sets = {
         "3x2y_1h": (
@@ -198,25 +210,30 @@ def main() -> None:
         "1x9m_5m": (real("BTC/USDT", "5m", "2025-01-01", "2025-10-01"), "5m"),
         "1x1y_1m_synthetic": (synthetic(365 * 24 * 60), "1m"),
     }
+    load_start = load_average()
     results = {}
     for name, (candles, tf) in sets.items():
         decisions = signals(candles)
         funding = zero_funding(candles)
         bars = len(candles)
-        run_ours(candles, decisions, funding, tf, False)  # JIT warm-up
+        full = partial(run_ours, candles, decisions, funding, tf, False)
+        fixed = partial(run_ours, candles, decisions, funding, tf, True)
+        vbt = partial(run_vbt, candles, decisions)
+        full()  # JIT warm-up
+        fixed()
         row = {"bars": bars, "symbols": int(candles["symbol"].nunique())}
-        full = best_of(lambda c=candles, d=decisions, f=funding, t=tf: run_ours(c, d, f, t, False))
-        fixed = best_of(lambda c=candles, d=decisions, f=funding, t=tf: run_ours(c, d, f, t, True))
-        with KernelTimer() as timer:
-            best_of(lambda c=candles, d=decisions, f=funding, t=tf: run_ours(c, d, f, t, False))
-        row["ours_full_bars_per_s"] = bars / full
-        row["ours_kernel_only_bars_per_s"] = bars / min(timer.times)
-        row["ours_fixed_size_bars_per_s"] = bars / fixed
         run_vbt(candles.head(200 * row["symbols"]), decisions.head(200 * row["symbols"]))
-        vbt_s = best_of(lambda c=candles, d=decisions: run_vbt(c, d))
-        row["vectorbt_from_signals_bars_per_s"] = bars / vbt_s
-        bt_s = best_of(lambda c=candles, d=decisions: run_bt(c, d), repeat=1)
-        row["backtesting_py_bars_per_s"] = bars / bt_s
+        # ours and vectorbt alternate, so that a change in the machine's load hits both
+        full_t, vbt_t = [], []
+        with KernelTimer() as timer:
+            for _ in range(REPEAT):
+                full_t.append(seconds(full))
+                vbt_t.append(seconds(vbt))
+        row["ours_full_bars_per_s"] = bars / float(np.median(full_t))
+        row["ours_kernel_only_bars_per_s"] = bars / float(np.median(timer.times))
+        row["ours_fixed_size_bars_per_s"] = bars / median_of(fixed)
+        row["vectorbt_from_signals_bars_per_s"] = bars / float(np.median(vbt_t))
+        row["backtesting_py_bars_per_s"] = bars / seconds(partial(run_bt, candles, decisions))
         row["ours_full_vs_vectorbt"] = (
             row["ours_full_bars_per_s"] / row["vectorbt_from_signals_bars_per_s"]
         )
@@ -233,12 +250,13 @@ def main() -> None:
         json.dumps(
             {
                 "machine": platform.processor() or platform.machine(),
-                "cpu_count": __import__("os").cpu_count(),
+                "cpu_count": os.cpu_count(),
                 "note": "bars/s = symbol-bars per second; ours_full/ours_fixed_size: end-to-end "
                 "simulate() incl. validation, grid building and output frames; "
                 "ours_kernel_only: the compiled bar loop alone inside the same simulate() calls; "
-                "best of 5 (backtesting.py: 1 run); JIT warm-up excluded; shared 2-core "
-                "machine, other jobs running",
+                f"median of {REPEAT} runs, ours and vectorbt alternating (backtesting.py: 1 "
+                "run); JIT warm-up excluded; shared 2-core machine, other jobs running "
+                f"(load average at the start / end: {load_start} / {load_average()})",
                 "results": results,
             },
             indent=2,

@@ -7,7 +7,7 @@ Timed (data already read into memory, as in a live loop that appends each new ba
 ``serving.signals`` call = the last closed bar (``closed_bars``) + the signal's feature rows
 (``signal_table``: per-symbol families of the requested traded symbols on the causal tail,
 cross-asset values at the read rows from every member's closes) + the model's prediction
-(``signal.forecast_rows``: LightGBM on the rows' arrays, equal to ``predict_forecast``) + the
+(``signal.forecast_rows``: LightGBM on the rows' arrays, equal to ``predict_rows``) + the
 backtest's decision. Each call sees a NEW bar (the data ends one bar later per call), so nothing
 can come from a cache of the previous call. Reported per symbol: one symbol per call, and all
 traded symbols in one call divided by their number, median and p99; ``breakdown_one_symbol_ms``
@@ -61,8 +61,8 @@ from cryptoml_pipeline.market.source import (
 )
 from cryptoml_pipeline.market.store import ParquetStore
 from cryptoml_pipeline.modeling.folds import final_training_fold
-from cryptoml_pipeline.modeling.forecast_model import fit_forecast_model, predict_forecast
 from cryptoml_pipeline.modeling.labels import make_labels
+from cryptoml_pipeline.modeling.models import ZOO, FoldInputs
 from cryptoml_pipeline.registry.deployment_store import deploy
 from cryptoml_pipeline.settings import profile_settings
 
@@ -134,7 +134,7 @@ def _reference(served: ServedModel, c: pd.DataFrame, f: pd.DataFrame, symbols: l
     mask = np.zeros(len(table), dtype=bool)
     for s in symbols:
         mask |= (key == s) & (stamp == bars[s]).to_numpy()
-    predict_forecast(served.model, table, None, mask, served.settings, "1h", tag="reference")
+    served.zoo.predict_rows(served.model, table, None, mask, served.settings, "1h", tag="reference")
 
 
 def deploy_default(store: ParquetStore, root: Path):
@@ -158,7 +158,9 @@ def deploy_default(store: ParquetStore, root: Path):
     features = compute_features(md.candles, md.funding, settings.features, timeframe="1h")
     labels = make_labels(md.candles, settings.target, settings.labels, timeframe="1h")
     fold = final_training_fold(end, settings.walk_forward, timeframe="1h")
-    model = fit_forecast_model("gbm", features, labels, fold, settings, "1h", traded=traded)
+    model = ZOO["gbm"].fit_window(
+        FoldInputs(features, labels, fold, settings, "1h", traded=tuple(traded))
+    )
     model.manifest |= {
         "version": "benchmark-default",
         "symbols": list(traded),

@@ -23,6 +23,7 @@ from cryptoml_pipeline.defs.assets import (
     ingestion,
     landing,
     modeling,
+    run_settings,
     tracking,
     zoo,
 )
@@ -55,6 +56,7 @@ from cryptoml_pipeline.locations import resolve_data_location
 from cryptoml_pipeline.settings import DEFAULT_SYMBOLS
 
 ASSET_MODULES = [
+    run_settings,
     ingestion,
     features,
     modeling,

@@ -1,18 +1,23 @@
 """Every typed setting of the pipeline, with the spec's defaults — the one config place.
 
 All models are frozen pydantic models. Dagster ``dg.Config`` wrappers live in ``defs/`` only.
-Profiles (``tiny``, ``demo``, ``full``) are built by :func:`profile_settings`.
+Profiles (``tiny``, ``demo``, ``full``) are data: ``cryptoml_pipeline/profiles/<profile>.yaml``
+holds what each changes from the defaults below; :func:`profile_settings` builds them.
 """
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
+from importlib import resources
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ProfileName = Literal["tiny", "demo", "full"]
 PROFILES: tuple[ProfileName, ...] = ("tiny", "demo", "full")
+
+PROFILE_DIR = "profiles"  # cryptoml_pipeline/profiles/<profile>.yaml: each profile's overrides
 
 DEFAULT_SYMBOLS: tuple[str, ...] = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
 
@@ -541,7 +546,8 @@ class TuningConfig(_Frozen):
     n_trials: int = Field(0, ge=0, description="0 = no tuning (use GbmConfig as is)")
 
 
-StrategyModel = Literal["gbm", "transformer", "engine"]
+# the deployable zoo models (modeling.models.DEPLOYABLE, kept equal by test_zoo_interface.py)
+StrategyModel = Literal["gbm", "transformer"]
 
 
 class StrategyConfig(_Frozen):
@@ -631,75 +637,30 @@ def apply_overrides(settings: PipelineSettings, overrides: dict) -> PipelineSett
     return PipelineSettings.model_validate(merged)
 
 
-def profile_settings(profile: ProfileName, **data_overrides: object) -> PipelineSettings:
-    """Settings of a named profile; ``data_overrides`` replace fields of :class:`DataConfig`."""
-    if profile == "tiny":
-        base = PipelineSettings(
-            profile="tiny",
-            data=DataConfig(symbols=("BTC/USDT",), universe=("BTC/USDT",), lookback_days=120),
-            # shorter long windows so the tiny window keeps most rows after warm-up
-            features=FeatureConfig(
-                cross_asset=CrossAssetConfig(correlation_windows=(24, 72, 168)),
-                temporal=TemporalConfig(regime_window=168),
-                importance=ImportanceConfig(max_rows=300),
-            ),
-            walk_forward=WalkForwardConfig(train_days=60, test_days=30, step_days=30, max_folds=2),
-            model=ModelConfig(
-                d_model=16,
-                nhead=2,
-                num_layers=1,
-                dim_feedforward=32,
-                head_hidden=16,
-                sequence_length=24,
-            ),
-            training=TrainingConfig(
-                batch_size=128,
-                epochs=1,
-                early_stopping_patience=1,
-                t0=1,
-                max_batches_per_epoch=20,
-            ),
-            gbm=GbmConfig(n_estimators=50, min_child_samples=50),
-            lstm_cnn=LstmCnnConfig(
-                sequence_length=16,
-                conv_channels=8,
-                lstm_hidden=16,
-                attention_heads=2,
-                min_train_samples=100,
-            ),
-            ppo=PpoConfig(total_timesteps=1024, n_steps=256),
-            tuning=TuningConfig(n_trials=2),
-        )
-    elif profile == "demo":
-        base = PipelineSettings(
-            profile="demo",
-            walk_forward=WalkForwardConfig(train_days=180, test_days=90, step_days=90),
-            model=ModelConfig(
-                d_model=64,
-                nhead=4,
-                num_layers=2,
-                dim_feedforward=128,
-                head_hidden=64,
-                sequence_length=48,
-            ),
-            training=TrainingConfig(batch_size=256, epochs=6, early_stopping_patience=2, t0=2),
-            lstm_cnn=LstmCnnConfig(
-                sequence_length=24, conv_channels=32, lstm_hidden=64, attention_heads=4
-            ),
-            ppo=PpoConfig(total_timesteps=10_000),
-            tuning=TuningConfig(n_trials=0),  # the selection study ran without inner tuning
-            # the shuffled-label control doubles training: on the demo, the two latest folds
-            controls=ControlsConfig(shuffled_label_folds=None),
-        )
-    elif profile == "full":
-        # the GPU profile: the spec's model; batch size chosen for throughput on the card
-        base = PipelineSettings(
-            profile="full",
-            requires_cuda=True,
-            training=TrainingConfig(auto_batch_size=True),
-        )
-    else:  # pragma: no cover - guarded by Literal
+@functools.cache
+def _profile_text(profile: str) -> str:
+    if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES}")
+    return resources.files(__package__).joinpath(PROFILE_DIR, f"{profile}.yaml").read_text("utf-8")
+
+
+def profile_overrides(profile: ProfileName) -> dict:
+    """The settings a profile changes from the class defaults: its YAML file
+    ``cryptoml_pipeline/profiles/<profile>.yaml`` (shipped as package data), a nested mapping."""
+    import yaml
+
+    raw = yaml.safe_load(_profile_text(profile)) or {}
+    if not isinstance(raw, dict) or "profile" in raw:
+        raise ValueError(
+            f"{PROFILE_DIR}/{profile}.yaml must be a mapping of settings without 'profile'"
+        )
+    return raw
+
+
+def profile_settings(profile: ProfileName, **data_overrides: object) -> PipelineSettings:
+    """Settings of a named profile (the class defaults with its YAML file's overrides, see
+    :func:`profile_overrides`); ``data_overrides`` replace fields of :class:`DataConfig`."""
+    base = PipelineSettings.model_validate({**profile_overrides(profile), "profile": profile})
     if data_overrides:
         base = base.model_copy(update={"data": base.data.model_copy(update=data_overrides)})
     return base

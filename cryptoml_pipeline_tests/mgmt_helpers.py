@@ -14,10 +14,9 @@ from sqlalchemy import Engine
 from cryptoml_pipeline.features import build_features
 from cryptoml_pipeline.market import ParquetStore
 from cryptoml_pipeline.market.source import load_market_data
-from cryptoml_pipeline.modeling.fold_training import train_fold
 from cryptoml_pipeline.modeling.folds import final_training_fold
-from cryptoml_pipeline.modeling.importance import feature_importance
 from cryptoml_pipeline.modeling.labels import make_labels
+from cryptoml_pipeline.modeling.models import ZOO, FoldInputs
 from cryptoml_pipeline.registry.candidates import save_and_register
 from cryptoml_pipeline.registry.db import make_engine, upgrade
 from cryptoml_pipeline.registry.model_registry import ModelRegistry
@@ -50,7 +49,7 @@ def _train(data_dir: Path, end: str):
     features = build_features(market.candles, market.funding, settings.features, "1h").table
     labels = make_labels(market.candles, settings.target, settings.labels, timeframe="1h")
     fold = final_training_fold(end_ts, settings.walk_forward, timeframe="1h")
-    model = train_fold(features, labels, fold, settings, "1h")
+    model = ZOO["transformer"].fit_window(FoldInputs(features, labels, fold, settings, "1h"))
     model.manifest["version"] = f"tiny-{end_ts:%Y%m%d}"
     return settings, features, labels, model
 
@@ -65,7 +64,7 @@ def deploy_tiny_model(
     upgrade(engine)
     registry = ModelRegistry(engine)
     entry = save_and_register(
-        registry, output_dir, model, {"feature_importance": feature_importance(model)}
+        registry, output_dir, model, {"feature_importance": ZOO[model.name].importance(model)}
     )
     registry.promote(entry.version, "test deployment")
     return Deployed(engine, url, entry.version, settings, features, labels)

@@ -11,7 +11,7 @@ import pytest
 from cryptoml_pipeline.cli import build_parser
 from cryptoml_pipeline.cli.run import execute_pipeline, prepare_run
 from cryptoml_pipeline.defs.partitions import FOLDS
-from cryptoml_pipeline.modeling.forecast_model import load_forecast_model, model_kind
+from cryptoml_pipeline.modeling.models import load_saved
 from cryptoml_pipeline.reporting.report import validate_report
 
 
@@ -100,8 +100,8 @@ def test_deployed_model_loads_safely(real_run) -> None:
     assert report["deployment"]["deployed"] is True, report["deployment"]["reason"]
     assert "walk-forward evidence" in report["deployment"]["reason"]
     # the strategy's own model (LightGBM by default), loaded after its checksum verification
-    model = load_forecast_model(out / "models" / "deployed")
-    assert model_kind(model) == "gbm"
+    model = load_saved(out / "models" / "deployed")
+    assert model.name == "gbm"
     manifest = model.manifest
     keys = ("version", "created_at", "feature_cols", "gbm_config", "model_sha256", "walk_forward")
     for key in keys:

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from cryptoml_pipeline.defs.assets import features as feature_assets
+from cryptoml_pipeline.defs.assets.run_settings import run_settings
 from cryptoml_pipeline.defs.resources import MarketDataResource, PipelineResource
 from cryptoml_pipeline.features import compute_features, find_lookahead, warmup_period
 from cryptoml_pipeline.features.causality import find_warmup_sensitivity, sample_cut_times
@@ -88,6 +89,7 @@ def _materialize_check(monkeypatch, compute, candles, funding) -> dg.AssetCheckE
 
     checks = dg.materialize(
         [
+            run_settings,
             ohlcv_stub,
             funding_stub,
             info_stub,

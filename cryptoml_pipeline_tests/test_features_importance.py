@@ -13,6 +13,7 @@ from cryptoml_pipeline.modeling.fold_training import train_fold
 from cryptoml_pipeline.modeling.folds import fold_row_masks, walk_forward_folds
 from cryptoml_pipeline.modeling.importance import permutation_importance, summarise_importance
 from cryptoml_pipeline.modeling.labels import make_labels
+from cryptoml_pipeline.modeling.models import TRANSFORMER
 from cryptoml_pipeline.settings import profile_settings
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -55,7 +56,9 @@ def test_scaler_is_fitted_on_the_fold_training_rows_only(trained) -> None:
 
 def test_permutation_importance_on_the_test_window(trained) -> None:
     settings, features, labels, fold, model = trained
-    table = permutation_importance(model, features, labels, fold, settings, "1h")
+    table = permutation_importance(
+        TRANSFORMER.fitted(model), features, labels, fold, settings, "1h"
+    )
     assert sorted(table["feature"]) == sorted(model.feature_cols)
     assert table.loc[table["feature"] == "constant_probe", "importance_logloss"].item() == 0.0
     assert (table["importance_logloss"].abs() > 0).sum() >= len(table) // 2

@@ -7,13 +7,8 @@ import pandas as pd
 import pytest
 
 from cryptoml_pipeline.errors import InputError
-from cryptoml_pipeline.modeling.labels import (
-    LABEL_COLUMNS,
-    class_to_signal,
-    classify_returns,
-    label_to_class,
-    make_labels,
-)
+from cryptoml_pipeline.modeling.labels import LABEL_COLUMNS, classify_returns, make_labels
+from cryptoml_pipeline.modeling.predictions import class_to_signal, label_to_class
 from cryptoml_pipeline.settings import LabelConfig, TargetConfig
 
 # Powers of two: every return below is exactly representable, so boundaries are tested exactly.

@@ -107,9 +107,11 @@ def imports_of(
             and isinstance(node.args[0].value, str)
         ):
             targets = [node.args[0].value]
-        for target in targets:
-            if target == root or target.startswith(root + "."):
-                found.append(Import(name, _resolve(target, modules), node.lineno))
+        found.extend(
+            Import(name, _resolve(target, modules), node.lineno)
+            for target in targets
+            if target == root or target.startswith(root + ".")
+        )
     return found
 
 
@@ -124,7 +126,7 @@ def layer_violations(imports: Iterable[Import], layers: list[tuple[str, ...]]) -
     out = []
     for imp in imports:
         src, dst = top_level(imp.source), top_level(imp.target)
-        if src == dst or src == ROOT or dst == ROOT:
+        if src == dst or ROOT in (src, dst):
             continue
         if src not in rank or dst not in rank:
             out.append(f"{imp.source}:{imp.line} -> {imp.target}: {src!r} or {dst!r} unlisted")
@@ -291,7 +293,9 @@ def test_checker_sees_lazy_type_checking_relative_and_dynamic_imports(tmp_path: 
                 "from typing import TYPE_CHECKING\n"
                 "if TYPE_CHECKING:\n    from cryptoml_pipeline.high.b import X\n"
             ),
-            "low/d.py": "import importlib\nm = importlib.import_module('cryptoml_pipeline.high.b')\n",
+            "low/d.py": (
+                "import importlib\nm = importlib.import_module('cryptoml_pipeline.high.b')\n"
+            ),
             "low/e.py": "from ..high import b\n",
             "high/__init__.py": "",
             "high/b.py": "from cryptoml_pipeline.low.a import f\nX = 1\n",
@@ -324,7 +328,9 @@ def test_checker_flags_reexport_shims_but_not_init_or_real_modules(tmp_path: Pat
             "pkg/__init__.py": "from cryptoml_pipeline.pkg.real import g\n__all__ = ['g']\n",
             "pkg/real.py": "from cryptoml_pipeline.pkg import other\n\ndef g():\n    return 1\n",
             "pkg/other.py": "X = 1\n",
-            "pkg/shim.py": '"""Moved."""\nfrom cryptoml_pipeline.pkg.real import g\n__all__ = ["g"]\n',
+            "pkg/shim.py": (
+                '"""Moved."""\nfrom cryptoml_pipeline.pkg.real import g\n__all__ = ["g"]\n'
+            ),
         },
     )
     assert reexport_shims(sources) == ["cryptoml_pipeline.pkg.shim"]

@@ -72,15 +72,16 @@ def _resources(out: Path, shared_data: Path, end: str):
 
 def _degrade(registry: ModelRegistry, out: Path, version: str) -> str:
     """SCRIPTED: v1 with its output bias pushed to class 0 (label -2): a model gone bad."""
-    good = load_verified(registry, version)
+    good = load_verified(registry, version)  # a zoo model's Fitted (the transformer)
+    net = good.model.model
     with torch.no_grad():
-        good.model.classifier[-1].bias[0] += 50.0
+        net.classifier[-1].bias[0] += 50.0
     manifest = dict(good.manifest) | {"version": f"{version}-degraded"}
     target = registry_dir(out) / manifest["version"]
-    save_model(target, good.model, manifest)
+    save_model(target, net, manifest)
     registry.register(version=manifest["version"], artifact_dir=target, manifest=manifest)
     registry.promote(manifest["version"], "SCRIPTED: simulate a deployed model that went bad")
-    deploy(out, good, manifest)  # the FoldModel (deploy takes a forecast model)
+    deploy(out, good, manifest)  # deploy saves it with ZOO[good.name].save
     return manifest["version"]
 
 

@@ -145,6 +145,7 @@ def test_ohlcv_asset_records_repairs_and_runs_its_checks(tmp_path: Path) -> None
         ohlcv_hard_rules,
         ohlcv_soft_rules,
     )
+    from cryptoml_pipeline.defs.assets.run_settings import run_settings
     from cryptoml_pipeline.defs.io_manager import ArtifactIOManager
     from cryptoml_pipeline.defs.resources import MarketDataResource
     from cryptoml_pipeline_tests.conftest import SHARED_DATA
@@ -164,7 +165,7 @@ def test_ohlcv_asset_records_repairs_and_runs_its_checks(tmp_path: Path) -> None
         output_dir=str(tmp_path),
     )
     result = dg.materialize(
-        [market_snapshot, ohlcv, funding, ohlcv_hard_rules, ohlcv_soft_rules],
+        [run_settings, market_snapshot, ohlcv, funding, ohlcv_hard_rules, ohlcv_soft_rules],
         resources={
             "pipeline": pipeline,
             "market": MarketDataResource(kind="parquet", data_dir=str(store.root)),

@@ -11,8 +11,6 @@ import pytest
 
 from cryptoml_pipeline.errors import InputError
 from cryptoml_pipeline.modeling.fold_training import (
-    PREDICTION_COLUMNS,
-    entropy_confidence,
     fold_model_from_saved,
     predict_fold,
     train_fold,
@@ -20,7 +18,11 @@ from cryptoml_pipeline.modeling.fold_training import (
 from cryptoml_pipeline.modeling.folds import fold_row_masks, walk_forward_folds
 from cryptoml_pipeline.modeling.labels import make_labels
 from cryptoml_pipeline.modeling.persistence import load_model, save_model
-from cryptoml_pipeline.modeling.predictions import signal_from_expected
+from cryptoml_pipeline.modeling.predictions import (
+    PREDICTION_COLUMNS,
+    entropy_confidence,
+    signal_from_expected,
+)
 from cryptoml_pipeline.modeling.scaling import fit_scaler
 from cryptoml_pipeline.settings import (
     ModelConfig,
@@ -177,10 +179,7 @@ def test_a_regression_head_learns_the_forward_return_and_round_trips(tmp_path: P
     """``model.head: regression``: one output trained on the forward return (in units of the
     strong threshold); its estimate is the expected return, no class probabilities; the saved
     model predicts identically; training targets are the aligned forward returns."""
-    from cryptoml_pipeline.modeling.forecast_model import (
-        load_forecast_model,
-        save_forecast_model,
-    )
+    from cryptoml_pipeline.modeling.models import ZOO
 
     settings = SETTINGS.model_copy(
         update={"model": SETTINGS.model.model_copy(update={"head": "regression"})}
@@ -200,10 +199,9 @@ def test_a_regression_head_learns_the_forward_return_and_round_trips(tmp_path: P
     )
     # the estimate varies (a constant output would mean the head never trained)
     assert pred["expected_return"].std() > 0
-    save_forecast_model(tmp_path / "m", fm)
-    again = predict_fold(
-        load_forecast_model(tmp_path / "m"), features, labels, fold, settings, "1h"
-    )
+    zoo = ZOO["transformer"]
+    zoo.save(zoo.fitted(fm), tmp_path / "m")
+    again = predict_fold(zoo.load(tmp_path / "m").model, features, labels, fold, settings, "1h")
     pd.testing.assert_frame_equal(pred, again)
     # the training dataset's targets are the forward returns / strong threshold of its rows
     from cryptoml_pipeline.modeling.datasets import build_dataset

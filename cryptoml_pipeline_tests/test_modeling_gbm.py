@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 
 from cryptoml_pipeline.errors import InputError
-from cryptoml_pipeline.modeling.fold_training import PREDICTION_COLUMNS
 from cryptoml_pipeline.modeling.folds import walk_forward_folds
 from cryptoml_pipeline.modeling.gbm import (
     design_matrix,
@@ -18,6 +17,7 @@ from cryptoml_pipeline.modeling.gbm import (
 )
 from cryptoml_pipeline.modeling.labels import make_labels
 from cryptoml_pipeline.modeling.persistence import ModelChecksumError
+from cryptoml_pipeline.modeling.predictions import PREDICTION_COLUMNS
 from cryptoml_pipeline.settings import (
     GbmConfig,
     PipelineSettings,

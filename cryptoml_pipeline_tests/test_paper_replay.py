@@ -17,7 +17,6 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from cryptoml_pipeline.evaluation.walk_forward import simulation_options
 from cryptoml_pipeline.execution.backtest import simulate
 from cryptoml_pipeline.live import paper_adapter
 from cryptoml_pipeline.live.paper import (
@@ -31,6 +30,7 @@ from cryptoml_pipeline.registry.db import make_engine, upgrade
 from cryptoml_pipeline.registry.schema import paper_positions
 from cryptoml_pipeline.settings import PipelineSettings
 from cryptoml_pipeline.strategy.from_predictions import PROB_COLUMNS, decisions_from_predictions
+from cryptoml_pipeline.strategy.options import simulation_options
 
 TF = "1h"
 SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT")

@@ -2,15 +2,19 @@ import datetime as dt
 
 import dagster as dg
 
+from cryptoml_pipeline.defs.assets.evaluation import retrain_metadata
 from cryptoml_pipeline.defs.schedules import nightly_job_schedule
 from cryptoml_pipeline.defs.sensors import degradation_sensor
+from cryptoml_pipeline.settings import RetrainConfig
 
 
-def _report_backtest(instance: dg.DagsterInstance, recent: float, prior: float) -> None:
+def _report_backtest(
+    instance: dg.DagsterInstance, recent: float, prior: float, retrain: RetrainConfig | None = None
+) -> None:
+    """A backtest materialization with the metadata the backtest asset writes."""
+    metadata = retrain_metadata(recent, prior, retrain or RetrainConfig())
     instance.report_runless_asset_event(
-        dg.AssetMaterialization(
-            asset_key="backtest", metadata={"acc_recent_50": recent, "acc_prior_150": prior}
-        )
+        dg.AssetMaterialization(asset_key="backtest", metadata=metadata)
     )
 
 
@@ -44,6 +48,39 @@ def test_sensor_requests_one_retrain_per_degradation() -> None:
         ctx2 = dg.build_sensor_context(instance=instance, cursor=ctx.cursor)
         second = degradation_sensor(ctx2)
         assert isinstance(second, dg.RunRequest) and second.run_key != first.run_key
+
+
+def test_sensor_retrains_a_run_with_non_default_retrain_windows() -> None:
+    """The verdict is judged with the run's own retrain settings (here 20 vs 60 rows, 20 %) and
+    read from fixed keys: no ``acc_recent_50`` / ``acc_prior_150`` exists in this metadata."""
+    custom = RetrainConfig(recent_window=20, prior_window=60, degradation=0.2)
+    with dg.instance_for_test() as instance:
+        _report_backtest(instance, recent=0.30, prior=0.40, retrain=custom)  # 0.30 < 0.8 x 0.40
+        meta = instance.fetch_materializations(dg.AssetKey("backtest"), limit=1).records[0]
+        keys = set(meta.asset_materialization.metadata)
+        assert {"acc_recent_20", "acc_prior_60", "degraded"} <= keys
+        assert not {"acc_recent_50", "acc_prior_150"} & keys
+        request = degradation_sensor(dg.build_sensor_context(instance=instance))
+        assert isinstance(request, dg.RunRequest)
+        assert request.tags["acc_recent"] == "0.3" and request.tags["acc_prior"] == "0.4"
+        # the same accuracies are no degradation under a 30 % threshold: judged by the run
+        lenient = custom.model_copy(update={"degradation": 0.3})
+        _report_backtest(instance, recent=0.30, prior=0.40, retrain=lenient)  # 0.30 >= 0.28
+        ctx = dg.build_sensor_context(instance=instance, cursor=str(meta.storage_id))
+        assert isinstance(degradation_sensor(ctx), dg.SkipReason)
+
+
+def test_sensor_skips_a_backtest_without_a_verdict() -> None:
+    """A materialization without the ``degraded`` key (another writer) is skipped, not guessed
+    from default windows."""
+    with dg.instance_for_test() as instance:
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(
+                asset_key="backtest", metadata={"acc_recent_50": 0.1, "acc_prior_150": 0.4}
+            )
+        )
+        result = degradation_sensor(dg.build_sensor_context(instance=instance))
+        assert isinstance(result, dg.SkipReason) and "verdict" in result.skip_message
 
 
 def test_sensor_targets_retrain_job() -> None:
@@ -161,7 +198,7 @@ def test_evaluate_runs_once_all_folds_of_the_retrain_succeeded() -> None:
 def test_a_retrains_own_backtest_never_triggers_another_retrain() -> None:
     from cryptoml_pipeline.defs.sensors import RETRAIN_RUN_TAG
 
-    degraded = {"acc_recent_50": 0.2, "acc_prior_150": 0.4}
+    degraded = retrain_metadata(0.2, 0.4, RetrainConfig())
     with dg.instance_for_test() as instance:
         _materialize_as(instance, "backtest", degraded, tags={RETRAIN_RUN_TAG: "retrain-1"})
         result = degradation_sensor(dg.build_sensor_context(instance=instance))

@@ -13,7 +13,6 @@ import pytest
 
 from cryptoml_pipeline.cli import main
 from cryptoml_pipeline.live import load_served
-from cryptoml_pipeline.modeling.forecast_model import predict_forecast
 from cryptoml_pipeline.registry.db import open_database
 from cryptoml_pipeline.registry.model_registry import ModelRegistry
 
@@ -74,7 +73,7 @@ def test_signal_after_a_multi_symbol_synthetic_run(tiny_run: Path, capsys) -> No
     assert pd.Timestamp(out["fills_at"]) == last + pd.Timedelta(hours=1)
     # the model's prediction on the run's own (full) feature table at that bar
     mask = ((features["symbol"] == "ETH/USDT") & (features["timestamp"] == last)).to_numpy()
-    ref = predict_forecast(
+    ref = served.zoo.predict_rows(
         served.model, features, None, mask, served.settings, "1h", tag="reference"
     ).iloc[0]
     assert out["expected_return"] == pytest.approx(ref["expected_return"], abs=1e-9, rel=0)

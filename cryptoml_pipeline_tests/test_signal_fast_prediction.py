@@ -1,6 +1,7 @@
 """The signal's prediction and decision (``serving.signal.forecast_rows``: the LightGBM model on
-the feature rows' arrays, no DataFrame) equal the batch path's: ``predict_forecast`` on the
-feature table (``predict_gbm_rows``: ``design_matrix`` + ``assemble``) and the backtest's
+the feature rows' arrays, no DataFrame: ``ZOO["gbm"].predict_arrays``) equal the batch path's:
+``ZOO["gbm"].predict_rows`` on the feature table (``predict_gbm_rows``: ``design_matrix`` +
+``assemble``) and the backtest's
 decision on it, exactly, for single-symbol and batched calls at several bars."""
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ from cryptoml_pipeline.features.build import compute_features
 from cryptoml_pipeline.live import closed_bars, load_served, signals, tail_span
 from cryptoml_pipeline.live.decision import decide
 from cryptoml_pipeline.live.signal import signal_table
-from cryptoml_pipeline.modeling.forecast_model import predict_forecast
-from cryptoml_pipeline.modeling.gbm import forecast_table_rows
+from cryptoml_pipeline.modeling.models import ZOO
 from cryptoml_pipeline.modeling.predictions import PROB_COLUMNS
 from cryptoml_pipeline_tests.test_trading_realtime import END, TRADED, Deployed, build_deployed
 
@@ -28,7 +28,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Deployed:
 
 
 def _batch_records(served, candles, funding, symbols, position) -> list[dict]:
-    """The previous signal path: the feature table, ``predict_forecast``, the decision."""
+    """The previous signal path: the feature table, ``predict_rows``, the decision."""
     bars = closed_bars(served, candles, funding, symbols)
     table = signal_table(served, candles, funding, bars, symbols)
     key = table["symbol"].astype(str).to_numpy()
@@ -36,7 +36,7 @@ def _batch_records(served, candles, funding, symbols, position) -> list[dict]:
     for s in symbols:
         mask |= (key == s) & (table["timestamp"] == bars[s]).to_numpy()
     settings, tf = served.settings, served.timeframe
-    preds = predict_forecast(served.model, table, None, mask, settings, tf, tag="signal")
+    preds = served.zoo.predict_rows(served.model, table, None, mask, settings, tf, tag="signal")
     out = []
     for s in symbols:
         p = preds[preds["symbol"] == s].iloc[0]
@@ -100,20 +100,22 @@ def test_signal_prediction_and_decision_equal_the_batch_path(deployed: Deployed,
             assert _same(got["atr_pct"], ref["atr_pct"])
 
 
-def test_forecast_table_rows_equal_predict_gbm_rows_on_a_whole_table(deployed: Deployed) -> None:
+def test_predict_arrays_equal_predict_rows_on_a_whole_table(deployed: Deployed) -> None:
     """Lags across symbol boundaries and gaps, unusable rows, any selection of rows."""
     model, settings = deployed.model, deployed.settings
     table = compute_features(deployed.candles, deployed.funding, settings.features, timeframe="1h")
     table = table.drop(index=table.index[5::97]).reset_index(drop=True)  # gaps: lags become NaN
     rng = np.random.default_rng(0)
     mask = rng.random(len(table)) < 0.3
-    ref = predict_forecast(model, table, None, mask, settings, "1h", tag="t")
+    zoo = ZOO[model.name]
+    assert zoo.name == "gbm"
+    ref = zoo.predict_rows(model, table, None, mask, settings, "1h", tag="t")
     columns = {c: table[c].to_numpy(dtype=np.float64) for c in model.feature_cols}
     stamps = table["timestamp"].astype("datetime64[ns, UTC]").array.asi8
     sym = table["symbol"].astype(str).to_numpy(dtype=object)
-    rows, er, conf, probs = forecast_table_rows(
-        model, columns, stamps, sym, mask, "1h", num_threads=1
-    )
+    fast = zoo.predict_arrays(model, columns, stamps, sym, mask, "1h")
+    assert fast is not None
+    rows, er, conf, probs = fast
     assert len(rows) == len(ref) > 0
     assert (stamps[rows] == ref["timestamp"].array.asi8).all()
     assert (sym[rows] == ref["symbol"].to_numpy()).all()

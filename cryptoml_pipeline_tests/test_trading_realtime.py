@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 
 from cryptoml_pipeline.errors import InputError
-from cryptoml_pipeline.evaluation.walk_forward import simulation_options
 from cryptoml_pipeline.execution.backtest import simulate
 from cryptoml_pipeline.execution.decisions import make_decisions
 from cryptoml_pipeline.features.build import compute_features
@@ -27,17 +26,14 @@ from cryptoml_pipeline.market.layout import perpetual_symbol
 from cryptoml_pipeline.market.store import ParquetStore
 from cryptoml_pipeline.market.synthetic import synthetic_market
 from cryptoml_pipeline.modeling.folds import final_training_fold
-from cryptoml_pipeline.modeling.forecast_model import (
-    ForecastModel,
-    fit_forecast_model,
-    predict_forecast,
-)
 from cryptoml_pipeline.modeling.labels import make_labels
+from cryptoml_pipeline.modeling.models import ZOO, Fitted, FoldInputs
 from cryptoml_pipeline.registry.candidates import save_and_register
 from cryptoml_pipeline.registry.db import open_database
 from cryptoml_pipeline.registry.deployment_store import deploy
 from cryptoml_pipeline.registry.model_registry import ModelRegistry
 from cryptoml_pipeline.settings import PipelineSettings, profile_settings
+from cryptoml_pipeline.strategy.options import simulation_options
 
 TRADED = ("BTC/USDT", "ETH/USDT")
 UNIVERSE = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
@@ -51,7 +47,7 @@ class Deployed:
     store: ParquetStore
     candles: pd.DataFrame
     funding: pd.DataFrame
-    model: ForecastModel
+    model: Fitted
     settings: PipelineSettings
 
 
@@ -96,7 +92,7 @@ def build_deployed(root: Path) -> Deployed:
     features = compute_features(candles, funding, settings.features, timeframe="1h")
     labels = make_labels(candles, settings.target, settings.labels, timeframe="1h")
     fold = final_training_fold(END, settings.walk_forward, timeframe="1h")
-    model = fit_forecast_model("gbm", features, labels, fold, settings, "1h", traded=list(TRADED))
+    model = ZOO["gbm"].fit_window(FoldInputs(features, labels, fold, settings, "1h", traded=TRADED))
     model.manifest.update(manifest_fields(settings, synthetic=False))
     deploy(root / "output", model, dict(model.manifest))
     store = write_store(root / "data", candles, funding)
@@ -112,7 +108,8 @@ def _reference(dep: Deployed, symbol: str, bar: pd.Timestamp) -> pd.Series:
     """The model's prediction at ``bar`` on the features of the WHOLE history."""
     table = compute_features(dep.candles, dep.funding, dep.settings.features, timeframe="1h")
     mask = ((table["symbol"] == symbol) & (table["timestamp"] == bar)).to_numpy()
-    return predict_forecast(dep.model, table, None, mask, dep.settings, "1h", tag="ref").iloc[0]
+    zoo = ZOO[dep.model.name]
+    return zoo.predict_rows(dep.model, table, None, mask, dep.settings, "1h", tag="ref").iloc[0]
 
 
 def test_signal_from_the_store_equals_the_full_history_prediction(deployed: Deployed) -> None:

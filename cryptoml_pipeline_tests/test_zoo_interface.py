@@ -1,36 +1,53 @@
 """The zoo's one model interface: a new model is one file (here: a class in this test) plus one
 registry line, and the asset factory turns it into a fold-partitioned asset that trains on the
-fold's purged fit rows, predicts its test window in the prediction schema and writes its card."""
+fold's purged fit rows, predicts its test window in the prediction schema and writes its card.
+The deployable models (the legal ``strategy.model`` values) also save, load and predict feature
+rows; a saved model loads with the zoo model its manifest names."""
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import dagster as dg
 import numpy as np
 import pandas as pd
+import pytest
+from pydantic import ValidationError
 
 from cryptoml_pipeline.defs.assets import zoo as zoo_assets
+from cryptoml_pipeline.defs.assets.run_settings import run_settings
 from cryptoml_pipeline.defs.io_manager import ArtifactIOManager
 from cryptoml_pipeline.defs.partitions import FOLDS
 from cryptoml_pipeline.defs.resources import PipelineResource
+from cryptoml_pipeline.errors import InputError
 from cryptoml_pipeline.modeling.fold_training import fold_masks, fold_to_dict
 from cryptoml_pipeline.modeling.folds import walk_forward_folds
 from cryptoml_pipeline.modeling.models import (
+    DEPLOYABLE,
     ZOO,
     Fitted,
     FoldInputs,
+    NotDeployableError,
     Unavailable,
     ZooModel,
+    load_saved,
     registry,
     run_model,
+    saved_model,
 )
 from cryptoml_pipeline.modeling.models.base import model_card
 from cryptoml_pipeline.modeling.persistence import file_sha256
 from cryptoml_pipeline.modeling.predictions import assemble, validate_predictions
-from cryptoml_pipeline.settings import PipelineSettings, WalkForwardConfig
+from cryptoml_pipeline.settings import (
+    PipelineSettings,
+    StrategyConfig,
+    StrategyModel,
+    WalkForwardConfig,
+    profile_settings,
+)
 
 SETTINGS = PipelineSettings(
     walk_forward=WalkForwardConfig(train_days=20, test_days=5, step_days=5, embargo_bars=2)
@@ -155,7 +172,7 @@ def test_a_new_model_is_one_class_plus_one_registry_line(tmp_path):
         "pipeline": PipelineResource(profile="tiny", output_dir=str(tmp_path)),
         "io_manager": ArtifactIOManager(base_dir=str(tmp_path)),
     }
-    upstream = [feature_table, label_table, fold_plan, dataset_info]
+    upstream = [feature_table, label_table, fold_plan, dataset_info, run_settings]
     instance = dg.DagsterInstance.ephemeral()
     assert dg.materialize(upstream, resources=resources, instance=instance).success
     instance.add_dynamic_partitions(FOLDS, [f.key for f in folds])
@@ -176,3 +193,145 @@ def test_a_new_model_is_one_class_plus_one_registry_line(tmp_path):
     card = json.loads((tmp_path / "models" / "mean_label" / fold.key / "card.json").read_text())
     assert card["status"] == "trained" and card["model"] == "mean_label"
     assert card["artifact_sha256"] == file_sha256(Path(card["artifact"]) / "means.json")
+
+
+# --- the serving half: the deployable models (strategy.model) ---------------------------------
+
+SERVE_START = pd.Timestamp("2025-01-01", tz="UTC")
+SERVE_END = pd.Timestamp("2025-03-15", tz="UTC")
+SERVE_TRADED = ("BTC/USDT", "ETH/USDT")
+
+
+@functools.cache
+def _serving_tables() -> tuple[pd.DataFrame, pd.DataFrame]:
+    from cryptoml_pipeline.features.build import compute_features
+    from cryptoml_pipeline.market.synthetic import synthetic_market
+
+    settings = profile_settings("tiny")
+    market = synthetic_market(
+        SERVE_TRADED,
+        "1h",
+        SERVE_START,
+        SERVE_END,
+        seed=5,
+        universe=(*SERVE_TRADED, "SOL/USDT"),
+        history=pd.Timedelta(days=20),
+    )
+    features = compute_features(market.candles, market.funding, settings.features, timeframe="1h")
+    return market.candles, features
+
+
+@pytest.mark.parametrize(
+    ("name", "target"),
+    [
+        ("transformer", "classes"),
+        ("gbm", "triple_barrier"),
+        ("gbm", "vol_scaled_return"),
+        ("gbm", "classes"),
+    ],
+)
+def test_every_deployable_model_round_trips_save_and_load(
+    tmp_path: Path, name: str, target: str
+) -> None:
+    """fit_window -> save -> load_saved (the manifest names the zoo model) predicts the same
+    rows exactly, through predict_rows, the array path and the artifact store alike."""
+    from cryptoml_pipeline.modeling.folds import final_training_fold
+    from cryptoml_pipeline.modeling.labels import make_labels
+    from cryptoml_pipeline.registry.artifact_store import read_value, write_value
+
+    base = profile_settings("tiny")
+    settings = base.model_copy(
+        update={
+            "target": base.target.model_copy(update={"kind": target}),
+            "training": base.training.model_copy(update={"device": "cpu"}),
+        }
+    )
+    candles, features = _serving_tables()
+    labels = make_labels(candles, settings.target, settings.labels, timeframe="1h")
+    fold = final_training_fold(SERVE_END, settings.walk_forward, timeframe="1h")
+    zoo = ZOO[name]
+    assert zoo.deployable and name in DEPLOYABLE
+    inputs = FoldInputs(features, labels, fold, settings, "1h", traded=SERVE_TRADED)
+    fitted = zoo.fit_window(inputs)
+    assert fitted.name == name and fitted.fold == fold
+    assert fitted.manifest["model_kind"] == name
+    assert fitted.manifest["traded_symbols"] == list(SERVE_TRADED)
+
+    zoo.save(fitted, tmp_path / "model")
+    assert not list((tmp_path / "model").glob("*.pkl"))
+    loaded = load_saved(tmp_path / "model")
+    assert loaded.name == name and loaded.fold == fitted.fold
+    assert loaded.feature_cols == fitted.feature_cols
+    assert loaded.artifact == tmp_path / "model"
+    assert {k: loaded.manifest[k] for k in fitted.manifest} == fitted.manifest
+
+    recent = (features["timestamp"] >= SERVE_END - pd.Timedelta(days=5)).to_numpy(copy=True)
+    recent &= features["symbol"].isin(SERVE_TRADED).to_numpy()
+    before = zoo.predict_rows(fitted, features, labels, recent, settings, "1h", tag="t")
+    after = ZOO[loaded.name].predict_rows(loaded, features, labels, recent, settings, "1h", tag="t")
+    assert len(before) > 0
+    validate_predictions(before)
+    pd.testing.assert_frame_equal(before, after)
+
+    # the signal's array path (when the model has one) gives the same numbers
+    columns = {c: features[c].to_numpy(dtype=np.float64) for c in features.columns[2:]}
+    stamps = features["timestamp"].astype("datetime64[ns, UTC]").array.asi8
+    symbols = features["symbol"].astype(str).to_numpy(dtype=object)
+    arrays = zoo.predict_arrays(loaded, columns, stamps, symbols, recent, "1h")
+    if arrays is not None:
+        rows, expected, confidence, _ = arrays
+        np.testing.assert_array_equal(stamps[rows], before["timestamp"].array.asi8)
+        np.testing.assert_array_equal(expected, before["expected_return"].to_numpy())
+        np.testing.assert_array_equal(np.clip(confidence, 0, 1), before["confidence"].to_numpy())
+
+    # the artifact store (the IO manager) stores and loads it the same way
+    write_value(tmp_path / "asset", loaded)
+    again = read_value(tmp_path / "asset")
+    assert again.name == name
+    pd.testing.assert_frame_equal(
+        before, zoo.predict_rows(again, features, labels, recent, settings, "1h", tag="t")
+    )
+
+    importance = zoo.importance(loaded)
+    assert importance and set(importance) <= set(loaded.feature_cols)
+    assert 0 < sum(importance.values()) <= 1 + 1e-9
+    assert zoo.importance(loaded) == zoo.importance(fitted)
+    assert zoo.history_rows(loaded) >= 1
+
+
+def test_saved_models_name_their_zoo_model() -> None:
+    """A candidate's manifest names its zoo model (``model_kind``); a walk-forward model's
+    manifest only its ``model_class`` (older artifacts: the transformer)."""
+    assert saved_model({"model_kind": "gbm", "model_class": "LightGBM"}) is ZOO["gbm"]
+    assert saved_model({"model_class": "LightGBM"}) is ZOO["gbm"]
+    assert saved_model({"model_class": "CryptoTransformer"}) is ZOO["transformer"]
+    assert saved_model({}) is ZOO["transformer"]
+    with pytest.raises(NotDeployableError, match="ppo"):
+        saved_model({"model_kind": "ppo"})
+    with pytest.raises(InputError, match="Pickle"):
+        saved_model({"model_class": "Pickle"})
+
+
+@pytest.mark.parametrize("name", sorted(set(ZOO) - set(DEPLOYABLE)))
+def test_models_that_cannot_be_deployed_say_so(tmp_path: Path, name: str) -> None:
+    zoo = ZOO[name]
+    assert not zoo.deployable
+    _, _, folds = _tables()
+    fitted = Fitted(None, folds[0], name=name)
+    with pytest.raises(NotDeployableError, match=name):
+        zoo.load(tmp_path)
+    with pytest.raises(NotDeployableError, match="not deployable"):
+        zoo.save(fitted, tmp_path)
+    with pytest.raises(NotDeployableError, match="manifest"):
+        _ = fitted.manifest
+    with pytest.raises(NotDeployableError):
+        zoo.fit_window(None)  # type: ignore[arg-type]
+
+
+def test_the_strategy_model_must_be_a_deployable_zoo_model() -> None:
+    """``strategy.model`` takes exactly the deployable zoo models; ``engine`` (the comparison's
+    prediction engine, not a zoo model: it can be neither trained nor deployed) is refused."""
+    assert set(get_args(StrategyModel)) == set(DEPLOYABLE)
+    assert StrategyConfig().model in DEPLOYABLE
+    with pytest.raises(ValidationError, match="'gbm' or 'transformer'"):
+        PipelineSettings.model_validate({"strategy": {"model": "engine"}})

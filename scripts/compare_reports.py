@@ -60,7 +60,10 @@ def compare(a: Any, b: Any, where: str, rtol: float, out: list[str]) -> int:
         if len(a) != len(b):
             out.append(f"{where}: length {len(a)} != {len(b)}")
             return 0
-        return sum(compare(x, y, f"{where}[{i}]", rtol, out) for i, (x, y) in enumerate(zip(a, b)))
+        return sum(
+            compare(x, y, f"{where}[{i}]", rtol, out)
+            for i, (x, y) in enumerate(zip(a, b, strict=True))
+        )
     num = (int, float)
     if isinstance(a, num) and isinstance(b, num) and not isinstance(a, bool):
         if not numbers_equal(float(a), float(b), rtol):
@@ -83,10 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     after = json.loads(args.after.read_text())
     diffs: list[str] = []
     n = compare(before, after, "report", args.rtol, diffs)
-    for line in diffs:
-        print(line)
     verdict = "EQUAL" if not diffs else f"{len(diffs)} DIFFERENCES"
-    print(f"{verdict}: {n} numeric leaves compared (rtol {args.rtol:g})")
+    sys.stdout.write("".join(f"{line}\n" for line in diffs))
+    sys.stdout.write(f"{verdict}: {n} numeric leaves compared (rtol {args.rtol:g})\n")
     return 0 if not diffs else 1
 
 

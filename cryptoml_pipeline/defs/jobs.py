@@ -1,15 +1,19 @@
 """Jobs. The main job is split in three because fold partitions only exist once the plan exists:
-``prepare_job`` (data -> features -> labels -> fold_plan) -> ``train_folds_job`` per fold partition
--> ``evaluate_job`` (OOS predictions -> backtest -> candidate -> deploy gate -> report).
-``cryptoml run`` drives the three in order."""
+``prepare_job`` (run_settings -> data -> features -> labels -> fold_plan) -> ``train_folds_job``
+per fold partition -> ``evaluate_job`` (OOS predictions -> backtest -> candidate -> deploy gate ->
+report). ``cryptoml run`` drives the three in order.
+
+``run_settings`` (the run's resolved settings, group ``settings``) is materialized by the jobs
+that start a chain or run alone (``prepare_job``, ``retrain_job``, ``nightly_job``); the fold,
+evaluate and experiment runs load the value the chain's first run stored."""
 
 import dagster as dg
 
 from cryptoml_pipeline.modeling.models import ZOO
 
-PREPARE_SELECTION = dg.AssetSelection.groups("ingestion", "features") | dg.AssetSelection.assets(
-    "fold_plan"
-)
+PREPARE_SELECTION = dg.AssetSelection.groups(
+    "settings", "ingestion", "features"
+) | dg.AssetSelection.assets("fold_plan")
 
 prepare_job = dg.define_asset_job(
     "prepare_job",
@@ -55,7 +59,7 @@ retrain_job = dg.define_asset_job(
 )
 nightly_job = dg.define_asset_job(
     "nightly_job",
-    selection=dg.AssetSelection.groups("ingestion", "features")
+    selection=dg.AssetSelection.groups("settings", "ingestion", "features")
     | dg.AssetSelection.assets("latest_signals", "prediction_log", "model_health"),
     description=(
         "Nightly: ingest new bars, features, the deployed model's latest signals, performance "

@@ -79,7 +79,25 @@ class PipelineResource(dg.ConfigurableResource):
     config_file: str | None = None  # a YAML of setting overrides (``cryptoml run --config``)
     holdout_start: str | None = None  # the report's development / held-back split
 
+    _settings: PipelineSettings | None = PrivateAttr(default=None)
+
     def settings(self) -> PipelineSettings:
+        """The run's settings: the profile (``profiles/<profile>.yaml``), the config file's
+        overrides, then this resource's timeframe, window and symbols. Resolved once per
+        resource instance (Dagster initialises one per run; the cache is also cleared around each
+        run). Inside the asset graph, assets read the ``run_settings`` asset instead
+        (``defs/assets/run_settings.py``), which calls this once."""
+        if self._settings is None:
+            self._settings = self._resolve()
+        return self._settings
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._settings = None  # a new run reads the config file again
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        self._settings = None
+
+    def _resolve(self) -> PipelineSettings:
         base = profile_settings(self.profile)
         overrides = load_config_file(self.config_file) if self.config_file else {}
         settings = apply_overrides(base, overrides)

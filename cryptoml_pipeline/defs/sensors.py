@@ -1,7 +1,9 @@
-"""Retraining automation (first cut).
+"""Retraining automation.
 
-``degradation_sensor`` reads the backtest's accuracy metadata (the performance tracker until the
-Management issue adds one) and requests one ``retrain_job`` run per degradation. Two run-status
+``degradation_sensor`` reads the backtest's degradation verdict (metadata ``degraded``, judged by
+the ``backtest`` asset with the run's own ``retrain`` settings, so a run with other accuracy
+windows retrains too) and requests one ``retrain_job`` run per degradation;
+``model_health_sensor`` does the same from the nightly tracker's ``model_health``. Two run-status
 sensors then chain the rest on Dagster's own run launcher: every fold partition of the new plan
 (``train_folds_job``), then ``evaluate_job`` (backtest -> candidate -> deploy gate -> report) —
 the steps :mod:`.chain` decides for ``cryptoml run`` too."""
@@ -10,6 +12,7 @@ import json
 
 import dagster as dg
 
+from cryptoml_pipeline.defs.assets.evaluation import ACC_PRIOR_KEY, ACC_RECENT_KEY, DEGRADED_KEY
 from cryptoml_pipeline.defs.chain import (
     FOLD_KEYS_TAG,
     FOLD_PLAN_KEY,
@@ -21,8 +24,6 @@ from cryptoml_pipeline.defs.chain import (
     planned_fold_keys,
 )
 from cryptoml_pipeline.defs.jobs import evaluate_job, retrain_job, train_folds_job
-from cryptoml_pipeline.monitoring.retrain_policy import should_retrain
-from cryptoml_pipeline.settings import RetrainConfig
 
 BACKTEST_KEY = dg.AssetKey("backtest")
 __all__ = [
@@ -49,12 +50,12 @@ def _metadata_float(metadata: dict, key: str) -> float | None:
     job=retrain_job, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.STOPPED
 )
 def degradation_sensor(context: dg.SensorEvaluationContext):
-    """RunRequest(retrain_job) when recent accuracy < (1 - degradation) x prior accuracy.
+    """RunRequest(retrain_job) when the latest backtest says ``degraded``: its recent accuracy
+    < (1 - degradation) x prior accuracy, windows and threshold from that run's settings.
 
     The cursor is the storage id of the last backtest materialization looked at, so one
     degradation launches exactly one run; a backtest written by a retrain chain never triggers
     another retrain (that would loop on unchanged data)."""
-    policy = RetrainConfig()
     records = context.instance.fetch_materializations(BACKTEST_KEY, limit=1).records
     if not records:
         return dg.SkipReason("no backtest materialization yet")
@@ -68,9 +69,11 @@ def degradation_sensor(context: dg.SensorEvaluationContext):
         return dg.SkipReason(f"backtest {storage_id} comes from a retrain; not re-triggering")
     mat = records[0].asset_materialization
     metadata = dict(mat.metadata) if mat is not None else {}
-    recent = _metadata_float(metadata, f"acc_recent_{policy.recent_window}")
-    prior = _metadata_float(metadata, f"acc_prior_{policy.prior_window}")
-    if not should_retrain(recent, prior, policy.degradation):
+    recent = _metadata_float(metadata, ACC_RECENT_KEY)
+    prior = _metadata_float(metadata, ACC_PRIOR_KEY)
+    if DEGRADED_KEY not in metadata:
+        return dg.SkipReason(f"backtest {storage_id} has no '{DEGRADED_KEY}' verdict")
+    if not bool(getattr(metadata[DEGRADED_KEY], "value", metadata[DEGRADED_KEY])):
         return dg.SkipReason(f"no degradation: recent={recent} prior={prior}")
     return dg.RunRequest(
         run_key=f"degradation-{storage_id}",

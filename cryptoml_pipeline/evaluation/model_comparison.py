@@ -19,13 +19,13 @@ from cryptoml_pipeline.evaluation.forecast import sharpe_by_year
 from cryptoml_pipeline.evaluation.forecast_section import forecast_stats, scored_predictions
 from cryptoml_pipeline.evaluation.metrics import compute_kpis, daily_returns
 from cryptoml_pipeline.evaluation.statistics import deflated_sharpe_from_trials
-from cryptoml_pipeline.evaluation.walk_forward import simulation_options
 from cryptoml_pipeline.execution.backtest import simulate
 from cryptoml_pipeline.execution.decisions import DAYS_PER_YEAR
 from cryptoml_pipeline.modeling.folds import Fold
 from cryptoml_pipeline.modeling.zoo import classification_metrics
 from cryptoml_pipeline.settings import PipelineSettings
 from cryptoml_pipeline.strategy.from_predictions import decisions_from_predictions
+from cryptoml_pipeline.strategy.options import simulation_options
 
 log = logging.getLogger(__name__)
 

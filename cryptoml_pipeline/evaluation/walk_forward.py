@@ -36,10 +36,10 @@ from cryptoml_pipeline.evaluation.tables import calibration_table, monthly_retur
 from cryptoml_pipeline.execution.backtest import BacktestResult, simulate
 from cryptoml_pipeline.execution.replay import replay_gross
 from cryptoml_pipeline.modeling.folds import Fold
-from cryptoml_pipeline.modeling.predictions import class_returns
 from cryptoml_pipeline.settings import PipelineSettings
 from cryptoml_pipeline.strategy.from_predictions import decisions_from_predictions
 from cryptoml_pipeline.strategy.integrator import integrated_decisions
+from cryptoml_pipeline.strategy.options import simulation_options
 from cryptoml_pipeline.strategy.rules import rule_decisions, rule_signals
 
 log = logging.getLogger(__name__)
@@ -135,36 +135,6 @@ def _equity_frame(results: dict[str, BacktestResult]) -> pd.DataFrame:
 def _span(frame: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
     inside = (frame["timestamp"] >= start) & (frame["timestamp"] < end)
     return frame.loc[inside].reset_index(drop=True)
-
-
-def simulation_options(
-    settings: PipelineSettings, timeframe: str, *, n_trials: int | None = None
-) -> tuple[dict[str, Any], dict[str, str], np.ndarray, dict[str, Any]]:
-    """The simulator keywords, the feature columns the sizer reads, the expected return per
-    class and the KPI options: one place, so every strategy is backtested the same way."""
-    common = {
-        "costs": settings.costs,
-        "risk": settings.risk,
-        "min_hold_bars": settings.min_hold_bars,
-        "timeframe": timeframe,
-        "funding_interval_hours": settings.data.funding_interval_hours,
-        "slippage": settings.slippage,
-    }
-    columns = {
-        "vol_col": f"rv_{settings.risk.volatility_window}",
-        "atr_col": f"atr_pct_{settings.risk.atr_period}",
-    }
-    returns_by_class = class_returns(
-        settings.labels.weak_threshold, settings.labels.strong_threshold
-    )
-    ctl = settings.controls
-    kpi_opts = {
-        "n_trials": ctl.n_trials if n_trials is None else n_trials,
-        "bootstrap_samples": ctl.bootstrap_samples,
-        "bootstrap_block_days": ctl.bootstrap_block_days,
-        "seed": ctl.seed,
-    }
-    return common, columns, returns_by_class, kpi_opts
 
 
 def evaluate_walk_forward(

@@ -106,7 +106,7 @@ from cryptoml_pipeline.settings import CostConfig, RiskConfig, SlippageConfig
 
 logger = logging.getLogger(__name__)
 
-EXIT_REASONS: tuple[str, ...] = ("stop", "time", "flip", "end", "take_profit", "liquidation")
+EXIT_REASONS = K.EXIT_REASONS  # names of the kernel's exit reason codes
 
 
 @dataclass(frozen=True)
@@ -135,24 +135,28 @@ class Fills:
 
 
 def fills_from_records(records: np.ndarray) -> Fills:
-    """Kernel trade records -> :class:`Fills` (in entry order: by entry bar, then symbol)."""
+    """Kernel trade records -> :class:`Fills` (in entry order: by entry bar, then symbol). Where
+    the records are in that order already, the float fields are views of ``records``."""
     rec = records.T
-    order = np.lexsort((rec[K.T_SYM], rec[K.T_ENTRY_BAR]))
-    ints = [K.T_SYM, K.T_DIR, K.T_ENTRY_BAR, K.T_EXIT_BAR, K.T_PHASE, K.T_REASON]
-    sym, direction, entry_bar, exit_bar, phase, reason = (
-        rec[c][order].astype(np.int64) for c in ints
-    )
+    sym, entry_bar = rec[K.T_SYM].astype(np.int64), rec[K.T_ENTRY_BAR].astype(np.int64)
+    # one entry per (bar, symbol): a unique key; records of one symbol are already in order
+    key = entry_bar * (int(sym.max()) + 1 if len(sym) else 1) + sym
+    order = None if bool(np.all(key[1:] > key[:-1])) else np.argsort(key, kind="stable")
+
+    def field(c: int, dtype: type = np.float64) -> np.ndarray:
+        return (rec[c] if order is None else rec[c][order]).astype(dtype, copy=False)
+
     return Fills(
-        symbol=sym,
-        direction=direction,
-        entry_bar=entry_bar,
-        exit_bar=exit_bar,
-        phase=phase,
-        quantity=rec[K.T_QTY][order].copy(),
-        entry_raw=rec[K.T_ENTRY_RAW][order].copy(),
-        exit_raw=rec[K.T_EXIT_RAW][order].copy(),
-        entry_equity=rec[K.T_ENTRY_EQUITY][order].copy(),
-        exit_reason=reason,
+        symbol=sym if order is None else sym[order],
+        direction=field(K.T_DIR, np.int64),
+        entry_bar=entry_bar if order is None else entry_bar[order],
+        exit_bar=field(K.T_EXIT_BAR, np.int64),
+        phase=field(K.T_PHASE, np.int64),
+        quantity=field(K.T_QTY),
+        entry_raw=field(K.T_ENTRY_RAW),
+        exit_raw=field(K.T_EXIT_RAW),
+        entry_equity=field(K.T_ENTRY_EQUITY),
+        exit_reason=field(K.T_REASON, np.int64),
     )
 
 
@@ -210,21 +214,16 @@ def make_result(
     )
 
 
-def _settlement_pointers(schedule: FundingSchedule, n_bars: int) -> tuple[np.ndarray, ...]:
-    """CSR pointers (per bar) into settlements sorted by bar, for at-open and inside ones."""
+def settlements(schedule: FundingSchedule) -> tuple[np.ndarray, int, np.ndarray, pd.Index]:
+    """The settlements as the kernel loops take them: the bar of each (those at a bar's open
+    instant first, then those inside a bar, each part sorted by bar), how many are at an open,
+    their rates [n_settlements, n_symbols] and their times (for error messages)."""
     order = np.argsort(schedule.bar_index, kind="stable")
-    bar_index = schedule.bar_index[order]
     at_open = schedule.at_open[order]
-    rates = schedule.rates.T[order]  # [n_settlements, n_symbols]
-    opens = np.flatnonzero(at_open)
-    inside = np.flatnonzero(~at_open)
-    # ptr[i] = number of settlements on bars before i (bar_index is sorted)
-    ptr_open = np.concatenate([[0], np.cumsum(np.bincount(bar_index[opens], minlength=n_bars))])
-    ptr_inside = np.concatenate([[0], np.cumsum(np.bincount(bar_index[inside], minlength=n_bars))])
-    rates_open = np.ascontiguousarray(rates[opens])
-    rates_inside = np.ascontiguousarray(rates[inside])
-    times = schedule.times[order]
-    return ptr_open, ptr_inside, rates_open, rates_inside, opens, inside, times
+    rows = order[np.concatenate([np.flatnonzero(at_open), np.flatnonzero(~at_open)])]
+    rates = np.ascontiguousarray(schedule.rates.T[rows])
+    bars = schedule.bar_index[rows].astype(np.int64)
+    return bars, int(np.count_nonzero(at_open)), rates, schedule.times[rows]
 
 
 def slippage_matrix(
@@ -291,6 +290,17 @@ def simulate(
     return result
 
 
+def _check_funding(error: np.ndarray, grid: MarketGrid, times: pd.Index, held: str) -> None:
+    """Raise :class:`MissingFundingError` where a kernel loop stopped at a settlement without a
+    rate (``error`` = code, symbol, settlement)."""
+    if error[0] == K.MISSING_FUNDING:
+        when = times[int(error[2])]
+        raise MissingFundingError(
+            f"no funding rate for {grid.symbols[int(error[1])]} at {when.isoformat()} "
+            f"while {held} was held"
+        )
+
+
 def kernel_params(
     costs: CostConfig, risk: RiskConfig, min_hold_bars: int, fixed_quantity: float | None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -326,13 +336,7 @@ def run_aligned(
     fixed_quantity: float | None = None,
 ) -> BacktestResult:
     """Run the kernel on already aligned arrays (the Monte-Carlo controls reuse the grid)."""
-    n_bars = len(grid.timestamps)
-    ptr_open, ptr_inside, rates_open, rates_inside, opens, inside, times = _settlement_pointers(
-        schedule, n_bars
-    )
-    # the kernel indexes one rate table: settlements at opens first, then inside ones
-    rates = np.ascontiguousarray(np.vstack([rates_open, rates_inside]))
-    ptr_inside = ptr_inside + len(opens)
+    settle_bar, n_open, rates, times = settlements(schedule)
     iparams, fparams = kernel_params(costs, risk, min_hold_bars, fixed_quantity)
     exp_ret = aligned.get("expected_return")
     if exp_ret is None:
@@ -351,43 +355,40 @@ def run_aligned(
         aligned["atr_pct"],
         exp_ret,
         np.ascontiguousarray(slip, dtype=np.float64),
-        ptr_open.astype(np.int64),
-        ptr_inside.astype(np.int64),
+        settle_bar,
+        n_open,
         rates,
         iparams,
         fparams,
         max_trades,
     )
-    if error[0] == K.MISSING_FUNDING:
-        k = int(error[2])
-        when = times[opens[k]] if k < len(opens) else times[inside[k - len(opens)]]
-        raise MissingFundingError(
-            f"no funding rate for {grid.symbols[int(error[1])]} at {when.isoformat()} "
-            "while a position was held"
-        )
+    _check_funding(error, grid, times, "a position")
+    records = K.records_by_field(trades, n_tr).T  # [n, N_TRADE_COLS], each field contiguous
     index = pd.DatetimeIndex(grid.timestamps, name="timestamp")
     return BacktestResult(
         equity=pd.Series(equity, index=index, name="equity"),
-        trades=trades_frame(trades[:n_tr], grid),
+        trades=trades_frame(records, grid),
         fees_paid=float(totals[0]),
         funding_paid=float(totals[1]),
         initial_equity=float(costs.initial_equity),
         exposure=pd.Series(exposure, index=index, name="exposure"),
         traded_notional=float(totals[2]),
         bars_in_market=int(totals[3]),
-        fills=fills_from_records(trades[:n_tr]),
-        slippage_paid=slippage_of_records(trades[:n_tr]),
+        fills=fills_from_records(records),
+        slippage_paid=slippage_of_records(records),
     )
 
 
-def _labels(names: tuple[str, ...] | list[str], codes: np.ndarray) -> pd.Series:
+def _labels(
+    names: tuple[str, ...] | list[str], codes: np.ndarray
+) -> pd.api.extensions.ExtensionArray:
     """``names[codes]`` as a ``str`` column, taken from the few names (no per-row Python)."""
-    return pd.Series(list(names), dtype=str).take(codes).reset_index(drop=True)
+    return pd.array(list(names), dtype=str).take(codes)
 
 
 def trades_frame(records: np.ndarray, grid: MarketGrid) -> pd.DataFrame:
     """Kernel trade records -> the trades frame (``book.TRADE_COLUMNS`` + ``gross_pnl``)."""
-    rec = records.T  # one field per row (contiguous: the kernel stores records field-major)
+    rec = records.T  # one field per row
     direction = rec[K.T_DIR]
     grid_ns = grid.timestamps.asi8
     qty, entry_price = rec[K.T_QTY], rec[K.T_ENTRY_PRICE]

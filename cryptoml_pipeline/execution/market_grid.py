@@ -19,14 +19,15 @@ from cryptoml_pipeline.execution.decisions import (
     decision_arrays,
     first_duplicate,
     ns_index,
+    place_rows,
     require_columns,
-    runs_of,
     scatter_into,
     sort_keys,
     stamp,
     symbol_codes,
     utc_ns,
 )
+from cryptoml_pipeline.execution.kernel import _jit
 from cryptoml_pipeline.timing import timeframe_to_timedelta
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,23 @@ class FundingSchedule:
     rates: np.ndarray  # [n_symbols, n_settlements], NaN where the funding frame has no rate
 
 
+@_jit
+def _scan_bars(sym, ts, bar_ns, n_symbols):
+    """On rows sorted by (symbol, time): the first row whose step from the row before (same
+    symbol) is not a whole number of bars (-1: none), and the first row of each symbol."""
+    starts = np.zeros(n_symbols, dtype=np.int64)
+    off, m = -1, 1
+    for k in range(1, sym.shape[0]):
+        if sym[k] != sym[k - 1]:
+            starts[m] = k
+            m += 1
+        elif off < 0:
+            step = ts[k] - ts[k - 1]
+            if step != bar_ns and step % bar_ns != 0:
+                off = k
+    return off, starts
+
+
 def build_grid(candles: pd.DataFrame, timeframe: str) -> MarketGrid:
     """Validate long candles and pivot them onto the union bar grid."""
     require_columns(candles, ["timestamp", "symbol", *OHLC], "candles")
@@ -80,18 +98,11 @@ def build_grid(candles: pd.DataFrame, timeframe: str) -> MarketGrid:
             f"non-finite or non-positive price: {symbols[sym[k]]} at {stamp(ts[k])}"
         )
     bar = timeframe_to_timedelta(timeframe)
-    bar_ns = int(bar.value)
-    same = sym[1:] == sym[:-1]
-    steps = np.diff(ts)
-    off_grid = same & (steps != bar_ns)  # a step of exactly one bar (the usual case) is on grid
-    if off_grid.any():
-        off_grid &= (steps % bar_ns) != 0
-    if off_grid.any():
-        k = int(np.argmax(off_grid)) + 1
+    k, starts = _scan_bars(sym, ts, int(bar.value), len(symbols))
+    if k >= 0:
         raise InputError(
             f"candles of {symbols[sym[k]]} are not {timeframe} bars (step ending {stamp(ts[k])})"
         )
-    starts = np.flatnonzero(np.concatenate([[True], ~same]))
     ends = np.append(starts[1:], len(ts))
     first = ts[starts[0] : ends[0]]
     if all(
@@ -130,6 +141,12 @@ def build_grid(candles: pd.DataFrame, timeframe: str) -> MarketGrid:
     )
 
 
+def _rows(symbols: tuple[str, ...], names: tuple[str, ...]) -> np.ndarray:
+    """The grid row of each of ``names`` (-1: not on the grid)."""
+    row_of = {name: k for k, name in enumerate(symbols)}
+    return np.array([row_of.get(name, -1) for name in names], dtype=np.int64)
+
+
 def align_decisions(decisions: pd.DataFrame, grid: MarketGrid) -> dict[str, np.ndarray]:
     """Validate decisions and place them at the grid bar where they FILL: the open of ``t + bar``.
 
@@ -143,18 +160,17 @@ def align_decisions(decisions: pd.DataFrame, grid: MarketGrid) -> dict[str, np.n
     if unknown:
         raise InputError(f"decisions name symbol(s) without candles: {unknown}")
     shape = (len(grid.symbols), len(grid.timestamps))
-    grid_ns = grid.timestamps.asi8
+    row_of = _rows(grid.symbols, cols.symbols)
     bar_ns = int(grid.bar.value)
-    bar_pos = bar_positions(grid_ns, cols.ts + bar_ns, bar_ns)
-    sym_pos = pd.Index(grid.symbols).get_indexer(list(cols.symbols))[cols.sym]
-    flat = sym_pos * len(grid_ns) + bar_pos
-    ok = bar_pos >= 0
-    if not grid.has_bar.all():
-        ok[ok] = grid.has_bar.ravel()[flat[ok]]
-    n_dropped = len(ok) - int(np.count_nonzero(ok))
+    runs, flat = place_rows(
+        grid.timestamps.asi8, cols.ts, bar_ns, bar_ns, cols.sym, row_of, grid.has_bar
+    )
+    if runs is None:
+        n_dropped = int(np.count_nonzero(flat < 0))
+    else:
+        n_dropped = len(cols.ts) - sum(hi - lo for lo, hi, _ in runs)
     if n_dropped:
         logger.info("%d decisions have no next bar to fill at and are dropped", n_dropped)
-    runs = runs_of(flat, ok)
     out = {}
     for name, fill in (
         ("signal", 0.0),
@@ -163,7 +179,7 @@ def align_decisions(decisions: pd.DataFrame, grid: MarketGrid) -> dict[str, np.n
         ("atr_pct", np.nan),
         ("expected_return", np.nan),
     ):
-        out[name] = scatter_into(shape, fill, flat, cols.values[name], ok, runs)
+        out[name] = scatter_into(shape, fill, cols.values[name], runs, flat)
     return out
 
 
@@ -172,17 +188,18 @@ def funding_schedule(
 ) -> FundingSchedule:
     """Expected settlements in ``[first bar open, last bar close)`` and each symbol's rate there."""
     require_columns(funding, ["timestamp", "symbol", "funding_rate"], "funding")
-    interval = pd.Timedelta(hours=interval_hours)
-    start = grid.timestamps[0].ceil(interval)
-    end = grid.timestamps[-1] + grid.bar
-    times = pd.date_range(start, end, freq=interval, inclusive="left").astype("datetime64[ns, UTC]")
-    times = times[times < end]
-    prev = grid.timestamps.searchsorted(times, side="right") - 1
-    inside = np.asarray(times < grid.timestamps[prev] + grid.bar, dtype=bool)
+    interval = int(pd.Timedelta(hours=interval_hours).value)
+    grid_ns = grid.timestamps.asi8
+    end = int(grid_ns[-1]) + int(grid.bar.value)
+    start = -(-int(grid_ns[0]) // interval) * interval  # the first settlement at or after it
+    times_ns = np.arange(start, end, interval, dtype=np.int64)
+    prev = np.searchsorted(grid_ns, times_ns, side="right") - 1
+    inside = times_ns < grid_ns[prev] + int(grid.bar.value)
     # a settlement inside a data gap belongs to the first bar after it, charged at its open on
     # the positions carried through the gap
-    bar_index = np.where(inside, prev, grid.timestamps.searchsorted(times, side="left"))
-    at_open = np.asarray(grid.timestamps[bar_index] == times, dtype=bool) | ~inside
+    bar_index = np.where(inside, prev, np.searchsorted(grid_ns, times_ns, side="left"))
+    at_open = (grid_ns[bar_index] == times_ns) | ~inside
+    times = ns_index(times_ns)
     rates = np.full((len(grid.symbols), len(times)), np.nan)
     if len(funding):
         ts = utc_ns(funding["timestamp"])
@@ -196,9 +213,9 @@ def funding_schedule(
             raise DataValidationError(
                 f"duplicate funding rate for {names[sym[k]]} at {stamp(ts[k])}"
             )
-        pos = bar_positions(times.asi8, ts, int(interval.value))
+        pos = bar_positions(times_ns, ts, interval)
         on_schedule = pos >= 0
-        in_span = (ts >= grid.timestamps.asi8[0]) & (ts < end.value)
+        in_span = (ts >= grid_ns[0]) & (ts < end)
         off = in_span & ~on_schedule
         if off.any():
             k = int(np.argmax(off))
@@ -206,7 +223,7 @@ def funding_schedule(
                 f"funding for {names[sym[k]]} at {stamp(ts[k])} is off the {interval_hours}h "
                 "settlement schedule; set data.funding_interval_hours to the exchange's interval"
             )
-        row = pd.Index(grid.symbols).get_indexer(list(names))[sym]
+        row = _rows(grid.symbols, names)[sym]
         use = on_schedule & (row >= 0)
         rates[row[use], pos[use]] = rate[use]
     return FundingSchedule(times=times, bar_index=bar_index, at_open=at_open, rates=rates)

@@ -1,16 +1,16 @@
 """What the backtest would do with one signal, by the backtest's own rules and functions.
 
-* Entry (flat): :func:`trading.kernel._entry_direction` with the kernel's own parameters
-  (:func:`trading.backtest.kernel_params`: entry confidence threshold, ``edge_cost_multiple``,
-  the entry fee of the order type) and the fill's slippage (:func:`trading.backtest.
+* Entry (flat): :func:`execution.kernel.entry_direction` with the kernel's own parameters
+  (:func:`execution.backtest.kernel_params`: entry confidence threshold, ``edge_cost_multiple``,
+  the entry fee of the order type) and the fill's slippage (:func:`execution.backtest.
   slippage_matrix`: half-spread + volatility term of this decision) — so the cost filter is
   ``expected_return * direction >= edge_cost_multiple * 2 * (fee + slippage)``; the size from
-  :func:`trading.sizing.size_entry` (equity = ``costs.initial_equity`` unless given, no other
-  open position: open risk and gross notional 0).
+  the kernel's sizer :func:`execution.kernel.size_entry` (equity = ``costs.initial_equity``
+  unless given, no other open position: open risk and gross notional 0).
 * Review of a held position (``position`` = +1 / -1, at the end of its hold period): held on when
-  the signal has the same direction with ``confidence >= hold threshold`` (the kernel's check,
-  i.e. ``_entry_direction`` with the hold threshold and no cost filter); otherwise exit, and
-  when the entry rules pass in the other direction, flip (enter the other side at the same open).
+  the kernel's review :func:`execution.kernel.holds` keeps it (same direction with
+  ``confidence >= hold threshold``, no cost filter); otherwise exit, and when the entry rules
+  pass in the other direction, flip (enter the other side at the same open).
 
 The decision fills at the open of the bar after ``bar_open``.
 """
@@ -26,7 +26,6 @@ import numpy as np
 
 from cryptoml_pipeline.execution import kernel as K
 from cryptoml_pipeline.execution.backtest import kernel_params, slippage_matrix
-from cryptoml_pipeline.execution.sizing import size_entry
 from cryptoml_pipeline.settings import PipelineSettings
 
 SIDES = {1: "long", -1: "short", 0: None}
@@ -79,22 +78,16 @@ def decide(
     threshold = None if math.isnan(edge) else edge * 2.0 * (fee + slip)
     equity = float(f[K.F_EQUITY] if equity is None else equity)
     sig, conf, exp = float(signal), float(confidence), float(expected_return)
-    direction = int(K._entry_direction(sig, conf, exp, slip, fee, float(f[K.F_ENTRY_CONF]), edge))
+    direction = int(K.entry_direction(sig, conf, exp, slip, fee, float(f[K.F_ENTRY_CONF]), edge))
     common = {"equity": equity, "cost_threshold": threshold, "slippage": slip, "fee": fee}
     flat = {"risk_amount": None, "notional": None, "stop_distance": None}
 
     def entry(d: int, action: str, side: str | None, flip: str | None, why: str) -> Decision:
-        size = size_entry(
-            equity=equity,
-            signal=sig,
-            confidence=conf,
-            volatility=volatility,
-            atr_pct=atr_pct,
-            open_risk=0.0,
-            open_notional=0.0,
-            risk=settings.risk,
+        stop_distance = float(f[K.F_ATR_MULT] * atr_pct)
+        amount, notional = K.size_entry(
+            equity, sig, conf, float(volatility), stop_distance, 0.0, 0.0, f
         )
-        if size is None:
+        if notional == 0.0:
             fallback = "exit" if position else "hold"
             why = f"{why}; the sizer skips the entry (undefined volatility/ATR or no room)"
             return Decision(fallback, SIDES[position], None, **flat, **common, reason=why)
@@ -102,9 +95,9 @@ def decide(
             action,
             side,
             flip,
-            size.risk_amount,
-            size.notional,
-            size.stop_distance,
+            float(amount),
+            float(notional),
+            stop_distance,
             **common,
             reason=why,
         )
@@ -114,8 +107,7 @@ def decide(
             return Decision("hold", None, None, **flat, **common, reason=_why_not(sig, conf, f))
         return entry(direction, "enter", SIDES[direction], None, "entry rules pass")
     hold_conf = float(f[K.F_HOLD_CONF])
-    same = int(K._entry_direction(sig, conf, math.nan, 0.0, 0.0, hold_conf, math.nan))
-    if same == position:
+    if K.holds(sig, conf, float(position), hold_conf):
         why = "same direction with confidence >= the hold threshold"
         return Decision("hold", SIDES[position], None, **flat, **common, reason=why)
     if direction == -position:

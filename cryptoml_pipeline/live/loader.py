@@ -20,8 +20,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from cryptoml_pipeline.errors import InputError
-from cryptoml_pipeline.modeling.forecast_model import ForecastModel, load_forecast_model
-from cryptoml_pipeline.modeling.gbm import GbmFoldModel
+from cryptoml_pipeline.modeling.models import ZOO, Fitted, ZooModel, load_saved
 from cryptoml_pipeline.registry.candidates import load_verified
 from cryptoml_pipeline.registry.db import DB_FILE, DB_URL_ENV, open_database
 from cryptoml_pipeline.registry.deployment_store import deployed_dir
@@ -40,7 +39,7 @@ class NotDeployedError(InputError):
 
 @dataclass(frozen=True)
 class ServedModel:
-    model: ForecastModel
+    model: Fitted
     settings: PipelineSettings
     timeframe: str
     symbols: tuple[str, ...]  # traded
@@ -52,6 +51,11 @@ class ServedModel:
     @property
     def manifest(self) -> dict[str, Any]:
         return self.model.manifest
+
+    @property
+    def zoo(self) -> ZooModel:
+        """The zoo model that predicts with the served one."""
+        return ZOO[str(self.model.name)]
 
     @property
     def synthetic(self) -> bool:
@@ -66,12 +70,10 @@ class ServedModel:
     @property
     def history_rows(self) -> int:
         """Feature rows before the predicted one that the model reads (GBM lags, sequence)."""
-        if isinstance(self.model, GbmFoldModel):
-            return max(self.manifest["gbm_config"].get("lags") or (0,))
-        return int(self.manifest["model_config"]["sequence_length"])
+        return self.zoo.history_rows(self.model)
 
 
-def served_from(model: ForecastModel, *, deployed: bool, reason: str | None) -> ServedModel:
+def served_from(model: Fitted, *, deployed: bool, reason: str | None) -> ServedModel:
     """Wrap a loaded model; raises :class:`InputError` when its manifest predates the serving
     fields (retrain with ``cryptoml run``)."""
     manifest = model.manifest
@@ -112,7 +114,7 @@ def load_served(output_dir: Path, *, candidate: bool = False) -> ServedModel:
     output_dir = Path(output_dir)
     directory = deployed_dir(output_dir)
     if not candidate and (directory / "manifest.json").is_file():
-        return served_from(load_forecast_model(directory), deployed=True, reason=None)
+        return served_from(load_saved(directory), deployed=True, reason=None)
     registry = _registry(output_dir)
     candidates = registry.list_versions(stage="candidate") if registry is not None else []
     if not candidate:

@@ -241,7 +241,7 @@ class PaperTrader:
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", run_name)
         self.log = StateLog((state_dir or _default_state_dir(engine)) / f"{safe}.jsonl")
         self.lines = self.log.load(self.last_bar)
-        self.ledger: core.Ledger | None = None
+        self.ledger: core.AccountSnapshot | None = None
         if self.lines:  # resume: the log must reproduce what the database recorded
             self.ledger = self._simulate(self.lines)
             _check_prefix(
@@ -250,11 +250,11 @@ class PaperTrader:
             self._check_marks(self.ledger)
 
     # --- the execution core: the backtest simulator over everything seen ---------------------
-    def _simulate(self, lines: list[dict]) -> core.Ledger:
+    def _simulate(self, lines: list[dict]) -> core.AccountSnapshot:
         candles, funding, decisions = _frames(lines)
         return core.ledger_at(candles, funding, decisions, options=self.options)
 
-    def _check_marks(self, ledger: core.Ledger) -> None:
+    def _check_marks(self, ledger: core.AccountSnapshot) -> None:
         recorded = pd.DataFrame({"equity": [float(ln["equity"]) for ln in self.lines]})
         _check_prefix("equity", recorded, ledger.equity.to_frame("equity"))
 
@@ -281,7 +281,7 @@ class PaperTrader:
         self.ledger, self.last_bar = ledger, bar
         return len(new)
 
-    def _commit(self, bar: pd.Timestamp, ledger: core.Ledger, new: pd.DataFrame) -> None:
+    def _commit(self, bar: pd.Timestamp, ledger: core.AccountSnapshot, new: pd.DataFrame) -> None:
         at = bar.to_pydatetime()
         now = datetime.now(UTC)
         with self.engine.begin() as conn:

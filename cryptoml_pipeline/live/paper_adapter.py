@@ -3,7 +3,7 @@ expected-move cost filter) and the backtest's own simulator.
 
 The paper trader has no trading rules of its own. At the close of every bar it runs
 :func:`cryptoml_pipeline.execution.backtest.simulate` -- with the keywords of
-:func:`cryptoml_pipeline.evaluation.walk_forward.simulation_options`, i.e. the backtest's costs,
+:func:`cryptoml_pipeline.strategy.options.simulation_options`, i.e. the backtest's costs,
 maker/taker fills, volatility slippage, funding, sizing, stops, take-profit and liquidation -- over
 every bar and decision it has seen, and reads off what is known at that close (:func:`ledger_at`).
 
@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cryptoml_pipeline.evaluation.walk_forward import simulation_options
 from cryptoml_pipeline.execution.backtest import BacktestResult, simulate
 from cryptoml_pipeline.settings import CostConfig, PipelineSettings
 from cryptoml_pipeline.strategy.from_predictions import decisions_from_predictions
+from cryptoml_pipeline.strategy.options import simulation_options
 from cryptoml_pipeline.timing import timeframe_to_timedelta
 
 FILL_COLUMNS = ["symbol", "bar", "side", "quantity", "reason", "price", "fee"]
@@ -55,7 +55,7 @@ def simulator_options(
 
 
 @dataclass(frozen=True)
-class Ledger:
+class AccountSnapshot:
     """Everything known at the close of ``bar`` (no forced close at the end)."""
 
     bar: pd.Timestamp
@@ -154,7 +154,7 @@ def ledger_at(
     decision_rows: pd.DataFrame,
     *,
     options: dict[str, Any],
-) -> Ledger:
+) -> AccountSnapshot:
     """Simulate the seen ``candles`` (timestamp, symbol, OHLC), the ``funding`` settled in them
     and the ``decision_rows`` filling at them, plus the sentinel bar; keep what is known at the
     last seen bar's close (see the module docstring)."""
@@ -179,7 +179,7 @@ def ledger_at(
     ].to_numpy(np.float64)
     equity = result.equity[result.equity.index <= bar]
     open_positions = _open_positions(still, candles, decision_rows, options, bar, step)
-    return Ledger(
+    return AccountSnapshot(
         bar=bar,
         equity=equity,
         fills=fills,

@@ -15,7 +15,7 @@ from cryptoml_pipeline.live import paper_adapter as trading
 from cryptoml_pipeline.live.paper import BarInput, bar_inputs
 from cryptoml_pipeline.market import ParquetStore
 from cryptoml_pipeline.market.source import MarketData, load_market_data, load_via_ccxt
-from cryptoml_pipeline.modeling.forecast_model import ForecastModel, predict_forecast
+from cryptoml_pipeline.modeling.models import ZOO, Fitted
 from cryptoml_pipeline.settings import PipelineSettings
 from cryptoml_pipeline.timing import timeframe_to_timedelta
 
@@ -55,7 +55,7 @@ def load_market(
 
 def build_feed(
     market: MarketData,
-    model: ForecastModel,
+    model: Fitted,
     settings: PipelineSettings,
     start: pd.Timestamp,
     end: pd.Timestamp,
@@ -74,7 +74,7 @@ def build_feed(
     mask = ((ts >= start - step) & (ts < end)).to_numpy()
     if not mask.any():
         raise InputError(f"no bars in the paper window [{start}, {end})")
-    preds = predict_forecast(model, table, None, mask, settings, tf, tag="paper")
+    preds = ZOO[str(model.name)].predict_rows(model, table, None, mask, settings, tf, tag="paper")
     decisions = trading.decisions(preds, table, timeframe=tf, settings=settings)
     inputs = bar_inputs(
         market.candles, decisions, market.funding, timeframe=tf, start=start, end=end

@@ -6,9 +6,10 @@ run's ``ohlcv`` asset when ``ingest.max_fill_bars`` asks for it). The features a
 ``features.build.compute_features`` on that tail that the model reads — each requested symbol
 from ``history_rows`` bars before its bar on — computed for those rows only
 (:func:`signal_table`, :mod:`.fast_features`; equal to :func:`tail_features`' rows to 1e-9); the
-prediction is the served model's on them with the values ``predict_forecast`` gives (the one
-prediction schema; :func:`forecast_rows` evaluates a LightGBM model on the rows' arrays, equal to
-``predict_forecast`` exactly: ``test_signal_fast_prediction.py``), so the signal equals the
+prediction is the served model's on them with the values its zoo model's ``predict_rows`` gives
+(the one prediction schema; :func:`forecast_rows` evaluates a model with an array path —
+``predict_arrays``: LightGBM — on the rows' arrays, equal to ``predict_rows`` exactly:
+``test_signal_fast_prediction.py``), so the signal equals the
 run's own prediction for the bar up to the declared warm-up tolerance of recursive smoothers
 (``features.warmup_tolerance``).
 """
@@ -31,8 +32,6 @@ from cryptoml_pipeline.live.loader import ServedModel
 from cryptoml_pipeline.live.market_tail import check_symbols, closed_bars, tail_span
 from cryptoml_pipeline.market.repair import repair_candles
 from cryptoml_pipeline.market.schemas import CANDLE_COLUMNS
-from cryptoml_pipeline.modeling.forecast_model import predict_forecast
-from cryptoml_pipeline.modeling.gbm import GbmFoldModel, forecast_table_rows
 from cryptoml_pipeline.modeling.predictions import PROB_COLUMNS, signal_from_expected
 from cryptoml_pipeline.timing import timeframe_to_timedelta
 
@@ -126,10 +125,11 @@ def forecast_rows(
     served: ServedModel, rows: SignalRows, bars: dict[str, pd.Timestamp], symbols: Sequence[str]
 ) -> dict[str, dict[str, Any]]:
     """Per symbol with a usable row at its bar: the served model's prediction of that row —
-    ``signal``, ``confidence``, ``expected_return`` and ``probabilities`` as
-    ``predict_forecast`` gives them (the prediction schema's values: confidence clipped to
-    [0, 1], the signal by ``signal_from_expected``). A LightGBM model is evaluated on the rows'
-    arrays (no DataFrame, one LightGBM thread); other models through ``predict_forecast``."""
+    ``signal``, ``confidence``, ``expected_return`` and ``probabilities`` as the zoo model's
+    ``predict_rows`` gives them (the prediction schema's values: confidence clipped to [0, 1],
+    the signal by ``signal_from_expected``). A model with an array path (``predict_arrays``:
+    LightGBM, one thread) is evaluated on the rows' arrays (no DataFrame); other models through
+    ``predict_rows``."""
     missing = [c for c in served.model.feature_cols if c not in rows.columns]
     if missing:  # e.g. open interest / trades / sentiment sources: not read by the signal yet
         raise InputError(f"the signal's features lack the model's columns {missing}")
@@ -137,11 +137,10 @@ def forecast_rows(
     mask = np.zeros(len(rows.stamps), dtype=bool)
     for idx in at.values():
         mask[idx] = True
-    model, settings, tf = served.model, served.settings, served.timeframe
-    if isinstance(model, GbmFoldModel):
-        picked, er, conf, probs = forecast_table_rows(
-            model, rows.columns, rows.stamps, rows.symbols, mask, tf, num_threads=1
-        )
+    model, zoo, settings, tf = served.model, served.zoo, served.settings, served.timeframe
+    fast = zoo.predict_arrays(model, rows.columns, rows.stamps, rows.symbols, mask, tf)
+    if fast is not None:
+        picked, er, conf, probs = fast
         conf = np.clip(conf, 0.0, 1.0)
         sig = signal_from_expected(er, conf)
         p = np.full((len(picked), len(PROB_COLUMNS)), np.nan) if probs is None else probs
@@ -159,7 +158,7 @@ def forecast_rows(
                 }
         return out
     table = rows.frame()
-    preds = predict_forecast(model, table, None, mask, settings, tf, tag="signal")
+    preds = zoo.predict_rows(model, table, None, mask, settings, tf, tag="signal")
     out = {}
     for i, symbol in enumerate(preds["symbol"].astype(str)):
         pred = preds.iloc[i]

@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from cryptoml_pipeline.errors import InputError
-from cryptoml_pipeline.modeling.labels import label_to_class
+from cryptoml_pipeline.modeling.predictions import label_to_class
 from cryptoml_pipeline.modeling.scaling import Scaler
 from cryptoml_pipeline.timing import timeframe_to_timedelta
 

@@ -30,9 +30,12 @@ from torch import nn
 
 from cryptoml_pipeline.errors import InputError
 from cryptoml_pipeline.modeling.datasets import SequenceDataset
-from cryptoml_pipeline.modeling.fold_training import PROB_COLUMNS
 from cryptoml_pipeline.modeling.folds import Fold, validation_start
-from cryptoml_pipeline.modeling.predictions import entropy_confidence
+from cryptoml_pipeline.modeling.predictions import (
+    PROB_COLUMNS,
+    entropy_confidence,
+    label_to_class,
+)
 from cryptoml_pipeline.modeling.scaling import Scaler, fit_scaler
 from cryptoml_pipeline.modeling.training import predict_proba, train_model
 from cryptoml_pipeline.settings import ModelConfig, TrainingConfig
@@ -207,7 +210,7 @@ def _dataset(frame: pd.DataFrame, cols: list[str], scaler: Scaler, labeled: bool
         finite &= np.isfinite(frame["label"].to_numpy(dtype=np.float64))
     rows = np.flatnonzero(finite)
     classes = (
-        (frame["label"].to_numpy(dtype=np.float64)[rows] + 2).astype(np.int64)
+        label_to_class(frame["label"].to_numpy(dtype=np.float64)[rows])
         if labeled
         else np.full(len(rows), -1, dtype=np.int64)
     )

@@ -25,12 +25,12 @@ from cryptoml_pipeline.modeling.labels import scoring_returns
 from cryptoml_pipeline.modeling.persistence import to_jsonable
 from cryptoml_pipeline.modeling.predictions import (
     LABEL_VALUES,
-    PREDICTION_COLUMNS,
-    PROB_COLUMNS,
+    N_CLASSES,
     assemble,
     class_mean_returns,
     entropy_confidence,
     expected_from_probs,
+    label_to_class,
 )
 from cryptoml_pipeline.modeling.scaling import Scaler, fit_scaler
 from cryptoml_pipeline.modeling.training import (
@@ -45,8 +45,6 @@ from cryptoml_pipeline.timing import to_utc
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LABEL_VALUES", "PREDICTION_COLUMNS", "PROB_COLUMNS", "fold_class_returns"]
-
 
 def fold_class_returns(labels: pd.DataFrame, rows: np.ndarray) -> list[float]:
     """Class-conditional mean realised return (classes = label + 2) over training ``rows`` —
@@ -54,9 +52,7 @@ def fold_class_returns(labels: pd.DataFrame, rows: np.ndarray) -> list[float]:
     label = labels["label"].to_numpy(dtype=np.float64)[rows]
     realised = scoring_returns(labels)[rows]
     ok = np.isfinite(label)
-    return class_mean_returns(
-        np.rint(label[ok]).astype(np.int64) + 2, realised[ok], len(PROB_COLUMNS)
-    ).tolist()
+    return class_mean_returns(label_to_class(label[ok]), realised[ok], N_CLASSES).tolist()
 
 
 @dataclass

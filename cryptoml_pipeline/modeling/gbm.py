@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +44,7 @@ from cryptoml_pipeline.modeling.fold_training import (
     fold_to_dict,
 )
 from cryptoml_pipeline.modeling.folds import Fold, FoldMasks
-from cryptoml_pipeline.modeling.labels import label_to_class, scoring_returns
+from cryptoml_pipeline.modeling.labels import scoring_returns
 from cryptoml_pipeline.modeling.persistence import (
     ModelChecksumError,
     _atomic_write,
@@ -56,6 +57,7 @@ from cryptoml_pipeline.modeling.predictions import (
     class_mean_returns,
     expected_from_probs,
     expected_from_scaled,
+    label_to_class,
     rank_confidence,
 )
 from cryptoml_pipeline.modeling.training import inverse_frequency_weights
@@ -357,7 +359,7 @@ def forecast_design_rows(
 
 def forecast_table_rows(
     model: GbmFoldModel,
-    columns: dict[str, np.ndarray],
+    columns: Mapping[str, np.ndarray],
     ts: np.ndarray,
     sym: np.ndarray,
     row_mask: np.ndarray,

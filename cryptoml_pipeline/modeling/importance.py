@@ -5,7 +5,9 @@ and with that column's finite values shuffled among the rows feeding the test wi
 stamped ``[test_start - sequence_length bars, test_end)``; NaN stay in place so exactly the same
 samples are scored). Importance = score drop: ``logloss_permuted - logloss`` (> 0: the model
 uses the feature) and ``accuracy - accuracy_permuted``, averaged over ``n_repeats`` shuffles.
-Predictions go through :func:`~cryptoml_pipeline.modeling.fold_training.predict_rows`.
+Predictions go through the model's zoo contract (``ZOO[fitted.name].predict_rows``). A model's
+own importance (LightGBM gain, the transformer's input-weight norms) is
+``ZOO[fitted.name].importance(fitted)``.
 """
 
 from __future__ import annotations
@@ -14,20 +16,17 @@ import logging
 
 import numpy as np
 import pandas as pd
-import torch
 
 from cryptoml_pipeline.errors import InputError
 from cryptoml_pipeline.features.build import family_of_column
-from cryptoml_pipeline.modeling.fold_training import PROB_COLUMNS, FoldModel, predict_rows
 from cryptoml_pipeline.modeling.folds import Fold, fold_row_masks
-from cryptoml_pipeline.modeling.forecast_model import ForecastModel
-from cryptoml_pipeline.modeling.gbm import GbmFoldModel
+from cryptoml_pipeline.modeling.models import ZOO, Fitted
+from cryptoml_pipeline.modeling.predictions import PROB_COLUMNS, label_to_class
 from cryptoml_pipeline.settings import ImportanceConfig, PipelineSettings
 from cryptoml_pipeline.timing import timeframe_to_timedelta
 
 __all__ = [
     "IMPORTANCE_COLUMNS",
-    "feature_importance",
     "permutation_importance",
     "summarise_importance",
 ]
@@ -50,7 +49,7 @@ IMPORTANCE_COLUMNS = [
 def _scores(preds: pd.DataFrame) -> tuple[float, float]:
     label = preds["label"].to_numpy(dtype=np.float64)
     probs = preds[PROB_COLUMNS].to_numpy(dtype=np.float64)
-    cls = label.astype(np.int64) + 2
+    cls = label_to_class(label)
     p_true = np.clip(probs[np.arange(len(cls)), cls], 1e-12, 1.0)
     logloss = float(-np.log(p_true).mean())
     accuracy = float((preds["pred_class"].to_numpy() == cls).mean())
@@ -64,7 +63,7 @@ def _even_sample(rows: np.ndarray, max_rows: int) -> np.ndarray:
 
 
 def permutation_importance(
-    fold_model: FoldModel,
+    fitted: Fitted,
     features: pd.DataFrame,
     labels: pd.DataFrame,
     fold: Fold,
@@ -72,12 +71,13 @@ def permutation_importance(
     timeframe: str,
     config: ImportanceConfig | None = None,
 ) -> pd.DataFrame:
-    """One row per model feature (:data:`IMPORTANCE_COLUMNS`), sorted by logloss importance."""
+    """One row per model feature (:data:`IMPORTANCE_COLUMNS`), sorted by logloss importance.
+    ``fitted``: a deployable zoo model's (the walk-forward transformer's ``fold_model``)."""
     config = config or settings.features.importance
-    if fold.test_start < fold_model.fold.test_start:
-        raise InputError(f"fold {fold.key}: test window precedes model {fold_model.fold.key}'s")
-    seq = getattr(getattr(fold_model.model, "config", None), "sequence_length", None)
-    seq = int(seq or settings.model.sequence_length)
+    if fold.test_start < fitted.fold.test_start:
+        raise InputError(f"fold {fold.key}: test window precedes model {fitted.fold.key}'s")
+    zoo = ZOO[str(fitted.name)]
+    seq = int(zoo.history_rows(fitted) or settings.model.sequence_length)
     ts = features["timestamp"].astype("datetime64[ns, UTC]")
     span = (
         (ts >= fold.test_start - seq * timeframe_to_timedelta(timeframe)) & (ts < fold.test_end)
@@ -97,7 +97,7 @@ def permutation_importance(
     mask[eval_rows] = True
 
     def predict(frame: pd.DataFrame) -> pd.DataFrame:
-        out = predict_rows(fold_model, frame, sub_labels, mask, settings, timeframe, tag=fold.key)
+        out = zoo.predict_rows(fitted, frame, sub_labels, mask, settings, timeframe, tag=fold.key)
         return out[out["label"].notna()]
 
     base = predict(sub)
@@ -106,7 +106,7 @@ def permutation_importance(
     base_ll, base_acc = _scores(base)
     rng = np.random.default_rng(config.seed)
     records = []
-    for col in fold_model.feature_cols:
+    for col in fitted.feature_cols:
         values = sub[col].to_numpy(dtype=np.float64)
         finite = np.flatnonzero(np.isfinite(values))
         drops_ll, drops_acc = [], []
@@ -147,27 +147,3 @@ def summarise_importance(per_fold: pd.DataFrame) -> pd.DataFrame:
         positive_share=lambda s: float((s > 0).mean()),
     ).reset_index()
     return out.sort_values("mean_importance", ascending=False, ignore_index=True)
-
-
-def feature_importance(model: ForecastModel, top: int = 20) -> dict[str, float]:
-    """LightGBM: total split gain per feature (lags summed into their feature); the transformer:
-    L2 norm of each input feature's column in the input projection (inputs are standardised, so
-    the norms are comparable). Normalised to sum to 1; the ``top`` largest."""
-    if isinstance(model, GbmFoldModel):
-        gain = model.booster.feature_importance(importance_type="gain")
-        names = model.booster.feature_name()
-        totals: dict[str, float] = {}
-        for name, g in zip(names, gain, strict=True):
-            base = name.split("__lag")[0]
-            totals[base] = totals.get(base, 0.0) + float(g)
-        total = sum(totals.values()) or 1.0
-        ranked = sorted(totals.items(), key=lambda kv: -kv[1])[:top]
-        return {k: v / total for k, v in ranked}
-    layer = getattr(model.model, "input_projection", None)
-    if layer is None:
-        return {}
-    weights = layer.weight.detach().to(torch.float64).cpu().numpy()
-    norms = np.linalg.norm(weights, axis=0)
-    share = norms / norms.sum() if norms.sum() > 0 else norms
-    order = np.argsort(-share)[:top]
-    return {model.feature_cols[i]: float(share[i]) for i in order}

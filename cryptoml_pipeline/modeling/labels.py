@@ -19,7 +19,8 @@ Columns:
      2: r >  strong;  1: weak < r <= strong;  0: -weak < r <= weak;
     -1: -strong < r <= -weak;  -2: r <= -strong
 
-  Models use ``class index = label + 2`` (:func:`label_to_class`, :func:`class_to_signal`).
+  Models use ``class index = label + 2`` (``modeling/predictions.py``: ``label_to_class``,
+  ``class_to_signal``).
 * ``target``: what the models learn: ``label`` (``classes``); ``log(1 + realised_return) /
   (sigma_t * sqrt(h))`` (``vol_scaled_return``; ``sigma_t`` = trailing std of 1-bar log close
   returns over ``vol_window`` bars up to ``t`` — the feature ``rv_<vol_window>``); the
@@ -41,9 +42,7 @@ from cryptoml_pipeline.timing import timeframe_to_timedelta
 
 __all__ = [
     "LABEL_COLUMNS",
-    "class_to_signal",
     "classify_returns",
-    "label_to_class",
     "make_labels",
     "triple_barrier",
 ]
@@ -244,19 +243,6 @@ def make_labels(
         "weight": srt.unsort(weight),
     }
     return pd.DataFrame(out)[list(LABEL_COLUMNS)]
-
-
-def label_to_class(label: np.ndarray) -> np.ndarray:
-    """Label in {-2..2} -> class index in {0..4} (int64). Labels must be finite."""
-    arr = np.asarray(label, dtype=np.float64)
-    if not np.isfinite(arr).all():
-        raise InputError("label_to_class: labels contain NaN/inf; drop unlabelled rows first")
-    return (np.rint(arr) + 2).astype(np.int64)
-
-
-def class_to_signal(cls: np.ndarray) -> np.ndarray:
-    """Class index in {0..4} -> signal in {-2..2} (int64)."""
-    return np.asarray(cls).astype(np.int64) - 2
 
 
 def scoring_returns(labels: pd.DataFrame) -> np.ndarray:

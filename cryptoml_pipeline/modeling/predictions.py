@@ -57,6 +57,19 @@ PREDICTION_SCHEMA = pa.DataFrameSchema(
 )
 
 
+def label_to_class(label: np.ndarray) -> np.ndarray:
+    """Label in {-2..2} -> class index in {0..4} (int64). Labels must be finite."""
+    arr = np.asarray(label, dtype=np.float64)
+    if not np.isfinite(arr).all():
+        raise InputError("label_to_class: labels contain NaN/inf; drop unlabelled rows first")
+    return (np.rint(arr) + 2).astype(np.int64)
+
+
+def class_to_signal(cls: np.ndarray) -> np.ndarray:
+    """Class index in {0..4} -> signal in {-2..2} (int64)."""
+    return np.asarray(cls).astype(np.int64) - 2
+
+
 def validate_predictions(frame: pd.DataFrame, *, what: str = "predictions") -> pd.DataFrame:
     """Validate against :data:`PREDICTION_SCHEMA`; one-line :class:`InputError` on failure."""
     try:

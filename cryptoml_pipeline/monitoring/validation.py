@@ -8,14 +8,14 @@ import numpy as np
 import pandas as pd
 
 from cryptoml_pipeline.modeling.folds import fold_row_masks
-from cryptoml_pipeline.modeling.forecast_model import ForecastModel, predict_forecast
 from cryptoml_pipeline.modeling.labels import scoring_returns
+from cryptoml_pipeline.modeling.models import ZOO, Fitted
 from cryptoml_pipeline.monitoring.gate import ValidationScore, score_predictions
 from cryptoml_pipeline.settings import PipelineSettings
 
 
 def validation_mask(
-    model: ForecastModel, features: pd.DataFrame, settings: PipelineSettings, timeframe: str
+    model: Fitted, features: pd.DataFrame, settings: PipelineSettings, timeframe: str
 ) -> np.ndarray:
     """The candidate's purged validation rows (never in its fit slice)."""
     return fold_row_masks(
@@ -28,7 +28,7 @@ def validation_mask(
 
 
 def score_on_window(
-    model: ForecastModel,
+    model: Fitted,
     features: pd.DataFrame,
     labels: pd.DataFrame,
     mask: np.ndarray,
@@ -36,8 +36,9 @@ def score_on_window(
     timeframe: str,
 ) -> ValidationScore:
     """Rank IC / hit rate / sign calibration of ``model`` on the ``mask`` rows."""
+    zoo = ZOO[str(model.name)]
     started = time.perf_counter()
-    preds = predict_forecast(model, features, labels, mask, settings, timeframe, tag="gate")
+    preds = zoo.predict_rows(model, features, labels, mask, settings, timeframe, tag="gate")
     seconds = time.perf_counter() - started
     keyed = labels[["timestamp", "symbol"]].assign(_r=scoring_returns(labels))
     keyed["timestamp"] = pd.to_datetime(keyed["timestamp"], utc=True).astype("datetime64[ns, UTC]")

@@ -4,8 +4,9 @@ weights + JSON — never pickled (:class:`defs.io_manager.ArtifactIOManager` wri
 Layout: ``<base_dir>/assets/<asset key>[/<partition key>]`` + a suffix chosen by the value's type:
 
 * ``pandas.DataFrame``          -> ``.parquet``
-* ``FoldModel`` / ``GbmFoldModel`` (trained models) -> directory with ``model.pt`` (state_dict)
-  or ``gbm.txt`` (LightGBM text) + ``manifest.json``
+* a zoo model's :class:`~cryptoml_pipeline.modeling.models.Fitted` -> directory written by
+  ``ZOO[name].save``: ``model.pt`` (state_dict) or ``gbm.txt`` (LightGBM text) +
+  ``manifest.json``, loaded back by the zoo model its manifest names
 * ``dict`` holding DataFrames   -> directory "bundle": one parquet per frame + ``bundle.json``
 * JSON-able ``dict`` / ``list``  -> ``.json``
 
@@ -22,10 +23,8 @@ from typing import Any
 
 import pandas as pd
 
-from cryptoml_pipeline.modeling.fold_training import FoldModel
-from cryptoml_pipeline.modeling.forecast_model import load_forecast_model, save_forecast_model
-from cryptoml_pipeline.modeling.gbm import GbmFoldModel
 from cryptoml_pipeline.modeling.importance import IMPORTANCE_COLUMNS
+from cryptoml_pipeline.modeling.models import ZOO, Fitted, load_saved
 
 _BUNDLE_INDEX = "bundle.json"
 FEATURE_IMPORTANCE_ASSET = "feature_importance"  # the asset key (defs.assets.importance)
@@ -60,9 +59,9 @@ def write_value(stem: Path, value: Any) -> Path:
         path = stem.with_suffix(".parquet")
         _atomic_write_parquet(path, value)
         return path
-    if isinstance(value, FoldModel | GbmFoldModel):
+    if isinstance(value, Fitted):
         tmp = Path(tempfile.mkdtemp(dir=stem.parent, prefix=f".{stem.name}."))
-        save_forecast_model(tmp, value)
+        ZOO[str(value.name)].save(value, tmp)
         _replace_dir(tmp, stem)
         return stem
     if isinstance(value, dict) and any(isinstance(v, pd.DataFrame) for v in value.values()):
@@ -81,8 +80,8 @@ def write_value(stem: Path, value: Any) -> Path:
         _atomic_write_text(path, json.dumps(value, indent=2, default=str))
         return path
     raise TypeError(
-        f"cannot store a {type(value).__name__} at {stem}: return a DataFrame, FoldModel, "
-        "or a JSON-able dict/list"
+        f"cannot store a {type(value).__name__} at {stem}: return a DataFrame, a zoo model's "
+        "Fitted, or a JSON-able dict/list"
     )
 
 
@@ -99,7 +98,7 @@ def read_value(stem: Path) -> Any:
             out[key] = pd.read_parquet(stem / f"{key}.parquet")
         return out
     if (stem / "manifest.json").exists():
-        return load_forecast_model(stem)
+        return load_saved(stem)
     raise FileNotFoundError(f"no stored artifact at {stem} (materialize the upstream asset first)")
 
 

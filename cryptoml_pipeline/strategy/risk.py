@@ -1,7 +1,8 @@
 """The ML risk layer as small pure functions (spec "Risk Management Integration").
 
-Stop-based risk per trade, portfolio heat and leverage live in :mod:`.sizing` (used by the
-simulator); this module adds the ML-specific controls: the confidence threshold, ensemble
+Stop-based risk per trade, portfolio heat and leverage live in the execution core
+(:func:`cryptoml_pipeline.execution.kernel.size_entry`, used by the backtest and the live
+decision alike); this module adds the ML-specific controls: the confidence threshold, ensemble
 disagreement, switching off a degraded model and regime-dependent model weights.
 """
 
@@ -13,6 +14,8 @@ import numpy as np
 import pandas as pd
 
 from cryptoml_pipeline.errors import InputError
+from cryptoml_pipeline.features.regimes import trend_strength
+from cryptoml_pipeline.features.technical import rolling_volatility
 
 REGIMES: tuple[str, ...] = ("trend", "range", "high_vol")
 
@@ -54,15 +57,17 @@ def detect_regime(
     warm-up rows are ``range``."""
     if window < 2:
         raise InputError(f"regime window must be >= 2, got {window}")
-    c = pd.Series(np.asarray(close, dtype=np.float64), index=close.index)
-    ret = np.log(c).diff()
-    vol = ret.rolling(window).std()
-    vol_cut = vol.expanding(min_periods=window).quantile(vol_quantile)
-    path = ret.abs().rolling(window).sum()
-    efficiency = (np.log(c) - np.log(c.shift(window))).abs() / path
-    regime = np.where(
-        vol > vol_cut, "high_vol", np.where(efficiency > trend_threshold, "trend", "range")
-    )
+    c = np.asarray(close, dtype=np.float64)
+    # the feature layer's realised volatility and (log-price) efficiency ratio
+    vol = pd.Series(np.asarray(rolling_volatility(c, window), dtype=np.float64))
+    vol_cut = vol.expanding(min_periods=window).quantile(vol_quantile).to_numpy()
+    efficiency, _ = trend_strength(np.log(c), window)
+    with np.errstate(invalid="ignore"):
+        regime = np.where(
+            vol.to_numpy() > vol_cut,
+            "high_vol",
+            np.where(np.abs(efficiency) > trend_threshold, "trend", "range"),
+        )
     return pd.Series(regime, index=close.index, name="regime").astype(str)
 
 

@@ -6,15 +6,14 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from cryptoml_pipeline.defs.assets.modeling import find_fold, traded_only
+from cryptoml_pipeline.defs.assets.modeling import find_fold
 from cryptoml_pipeline.defs.partitions import fold_partitions
-from cryptoml_pipeline.defs.resources import PipelineResource
 from cryptoml_pipeline.evaluation.shuffle import shuffle_training_labels
-from cryptoml_pipeline.modeling.fold_training import predict_fold, train_fold
-from cryptoml_pipeline.modeling.gbm import predict_gbm_fold, train_gbm_fold
+from cryptoml_pipeline.modeling.models import ZOO, FoldInputs
 from cryptoml_pipeline.modeling.predictions import empty_predictions
+from cryptoml_pipeline.settings import PipelineSettings
 
-GROUP = "modeling"
+GROUP = "controls"
 
 
 @dg.asset(group_name=GROUP, partitions_def=fold_partitions)
@@ -24,11 +23,11 @@ def shuffled_label_predictions(
     label_table: pd.DataFrame,
     fold_plan: list,
     dataset_info: dict,
-    pipeline: PipelineResource,
+    run_settings: PipelineSettings,
 ) -> pd.DataFrame:
     """Test-window predictions of a model trained on shuffled labels (empty when switched off
     by ``controls.shuffled_label_model``)."""
-    settings = pipeline.settings()
+    settings = run_settings
     if not settings.controls.shuffled_label_model:
         context.add_output_metadata({"status": "disabled in settings"})
         return empty_predictions()
@@ -44,25 +43,16 @@ def shuffled_label_predictions(
     shuffled = shuffle_training_labels(
         label_table, fold.train_start, fold.test_start, seed=settings.controls.seed + fold.index
     )
-    if settings.strategy.model == "transformer":
-        feats = traded_only(feature_table, dataset_info)
-        model = train_fold(feats, traded_only(shuffled, dataset_info), fold, settings, timeframe)
-        preds = predict_fold(
-            model, feats, traded_only(label_table, dataset_info), fold, settings, timeframe
-        )
-        member = "transformer"
-    else:
-        gbm = train_gbm_fold(feature_table, shuffled, fold, settings, timeframe)
-        preds = predict_gbm_fold(
-            gbm,
-            feature_table,
-            label_table,
-            fold,
-            settings,
-            timeframe,
-            traded=dataset_info["symbols"],
-        )
-        member = "gbm"
+    # the strategy model trained as the candidate is (exactly this fold's window), on the
+    # shuffled labels; its test window scored against the true ones
+    member = settings.strategy.model
+    zoo = ZOO[member]
+    traded = tuple(dataset_info["symbols"])
+    inputs = FoldInputs(feature_table, shuffled, fold, settings, timeframe, traded=traded)
+    fitted = zoo.fit_window(inputs)
+    preds = zoo.predict(
+        fitted, FoldInputs(feature_table, label_table, fold, settings, timeframe, traded=traded)
+    )
     known = preds["label"].notna()
     acc = (preds.loc[known, "pred_class"] == preds.loc[known, "label"] + 2).mean()
     context.add_output_metadata(

@@ -19,13 +19,7 @@ from cryptoml_pipeline.defs.resources import DatabaseResource, PipelineResource
 from cryptoml_pipeline.errors import InputError
 from cryptoml_pipeline.evaluation.model_comparison import headline_deflation
 from cryptoml_pipeline.modeling.folds import final_training_fold
-from cryptoml_pipeline.modeling.forecast_model import (
-    ForecastModel,
-    fit_forecast_model,
-    load_forecast_model,
-    predict_forecast,
-)
-from cryptoml_pipeline.modeling.importance import feature_importance
+from cryptoml_pipeline.modeling.models import ZOO, Fitted, FoldInputs, load_saved
 from cryptoml_pipeline.modeling.predictions import PROB_COLUMNS, empty_predictions
 from cryptoml_pipeline.monitoring.gate import (
     GateDecision,
@@ -35,8 +29,9 @@ from cryptoml_pipeline.monitoring.gate import (
 )
 from cryptoml_pipeline.monitoring.validation import score_on_window, validation_mask
 from cryptoml_pipeline.registry.candidates import load_verified, save_and_register
-from cryptoml_pipeline.registry.deployment_store import deploy
+from cryptoml_pipeline.registry.deployment_store import deploy, deployed_dir
 from cryptoml_pipeline.registry.model_registry import ArtifactIntegrityError, ModelRegistry
+from cryptoml_pipeline.settings import PipelineSettings
 from cryptoml_pipeline.timing import to_utc
 
 GROUP = "deployment"
@@ -49,13 +44,14 @@ def candidate_model(
     feature_table: pd.DataFrame,
     label_table: pd.DataFrame,
     dataset_info: dict,
+    run_settings: PipelineSettings,
     pipeline: PipelineResource,
     database: DatabaseResource,
-) -> Any:  # ForecastModel (Dagster types no unions)
+) -> Fitted:
     """The strategy model trained on the most recent training window, registered as a
     candidate; its manifest carries every setting the real-time signal needs (universe
     included)."""
-    settings = pipeline.settings()
+    settings = run_settings
     fold = final_training_fold(
         to_utc(dataset_info["end"]),
         settings.walk_forward,
@@ -63,14 +59,16 @@ def candidate_model(
         start=to_utc(dataset_info["start"])
         - pd.Timedelta(days=settings.data.training_history_days),
     )
-    model = fit_forecast_model(
-        settings.strategy.model,
-        feature_table,
-        label_table,
-        fold,
-        settings,
-        dataset_info["timeframe"],
-        traded=list(dataset_info["symbols"]),
+    zoo = ZOO[settings.strategy.model]
+    model = zoo.fit_window(
+        FoldInputs(
+            feature_table,
+            label_table,
+            fold,
+            settings,
+            dataset_info["timeframe"],
+            traded=tuple(dataset_info["symbols"]),
+        )
     )
     created = datetime.now(UTC)
     digest = hashlib.sha256(repr(sorted(model.manifest.get("model_config", {}).items())).encode())
@@ -88,7 +86,7 @@ def candidate_model(
     model.manifest["timeframe"] = dataset_info["timeframe"]
     model.manifest["settings"] = settings.model_dump(mode="json")
     registry = database.registry()
-    importance = feature_importance(model)
+    importance = zoo.importance(model)
     entry = save_and_register(
         registry,
         Path(pipeline.output_dir),
@@ -114,7 +112,7 @@ def candidate_model(
 
 
 def sanity_outputs(
-    model: ForecastModel,
+    model: Fitted,
     features: pd.DataFrame,
     labels: pd.DataFrame,
     end: pd.Timestamp,
@@ -123,7 +121,9 @@ def sanity_outputs(
 ) -> tuple[bool, str]:
     """The candidate's outputs on the last days (finite, in range)."""
     recent = (features["timestamp"] >= end - pd.Timedelta(days=SANITY_DAYS)).to_numpy()
-    preds = predict_forecast(model, features, labels, recent, settings, timeframe, tag="sanity")
+    preds = ZOO[str(model.name)].predict_rows(
+        model, features, labels, recent, settings, timeframe, tag="sanity"
+    )
     return outputs_are_sane(
         preds["expected_return"].to_numpy(dtype=float),
         preds["confidence"].to_numpy(dtype=float),
@@ -137,10 +137,9 @@ def gate_candidate(
     feature_table: pd.DataFrame,
     label_table: pd.DataFrame,
     dataset_info: dict,
-    pipeline: PipelineResource,
+    settings: PipelineSettings,
 ) -> tuple[GateDecision, dict[str, Any]]:
     """Run the deploy gate on the registered ``version`` against the deployed model."""
-    settings = pipeline.settings()
     timeframe = dataset_info["timeframe"]
     try:
         candidate = load_verified(registry, version)  # the artifact that would be deployed
@@ -191,6 +190,7 @@ def gate_candidate(
         "feature_table": dg.AssetIn("feature_table"),
         "label_table": dg.AssetIn("label_table"),
         "dataset_info": dg.AssetIn("dataset_info"),
+        "run_settings": dg.AssetIn("run_settings"),
     },
     description=(
         "Deploy gate: verified checksums, finite outputs, calibration and latency bounds (a "
@@ -199,17 +199,17 @@ def gate_candidate(
     ),
 )
 def deploy_gate(
-    candidate_model: Any,  # ForecastModel
+    candidate_model: Fitted,
     feature_table: pd.DataFrame,
     label_table: pd.DataFrame,
     dataset_info: dict,
-    pipeline: PipelineResource,
+    run_settings: PipelineSettings,
     database: DatabaseResource,
 ) -> dg.AssetCheckResult:
     registry = database.registry()
     version = str(candidate_model.manifest["version"])
     decision, evidence = gate_candidate(
-        registry, version, feature_table, label_table, dataset_info, pipeline
+        registry, version, feature_table, label_table, dataset_info, run_settings
     )
     gate_record = {"deploy": decision.deploy, "reason": decision.reason} | evidence
     registry.update_metrics(version, {"gate": gate_record})
@@ -254,10 +254,11 @@ def walk_forward_evidence(
 @dg.asset(group_name=GROUP)
 def deployed_model(
     context: dg.AssetExecutionContext,
-    candidate_model: Any,  # ForecastModel
+    candidate_model: Fitted,
     backtest: dict[str, Any],
     model_comparison: dict[str, Any],
     fold_plan: list[dict[str, Any]],
+    run_settings: PipelineSettings,
     pipeline: PipelineResource,
     database: DatabaseResource,
 ) -> dict[str, Any]:
@@ -266,7 +267,7 @@ def deployed_model(
 
     The weights served from ``models/deployed`` are the registry artifact re-loaded after its
     checksums verified, never the in-memory candidate."""
-    settings = pipeline.settings()
+    settings = run_settings
     output = Path(pipeline.output_dir)
     registry = database.registry()
     version = str(candidate_model.manifest["version"])
@@ -310,16 +311,18 @@ def latest_signals(
     feature_table: pd.DataFrame,
     label_table: pd.DataFrame,
     dataset_info: dict,
+    run_settings: PipelineSettings,
     pipeline: PipelineResource,
 ) -> pd.DataFrame:
     """The deployed model's signal for the latest closed bar of each symbol (nightly)."""
-    path = deployed_model.get("path") or str(Path(pipeline.output_dir) / "models" / "deployed")
+    # this chain's deployment, else the one deployed before (the deployment store live serves)
+    path = deployed_model.get("path") or str(deployed_dir(Path(pipeline.output_dir)))
     if not Path(path, "manifest.json").exists():
         reason = f"no model deployed for trading ({deployed_model.get('reason')})"
         context.add_output_metadata({"status": reason})
         context.log.warning(reason)
         return empty_predictions()
-    model = load_forecast_model(Path(path))
+    model = load_saved(Path(path))
     if model.manifest.get("timeframe") != dataset_info["timeframe"]:
         raise dg.Failure(
             f"the deployed model is for {model.manifest.get('timeframe')} bars, the data is "
@@ -328,12 +331,12 @@ def latest_signals(
     last = feature_table.groupby("symbol")["timestamp"].transform("max")
     mask = (feature_table["timestamp"] == last).to_numpy()
     traded = feature_table["symbol"].astype(str).isin(list(dataset_info["symbols"])).to_numpy()
-    latest = predict_forecast(
+    latest = ZOO[str(model.name)].predict_rows(
         model,
         feature_table,
         None,
         mask & traded,
-        pipeline.settings(),
+        run_settings,
         dataset_info["timeframe"],
         tag="latest",
     )

@@ -15,7 +15,9 @@ from cryptoml_pipeline.defs.assets.modeling import plan_folds
 from cryptoml_pipeline.defs.resources import PipelineResource
 from cryptoml_pipeline.evaluation.model_comparison import headline_deflation
 from cryptoml_pipeline.evaluation.walk_forward import Evaluation, evaluate_walk_forward
+from cryptoml_pipeline.modeling.models import ZOO
 from cryptoml_pipeline.modeling.predictions import validate_predictions
+from cryptoml_pipeline.monitoring.retrain_policy import should_retrain
 from cryptoml_pipeline.reporting.features_section import features_section
 from cryptoml_pipeline.reporting.report import build_report, write_report
 from cryptoml_pipeline.reporting.ui_metadata import (
@@ -24,9 +26,13 @@ from cryptoml_pipeline.reporting.ui_metadata import (
     model_markdown,
     report_tables,
 )
+from cryptoml_pipeline.settings import PipelineSettings, RetrainConfig
 from cryptoml_pipeline.timing import to_utc
 
 GROUP = "evaluation"
+# backtest metadata the degradation sensor reads: fixed keys, whatever the run's retrain windows
+DEGRADED_KEY, ACC_RECENT_KEY, ACC_PRIOR_KEY = "degraded", "acc_recent", "acc_prior"
+RETRAIN_POLICY_KEY = "retrain_policy"
 
 
 def outside_test_windows(predictions: pd.DataFrame, plan: list[dict[str, Any]]) -> pd.DataFrame:
@@ -49,13 +55,13 @@ def oos_predictions(
     gbm_predictions: dict[str, pd.DataFrame],
     fold_plan: list[dict[str, Any]],
     dataset_info: dict,
-    pipeline: PipelineResource,
+    run_settings: PipelineSettings,
 ) -> pd.DataFrame:
     """The strategy model's (``strategy.model``) test-window predictions of every fold, in time
     order (out-of-sample only), in the one prediction schema."""
-    model = pipeline.settings().strategy.model
-    source = gbm_predictions if model == "gbm" else fold_predictions
-    name = "gbm_predictions" if model == "gbm" else "fold_predictions"
+    model = run_settings.strategy.model
+    name = ZOO[model].asset_name  # the strategy model's prediction asset
+    source = {"gbm_predictions": gbm_predictions, "fold_predictions": fold_predictions}[name]
     order = [f["key"] for f in fold_plan]
     missing = [k for k in order if k not in source or source[k].empty]
     if missing:
@@ -123,6 +129,29 @@ def ui_metadata(tables: UiTables) -> dict[str, dg.MetadataValue]:
     }
 
 
+def retrain_metadata(
+    acc_recent: float | None, acc_prior: float | None, retrain: RetrainConfig
+) -> dict[str, Any]:
+    """The backtest's accuracy windows and degradation verdict under the run's ``retrain``
+    settings. ``degradation_sensor`` reads the fixed keys (``degraded``, ``acc_recent``,
+    ``acc_prior``), never keys built from default windows; ``acc_recent_<n>`` /
+    ``acc_prior_<n>`` name the windows for the UI."""
+    return {
+        f"acc_recent_{retrain.recent_window}": acc_recent,
+        f"acc_prior_{retrain.prior_window}": acc_prior,
+        DEGRADED_KEY: should_retrain(acc_recent, acc_prior, retrain.degradation),
+        ACC_RECENT_KEY: acc_recent,
+        ACC_PRIOR_KEY: acc_prior,
+        RETRAIN_POLICY_KEY: dg.MetadataValue.json(
+            {
+                "recent_window": retrain.recent_window,
+                "prior_window": retrain.prior_window,
+                "degradation": retrain.degradation,
+            }
+        ),
+    }
+
+
 def _evaluation_from_bundle(bundle: dict[str, Any]) -> Evaluation:
     return Evaluation(**{k: bundle[k] for k in Evaluation.__dataclass_fields__})
 
@@ -137,12 +166,14 @@ def backtest(
     label_table: pd.DataFrame,
     fold_plan: list[dict[str, Any]],
     dataset_info: dict,
+    run_settings: PipelineSettings,
     pipeline: PipelineResource,
     shuffled_label_predictions: dict[str, pd.DataFrame],
 ) -> dict[str, Any]:
     """Strategy vs buy-and-hold vs rule strategy vs controls on the out-of-sample span; costs
-    always on."""
-    settings = pipeline.settings()
+    always on. The metadata's ``degraded`` (recent vs prior accuracy under the run's
+    ``retrain`` settings) is what ``degradation_sensor`` reads."""
+    settings = run_settings
     order = [f["key"] for f in fold_plan]
     control_parts = [
         shuffled_label_predictions[k]
@@ -164,11 +195,9 @@ def backtest(
         settings=settings,
         timeframe=dataset_info["timeframe"],
     )
-    r = settings.retrain
     context.add_output_metadata(
         {
-            f"acc_recent_{r.recent_window}": ev.acc_recent,
-            f"acc_prior_{r.prior_window}": ev.acc_prior,
+            **retrain_metadata(ev.acc_recent, ev.acc_prior, settings.retrain),
             "sharpe": ev.strategy["sharpe"],
             "total_return": ev.strategy["total_return"],
             "max_drawdown": ev.strategy["max_drawdown"],
@@ -196,13 +225,14 @@ def backtest_report(
     deployed_model: dict[str, Any],
     dataset_info: dict,
     fold_plan: list[dict[str, Any]],
+    run_settings: PipelineSettings,
     pipeline: PipelineResource,
     model_comparison: dict[str, Any],
 ) -> dict[str, Any]:
     """``OUTPUT/reports/report.json`` + ``report.html``: KPIs vs baselines vs the spec's targets,
     the per-fold permutation importance aggregated over folds, the feature plan and the model
     comparison (every model of the zoo on the same folds)."""
-    settings = pipeline.settings()
+    settings = run_settings
     ev = _evaluation_from_bundle(backtest)
     # one deflated Sharpe: the trial set of the model comparison (selection + models compared)
     deflated = headline_deflation(

@@ -52,6 +52,7 @@ from cryptoml_pipeline.experiments.sweep import (
     walk_forward_folds,
 )
 from cryptoml_pipeline.experiments.tuning import tune_split
+from cryptoml_pipeline.settings import PipelineSettings
 from cryptoml_pipeline.timing import to_utc
 
 GROUP = "experiments"
@@ -97,6 +98,7 @@ def experiment_predictions(
     funding: pd.DataFrame,
     feature_table: pd.DataFrame,
     dataset_info: dict,
+    run_settings: PipelineSettings,
     pipeline: PipelineResource,
     experiment: ExperimentResource,
     database: DatabaseResource,
@@ -106,7 +108,7 @@ def experiment_predictions(
     ``experiments/<grid>/trainings/<fingerprint>/<split>.parquet``. A training that fails on its
     data (e.g. too few rows) is recorded with its error and shows in the leaderboard."""
     keys = context.partition_key.keys_by_dimension
-    base = pipeline.settings()
+    base = run_settings
     grid = experiment.grid(base)
     config = configuration_of(grid, keys[CONFIGURATION_DIM])
     split = keys[SPLIT_DIM]
@@ -262,6 +264,7 @@ def experiment_leaderboard(
     funding: pd.DataFrame,
     feature_table: pd.DataFrame,
     dataset_info: dict,
+    run_settings: PipelineSettings,
     pipeline: PipelineResource,
     experiment: ExperimentResource,
 ) -> dict[str, Any]:
@@ -269,7 +272,7 @@ def experiment_leaderboard(
     break-even fee, CPCV path Sharpes; PBO across configurations and the deflated Sharpe of the
     pick with every configuration counted. Writes ``leaderboard.json`` / ``.html`` and
     ``selected.yaml`` (run it with ``cryptoml run --config``)."""
-    base = pipeline.settings()
+    base = run_settings
     grid = experiment.grid(base)
     layout = SweepLayout.of(pipeline.output_dir, grid.name)
     data = sweep_data(ohlcv, funding, feature_table, dataset_info)

@@ -3,7 +3,8 @@
 import dagster as dg
 import pandas as pd
 
-from cryptoml_pipeline.defs.resources import MarketDataResource, PipelineResource
+from cryptoml_pipeline.defs.assets.run_settings import RUN_SETTINGS
+from cryptoml_pipeline.defs.resources import MarketDataResource
 from cryptoml_pipeline.features import build_features, compute_features, feature_columns
 from cryptoml_pipeline.features.build import warmup_bars, warmup_period
 from cryptoml_pipeline.features.causality import (
@@ -13,6 +14,7 @@ from cryptoml_pipeline.features.causality import (
 )
 from cryptoml_pipeline.features.schemas import validate_feature_table
 from cryptoml_pipeline.modeling.labels import make_labels
+from cryptoml_pipeline.settings import PipelineSettings
 from cryptoml_pipeline.timing import timeframe_to_timedelta
 
 GROUP = "features"
@@ -28,13 +30,13 @@ def feature_table(
     ohlcv: pd.DataFrame,
     funding: pd.DataFrame,
     dataset_info: dict,
-    pipeline: PipelineResource,
+    run_settings: PipelineSettings,
     market: MarketDataResource,
 ) -> pd.DataFrame:
     """Causal features (value at t uses data up to t only), validated by pandera. The metadata
     lists the features by family and every unavailable feature with its reason. Open interest
     landed in the store (``ingest_job``) feeds the open-interest features when present."""
-    settings = pipeline.settings()
+    settings = run_settings
     oi = _open_interest(market, settings, ohlcv)
     built = build_features(
         ohlcv,
@@ -86,16 +88,16 @@ def _funding_near(funding: pd.DataFrame, candles: pd.DataFrame, days: int) -> pd
     asset=feature_table,
     blocking=True,
     description="Recompute features on data truncated at several cut times; any change is a leak",
-    additional_ins={k: dg.AssetIn(k) for k in ("ohlcv", "funding", "dataset_info")},
+    additional_ins={k: dg.AssetIn(k) for k in ("ohlcv", "funding", "dataset_info", RUN_SETTINGS)},
 )
 def feature_causality(
     ohlcv: pd.DataFrame,
     funding: pd.DataFrame,
     dataset_info: dict,
-    pipeline: PipelineResource,
+    run_settings: PipelineSettings,
     market: MarketDataResource,
 ) -> dg.AssetCheckResult:
-    settings = pipeline.settings()
+    settings = run_settings
     candles = _recent_slice(ohlcv, CAUSALITY_ROWS_PER_SYMBOL)
     cuts = sample_cut_times(candles["timestamp"], CAUSALITY_CUTS)
     tf = dataset_info["timeframe"]
@@ -129,16 +131,16 @@ def feature_causality(
         "Warm-up sensitivity: values after the declared warm-up must not depend on how much "
         "history precedes them (recompute with later history starts)"
     ),
-    additional_ins={k: dg.AssetIn(k) for k in ("ohlcv", "funding", "dataset_info")},
+    additional_ins={k: dg.AssetIn(k) for k in ("ohlcv", "funding", "dataset_info", RUN_SETTINGS)},
 )
 def feature_warmup_sensitivity(
     ohlcv: pd.DataFrame,
     funding: pd.DataFrame,
     dataset_info: dict,
-    pipeline: PipelineResource,
+    run_settings: PipelineSettings,
     market: MarketDataResource,
 ) -> dg.AssetCheckResult:
-    settings = pipeline.settings()
+    settings = run_settings
     tf = dataset_info["timeframe"]
     bar = timeframe_to_timedelta(tf)
     warmup = warmup_period(settings.features, tf, settings.data.funding_interval_hours)
@@ -175,12 +177,12 @@ def label_table(
     context: dg.AssetExecutionContext,
     ohlcv: pd.DataFrame,
     dataset_info: dict,
-    pipeline: PipelineResource,
+    run_settings: PipelineSettings,
 ) -> pd.DataFrame:
     """The models' target (``settings.target``: the spec's 5 classes, a volatility-scaled
     forward return from the next bar's open, or triple-barrier labels), the realised return a
     trade would get, and the spec's classes of it (see ``modeling/labels.py``)."""
-    settings = pipeline.settings()
+    settings = run_settings
     labels = make_labels(
         ohlcv, settings.target, settings.labels, timeframe=dataset_info["timeframe"]
     )

@@ -7,17 +7,16 @@ import pandas as pd
 
 from cryptoml_pipeline.defs.assets.modeling import find_fold, stale_reason
 from cryptoml_pipeline.defs.partitions import fold_partitions
-from cryptoml_pipeline.defs.resources import PipelineResource
 from cryptoml_pipeline.features.build import plan_features
-from cryptoml_pipeline.modeling.fold_training import FoldModel
 from cryptoml_pipeline.modeling.importance import IMPORTANCE_COLUMNS, permutation_importance
+from cryptoml_pipeline.modeling.models import Fitted
 from cryptoml_pipeline.registry.artifact_store import (
     FEATURE_IMPORTANCE_ASSET,
     load_importance_partitions,
 )
 from cryptoml_pipeline.settings import PipelineSettings
 
-GROUP = "modeling"
+GROUP = "importance"
 FEATURE_IMPORTANCE_KEY = dg.AssetKey(FEATURE_IMPORTANCE_ASSET)
 __all__ = ["FEATURE_IMPORTANCE_KEY", "feature_importance", "load_importance_partitions"]
 
@@ -25,15 +24,15 @@ __all__ = ["FEATURE_IMPORTANCE_KEY", "feature_importance", "load_importance_part
 @dg.asset(group_name=GROUP, partitions_def=fold_partitions)
 def feature_importance(
     context: dg.AssetExecutionContext,
-    fold_model: FoldModel,
+    fold_model: Fitted,
     feature_table: pd.DataFrame,
     label_table: pd.DataFrame,
     fold_plan: list[dict[str, Any]],
     dataset_info: dict,
-    pipeline: PipelineResource,
+    run_settings: PipelineSettings,
 ) -> pd.DataFrame:
     """Permutation importance of every model feature on the fold's test window."""
-    settings = pipeline.settings()
+    settings = run_settings
     fold = find_fold(fold_plan, context.partition_key)
     if not settings.features.importance.enabled:
         context.add_output_metadata({"status": "disabled (features.importance.enabled=False)"})

@@ -9,7 +9,8 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from cryptoml_pipeline.defs.resources import MarketDataResource, PipelineResource
+from cryptoml_pipeline.defs.assets.run_settings import RUN_SETTINGS
+from cryptoml_pipeline.defs.resources import MarketDataResource
 from cryptoml_pipeline.market import CANDLE_COLUMNS, validate_funding
 from cryptoml_pipeline.market.repair import hard_rule_violations, repair_candles
 from cryptoml_pipeline.settings import PipelineSettings
@@ -26,9 +27,9 @@ GROUP = "ingestion"
     }
 )
 def market_snapshot(
-    context: dg.AssetExecutionContext, pipeline: PipelineResource, market: MarketDataResource
+    context: dg.AssetExecutionContext, run_settings: PipelineSettings, market: MarketDataResource
 ):
-    settings = pipeline.settings()
+    settings = run_settings
     data = market.load(settings)
     info: dict[str, Any] = {
         "source": data.source,
@@ -82,12 +83,12 @@ def ohlcv(
     context: dg.AssetExecutionContext,
     ohlcv_raw: pd.DataFrame,
     dataset_info: dict,
-    pipeline: PipelineResource,
+    run_settings: PipelineSettings,
 ) -> pd.DataFrame:
     """Repaired, validated candles: exact duplicates dropped, rows sorted, conflicting duplicates /
     off-grid / NaN / non-positive prices / OHLC violations rejected, gaps counted (filled only up
     to ``ingest.max_fill_bars`` bars, marked ``is_filled``), zero-volume bars and spikes counted."""
-    ingest = pipeline.settings().ingest
+    ingest = run_settings.ingest
     timeframe = dataset_info["timeframe"]
     candles, report = repair_candles(
         ohlcv_raw,
@@ -135,12 +136,12 @@ def ohlcv_hard_rules(ohlcv: pd.DataFrame, dataset_info: dict) -> dg.AssetCheckRe
     asset=ohlcv,
     blocking=False,
     description="WARN (soft): missing bars (gaps), zero-volume bars, spikes that reverse",
-    additional_ins={"dataset_info": dg.AssetIn("dataset_info")},
+    additional_ins={k: dg.AssetIn(k) for k in ("dataset_info", RUN_SETTINGS)},
 )
 def ohlcv_soft_rules(
-    ohlcv: pd.DataFrame, dataset_info: dict, pipeline: PipelineResource
+    ohlcv: pd.DataFrame, dataset_info: dict, run_settings: PipelineSettings
 ) -> dg.AssetCheckResult:
-    ingest = pipeline.settings().ingest
+    ingest = run_settings.ingest
     window = ohlcv[ohlcv["timestamp"] >= to_utc(dataset_info["start"])]
     _, report = repair_candles(
         window[list(CANDLE_COLUMNS)],
@@ -203,13 +204,13 @@ def off_schedule_settlements(
     asset=funding,
     blocking=True,
     description="Every funding settlement in the window is present, and none is off schedule",
-    additional_ins={"dataset_info": dg.AssetIn("dataset_info")},
+    additional_ins={k: dg.AssetIn(k) for k in ("dataset_info", RUN_SETTINGS)},
 )
 def funding_complete(
-    funding: pd.DataFrame, dataset_info: dict, pipeline: PipelineResource
+    funding: pd.DataFrame, dataset_info: dict, run_settings: PipelineSettings
 ) -> dg.AssetCheckResult:
     start, end = to_utc(dataset_info["start"]), to_utc(dataset_info["end"])
-    interval = pipeline.settings().data.funding_interval_hours
+    interval = run_settings.data.funding_interval_hours
     missing = missing_settlements(funding, list(dataset_info["symbols"]), start, end, interval)
     off = off_schedule_settlements(funding, start, end, interval)
     first = {s: str(v[0]) for s, v in missing.items()}

@@ -17,10 +17,11 @@ import pandas as pd
 
 from cryptoml_pipeline.defs.partitions import FOLDS, fold_partitions
 from cryptoml_pipeline.defs.resources import PipelineResource
-from cryptoml_pipeline.modeling.fold_training import FoldModel, fold_from_dict, fold_to_dict
+from cryptoml_pipeline.modeling.fold_training import fold_from_dict, fold_to_dict
 from cryptoml_pipeline.modeling.folds import Fold, walk_forward_plan
-from cryptoml_pipeline.modeling.models import TRANSFORMER, FoldInputs
+from cryptoml_pipeline.modeling.models import TRANSFORMER, Fitted, FoldInputs
 from cryptoml_pipeline.modeling.models.base import heavy_fold, traded_only
+from cryptoml_pipeline.settings import PipelineSettings
 from cryptoml_pipeline.timing import to_utc
 
 GROUP = "modeling"
@@ -33,13 +34,13 @@ def transformer_inputs(
     feature_table: pd.DataFrame,
     label_table: pd.DataFrame,
     dataset_info: dict,
-    pipeline: PipelineResource,
+    settings: PipelineSettings,
 ) -> FoldInputs:
     return FoldInputs(
         feature_table,
         label_table,
         fold,
-        pipeline.settings(),
+        settings,
         dataset_info["timeframe"],
         traded=tuple(dataset_info["symbols"]),
     )
@@ -71,7 +72,7 @@ def sync_fold_partitions(instance: dg.DagsterInstance, keys: list[str]) -> None:
         instance.add_dynamic_partitions(FOLDS, new)
 
 
-def stale_reason(model: FoldModel, fold: Fold, dataset_info: dict) -> str | None:
+def stale_reason(model: Fitted, fold: Fold, dataset_info: dict) -> str | None:
     """Why a stored fold model does not belong to this fold/run (None when it does)."""
     if model.fold != fold:
         return f"trained for windows {model.fold}, the plan has {fold}"
@@ -85,10 +86,10 @@ def stale_reason(model: FoldModel, fold: Fold, dataset_info: dict) -> str | None
 
 @dg.asset(group_name=GROUP)
 def fold_plan(
-    context: dg.AssetExecutionContext, dataset_info: dict, pipeline: PipelineResource
+    context: dg.AssetExecutionContext, dataset_info: dict, run_settings: PipelineSettings
 ) -> list[dict[str, Any]]:
     """Purged + embargoed walk-forward folds over the run's window; syncs the fold partitions."""
-    settings = pipeline.settings()
+    settings = run_settings
     folds = walk_forward_plan(
         to_utc(dataset_info["start"]),
         to_utc(dataset_info["end"]),
@@ -126,18 +127,19 @@ def fold_model(
     label_table: pd.DataFrame,
     fold_plan: list[dict[str, Any]],
     dataset_info: dict,
+    run_settings: PipelineSettings,
     pipeline: PipelineResource,
-) -> FoldModel:
+) -> Fitted:
     """One CryptoTransformer per fold, trained on the fold's purged training window of the
     traded symbols (5 classes; its expected return comes from the class-conditional mean
     realised returns of its training rows)."""
     plan_fold = find_fold(fold_plan, context.partition_key)
-    inputs = transformer_inputs(plan_fold, feature_table, label_table, dataset_info, pipeline)
+    inputs = transformer_inputs(plan_fold, feature_table, label_table, dataset_info, run_settings)
     # a retried or re-launched run resumes from the last finished epoch
     checkpoint = pipeline.output_path / "checkpoints" / "fold_model" / f"{plan_fold.key}.ckpt"
     out_dir = transformer_dir(pipeline, plan_fold.key)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model = TRANSFORMER.fit(inputs, out_dir, checkpoint_path=checkpoint).model
+    model = TRANSFORMER.fit(inputs, out_dir, checkpoint_path=checkpoint)
     checkpoint.unlink(missing_ok=True)  # trained: the weights travel with the asset from here
     m = model.manifest
     context.add_output_metadata(
@@ -156,22 +158,23 @@ def fold_model(
 @dg.asset(group_name=GROUP, partitions_def=fold_partitions)
 def fold_predictions(
     context: dg.AssetExecutionContext,
-    fold_model: FoldModel,
+    fold_model: Fitted,
     feature_table: pd.DataFrame,
     label_table: pd.DataFrame,
     fold_plan: list[dict[str, Any]],
     dataset_info: dict,
+    run_settings: PipelineSettings,
     pipeline: PipelineResource,
 ) -> pd.DataFrame:
     """The fold's model predicts its test window only; its model card goes to
     ``output/models/transformer/<fold>/card.json`` and the metadata."""
     plan_fold = find_fold(fold_plan, context.partition_key)
-    inputs = transformer_inputs(plan_fold, feature_table, label_table, dataset_info, pipeline)
+    inputs = transformer_inputs(plan_fold, feature_table, label_table, dataset_info, run_settings)
     stale = stale_reason(fold_model, TRANSFORMER.fold(inputs), dataset_info)
     if stale:
         raise dg.Failure(f"fold_model[{plan_fold.key}] is stale ({stale}); re-materialize it")
     out_dir = transformer_dir(pipeline, plan_fold.key)
-    fitted = TRANSFORMER.fitted(fold_model, out_dir)
+    fitted = TRANSFORMER.fitted(fold_model.model, out_dir)  # the card names out_dir's weights
     preds = TRANSFORMER.predict(fitted, inputs)
     card = TRANSFORMER.card(fitted, preds)
     out_dir.mkdir(parents=True, exist_ok=True)

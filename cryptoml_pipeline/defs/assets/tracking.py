@@ -12,12 +12,13 @@ from cryptoml_pipeline.dashboard.plots import (
     predictions_vs_outcomes_png,
     rolling_metrics_png,
 )
-from cryptoml_pipeline.defs.resources import DatabaseResource, PipelineResource
-from cryptoml_pipeline.modeling.forecast_model import predict_forecast
+from cryptoml_pipeline.defs.resources import DatabaseResource
+from cryptoml_pipeline.modeling.models import ZOO
 from cryptoml_pipeline.monitoring.health import assess, drift_frames
 from cryptoml_pipeline.monitoring.tracker import ModelPerformanceTracker, rolling_metrics
 from cryptoml_pipeline.registry.candidates import load_verified
 from cryptoml_pipeline.registry.model_registry import ModelRegistry
+from cryptoml_pipeline.settings import PipelineSettings
 from cryptoml_pipeline.timing import to_utc
 
 GROUP = "monitoring"
@@ -33,12 +34,12 @@ def prediction_log(
     feature_table: pd.DataFrame,
     label_table: pd.DataFrame,
     dataset_info: dict,
-    pipeline: PipelineResource,
+    run_settings: PipelineSettings,
     database: DatabaseResource,
 ) -> dict[str, Any]:
     """Store the deployed model's predictions for every bar since the last tracked one (after
     its training window) and fill the outcomes whose horizon has passed by the data's end."""
-    settings = pipeline.settings()
+    settings = run_settings
     engine = database.engine()
     deployed = ModelRegistry(engine).deployed()
     if deployed is None:
@@ -57,7 +58,7 @@ def prediction_log(
         mask &= (ts > known["timestamp"].max()).to_numpy()
     timeframe = dataset_info["timeframe"]
     traded = feature_table["symbol"].astype(str).isin(list(dataset_info["symbols"])).to_numpy()
-    preds = predict_forecast(
+    preds = ZOO[str(model.name)].predict_rows(
         model, feature_table, None, mask & traded, settings, timeframe, tag="track"
     )
     inserted = tracker.record_predictions(
@@ -78,12 +79,12 @@ def model_health(
     prediction_log: dict[str, Any],
     feature_table: pd.DataFrame,
     dataset_info: dict,
-    pipeline: PipelineResource,
+    run_settings: PipelineSettings,
     database: DatabaseResource,
 ) -> dict[str, Any]:
     """Rolling metrics, spec should_retrain (recent 50 vs prior 150), PSI drift, model age.
     The retrain sensor reads ``should_retrain`` from this asset's metadata."""
-    settings = pipeline.settings()
+    settings = run_settings
     engine = database.engine()
     registry = ModelRegistry(engine)
     entry = registry.require(prediction_log["version"])

@@ -29,6 +29,7 @@ import pandas as pd
 
 from cryptoml_pipeline.defs.assets.evaluation import table_metadata
 from cryptoml_pipeline.defs.assets.modeling import find_fold, plan_folds
+from cryptoml_pipeline.defs.assets.run_settings import RUN_SETTINGS
 from cryptoml_pipeline.defs.partitions import fold_partitions
 from cryptoml_pipeline.defs.resources import PipelineResource
 from cryptoml_pipeline.evaluation.model_comparison import compare_models, comparison_markdown
@@ -37,10 +38,11 @@ from cryptoml_pipeline.modeling.models import ZOO, FoldInputs, ZooModel, ZooResu
 from cryptoml_pipeline.modeling.models.base import NEEDS, run_all_folds, unavailable
 from cryptoml_pipeline.modeling.persistence import to_jsonable
 from cryptoml_pipeline.reporting.ui_metadata import model_fold_markdown, model_rows
+from cryptoml_pipeline.settings import PipelineSettings
 
 GROUP = "models"
 OWN_ASSETS = frozenset({"fold_predictions"})  # the transformer's (defs/assets/modeling.py)
-BASE_INS = ("feature_table", "label_table", "fold_plan", "dataset_info")
+BASE_INS = ("feature_table", "label_table", "fold_plan", "dataset_info", RUN_SETTINGS)
 
 
 def _model_dir(pipeline: PipelineResource, model: str, fold_key: str) -> Path:
@@ -89,7 +91,16 @@ def model_ins(model: ZooModel, registry: Mapping[str, ZooModel]) -> dict[str, dg
     names = [*BASE_INS, *(n for n in ("ohlcv", "funding") if n in model.needs)]
     if "base_predictions" in model.needs:
         names += [registry[m].asset_name for m in model.base_models]
-    return {n: dg.AssetIn(n) for n in names}
+    return {n: _asset_in(n) for n in names}
+
+
+def _asset_in(name: str) -> dg.AssetIn:
+    """``run_settings`` arrives as :class:`PipelineSettings` (the IO manager validates it)."""
+    return (
+        dg.AssetIn(name, dagster_type=PipelineSettings)
+        if name == RUN_SETTINGS
+        else dg.AssetIn(name)
+    )
 
 
 def fold_inputs(
@@ -107,7 +118,7 @@ def fold_inputs(
         features=upstream["feature_table"],
         labels=upstream["label_table"],
         fold=fold,
-        settings=context.resources.pipeline.settings(),
+        settings=upstream[RUN_SETTINGS],
         timeframe=info["timeframe"],
         traded=tuple(info["symbols"]),
         candles=upstream.get("ohlcv"),
@@ -183,7 +194,7 @@ def comparison_asset(registry: Mapping[str, ZooModel]) -> dg.AssetsDefinition:
     """``model_comparison`` over every model of ``registry``."""
     ins = {m.asset_name: dg.AssetIn(m.asset_name) for m in registry.values()}
     for name in ("ohlcv", "funding", *BASE_INS):
-        ins[name] = dg.AssetIn(name)
+        ins[name] = _asset_in(name)
 
     @dg.asset(
         name="model_comparison",
@@ -211,7 +222,7 @@ def comparison_asset(registry: Mapping[str, ZooModel]) -> dg.AssetsDefinition:
             funding=upstream["funding"],
             features=upstream["feature_table"],
             folds=plan_folds(upstream["fold_plan"]),
-            settings=pipeline.settings(),
+            settings=upstream[RUN_SETTINGS],
             timeframe=upstream["dataset_info"]["timeframe"],
             labels=upstream["label_table"],
         )

@@ -18,6 +18,28 @@ and three methods over a fold's :class:`FoldInputs`:
 * ``card(fitted, predictions) -> dict`` — the JSON model card: configuration, data range, test
   metrics, train time, device, artifact path and SHA-256, number of tuning trials.
 
+A *deployable* model (``deployable = True``: the models ``strategy.model`` may name — the
+candidate, the deploy gate, the tracker, paper trading and the real-time signal use it) also
+implements the serving half of the contract; the others raise :class:`NotDeployableError`:
+
+* ``fit_window(inputs) -> Fitted`` — train on exactly ``inputs.fold``'s purged training window as
+  configured (no tuning, no window capping): the candidate model.
+* ``predict_rows(fitted, features, labels, row_mask, settings, timeframe, *, tag) -> DataFrame``
+  — the prediction schema for the rows of ``row_mask``, with NO leakage guard (walk-forward
+  evaluation goes through ``predict``).
+* ``predict_arrays(fitted, columns, stamps, symbols, row_mask, timeframe)`` — the same numbers
+  from column arrays (the signal's fast path), or None when the model has no such path.
+* ``save(fitted, directory) -> Path`` / ``load(directory) -> Fitted`` — tensors (``state_dict``,
+  loaded with ``weights_only=True``) or LightGBM text plus a JSON manifest carrying checksums;
+  never pickles. :func:`cryptoml_pipeline.modeling.models.load_saved` picks the model from the
+  manifest.
+* ``importance(fitted, top) -> dict`` — the model's own feature importance (normalised).
+* ``history_rows(fitted) -> int`` — feature rows before a predicted one that the model reads.
+
+Every consumer gets the strategy model as ``ZOO[settings.strategy.model]`` and a loaded one as
+``ZOO[fitted.name]``; a :class:`Fitted` carries ``name``, ``fold``, ``feature_cols`` and
+``manifest``.
+
 Adding a model is one file under ``modeling/models/`` (a :class:`ZooModel` subclass) plus one line
 in the registry ``modeling/models/__init__.py``; ``defs/assets/zoo.py`` builds its asset.
 """
@@ -34,9 +56,11 @@ from typing import Any, ClassVar, Literal, Protocol
 import numpy as np
 import pandas as pd
 
-from cryptoml_pipeline.modeling.fold_training import PROB_COLUMNS, fold_to_dict
+from cryptoml_pipeline.errors import InputError
+from cryptoml_pipeline.modeling.fold_training import fold_to_dict
 from cryptoml_pipeline.modeling.folds import Fold, capped_fold
 from cryptoml_pipeline.modeling.persistence import to_jsonable
+from cryptoml_pipeline.modeling.predictions import PROB_COLUMNS, label_to_class
 from cryptoml_pipeline.modeling.predictions import empty_predictions as _empty_schema
 from cryptoml_pipeline.settings import PipelineSettings
 
@@ -83,17 +107,43 @@ class FoldInputs:
         return replace(self, fold=fold)
 
 
+class NotDeployableError(InputError):
+    """The zoo model does not implement the serving half of the contract (save / load /
+    predict_rows ...): it cannot be the strategy model."""
+
+
 @dataclass
 class Fitted:
     """A trained model: ``model`` (whatever ``predict`` needs), the ``fold`` it was trained for,
     card facts known after fitting (``info``; ``predict`` may add prediction-time facts), the
-    saved ``artifact`` directory and the weights file inside it that the card checksums."""
+    saved ``artifact`` directory and the weights file inside it that the card checksums, and
+    ``name``: the zoo model that fitted it (``ZOO[fitted.name]`` predicts, saves and describes
+    it).
+
+    A deployable model's state carries its JSON ``manifest`` and ``feature_cols``, exposed here."""
 
     model: Any
     fold: Fold
     info: dict[str, Any] = field(default_factory=dict)
     artifact: Path | None = None
     weights_file: str | None = None
+    name: str | None = None
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        manifest = getattr(self.model, "manifest", None)
+        if manifest is None:
+            raise NotDeployableError(f"the fitted {self.name or 'model'} has no manifest")
+        return manifest
+
+    @manifest.setter
+    def manifest(self, value: dict[str, Any]) -> None:
+        self.model.manifest = value
+
+    @property
+    def feature_cols(self) -> list[str]:
+        cols = getattr(self.model, "feature_cols", None)
+        return list(cols if cols is not None else self.manifest["feature_cols"])
 
 
 @dataclass
@@ -143,6 +193,67 @@ class ZooModel(ABC):
     def description(self) -> str:
         return (type(self).__doc__ or self.name).strip()
 
+    # --- the serving half (deployable models; see the module docstring) --------------------------
+
+    deployable: ClassVar[bool] = False
+    model_class: ClassVar[str | None] = None  # the saved manifest's ``model_class``
+
+    def _not_deployable(self, what: str) -> NotDeployableError:
+        return NotDeployableError(
+            f"zoo model {self.name!r} cannot {what}: it is not deployable (a strategy model "
+            "implements fit_window / predict_rows / save / load)"
+        )
+
+    def fit_window(self, inputs: FoldInputs) -> Fitted:
+        """Train on exactly ``inputs.fold``'s purged training window (the candidate model)."""
+        raise self._not_deployable("fit a deployable model")
+
+    def predict_rows(
+        self,
+        fitted: Fitted,
+        features: pd.DataFrame,
+        labels: pd.DataFrame | None,
+        row_mask: np.ndarray,
+        settings: PipelineSettings,
+        timeframe: str,
+        *,
+        tag: str,
+    ) -> pd.DataFrame:
+        """Predictions (the prediction schema, ``fold`` = ``tag``) for the rows of
+        ``row_mask`` — inference with NO leakage guard."""
+        raise self._not_deployable("predict feature rows")
+
+    def predict_arrays(
+        self,
+        fitted: Fitted,
+        columns: Mapping[str, np.ndarray],
+        stamps: np.ndarray,
+        symbols: np.ndarray,
+        row_mask: np.ndarray,
+        timeframe: str,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None] | None:
+        """:meth:`predict_rows`' numbers from column arrays (``columns``: name -> ``[n]``,
+        ``stamps`` in ns, ``symbols``): ``(rows, expected_return, confidence, probabilities)``
+        of the usable rows of ``row_mask`` — or None when the model has no array path (the
+        caller then goes through :meth:`predict_rows`)."""
+        return None
+
+    def save(self, fitted: Fitted, directory: Path) -> Path:
+        """Write the fitted model (weights + JSON manifest, never a pickle) into ``directory``."""
+        raise self._not_deployable("be saved")
+
+    def load(self, directory: Path) -> Fitted:
+        """The model :meth:`save` wrote into ``directory``, after verifying its checksum."""
+        raise self._not_deployable("be loaded")
+
+    def importance(self, fitted: Fitted, top: int = 20) -> dict[str, float]:
+        """The ``top`` most important features, normalised to sum to 1 over all features."""
+        raise self._not_deployable("report feature importance")
+
+    def history_rows(self, fitted: Fitted) -> int:
+        """Feature rows before a predicted one that the model reads (lags, input sequence)."""
+        raise self._not_deployable("serve signals")
+
 
 def empty_predictions() -> pd.DataFrame:
     return _empty_schema()
@@ -168,7 +279,7 @@ def classification_metrics(preds: pd.DataFrame) -> dict[str, float | int | None]
     known = preds.dropna(subset=["label"])
     if known.empty:
         return {"n": 0, "accuracy": None, "macro_f1": None, "log_loss": None}
-    y = known["label"].to_numpy(dtype=np.float64).astype(int) + 2
+    y = label_to_class(known["label"].to_numpy(dtype=np.float64))
     p = known["pred_class"].to_numpy(dtype=np.int64)
     f1s = []
     for c in np.union1d(y, p):

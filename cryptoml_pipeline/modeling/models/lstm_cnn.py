@@ -12,7 +12,6 @@ import pandas as pd
 
 from cryptoml_pipeline.errors import InputError
 from cryptoml_pipeline.modeling.fold_training import (
-    PROB_COLUMNS,
     fold_class_returns,
     fold_masks,
     fold_to_dict,
@@ -34,7 +33,7 @@ from cryptoml_pipeline.modeling.multiscale import (
 )
 from cryptoml_pipeline.modeling.nets.lstm_cnn import MultiScaleLSTMCNN, regression_to_signal
 from cryptoml_pipeline.modeling.persistence import save_model
-from cryptoml_pipeline.modeling.predictions import conform, entropy_confidence
+from cryptoml_pipeline.modeling.predictions import PROB_COLUMNS, conform, entropy_confidence
 from cryptoml_pipeline.modeling.training import (
     RegressionTarget,
     predict_outputs,

@@ -16,7 +16,7 @@ import pandas as pd
 
 from cryptoml_pipeline.errors import InputError
 from cryptoml_pipeline.features import feature_columns
-from cryptoml_pipeline.modeling.fold_training import PROB_COLUMNS, fold_masks
+from cryptoml_pipeline.modeling.fold_training import fold_masks
 from cryptoml_pipeline.modeling.models.base import (
     Fitted,
     FoldInputs,
@@ -28,7 +28,7 @@ from cryptoml_pipeline.modeling.models.base import (
     traded_only,
 )
 from cryptoml_pipeline.modeling.persistence import to_jsonable
-from cryptoml_pipeline.modeling.predictions import conform
+from cryptoml_pipeline.modeling.predictions import PROB_COLUMNS, conform
 from cryptoml_pipeline.modeling.scaling import fit_scaler
 
 

@@ -3,10 +3,13 @@ classes; its expected return comes from the class-conditional mean realised retu
 training rows).
 
 Unlike the other zoo models its Dagster wiring is two hand-written assets in
-``defs/assets/modeling.py`` — ``fold_model`` (``fit``: the trained :class:`FoldModel` is itself an
-asset, so ``feature_importance`` reuses it, and a retried run resumes training from its
+``defs/assets/modeling.py`` — ``fold_model`` (``fit``: the trained model (a :class:`Fitted`) is
+itself an asset, so ``feature_importance`` reuses it, and a retried run resumes training from its
 per-epoch checkpoint) and ``fold_predictions`` (``predict`` + ``card``) — instead of one
 factory-built asset; both call this class's methods.
+
+Deployable: it can be the strategy model (``strategy.model: transformer``) — saved as
+``model.pt`` (a ``state_dict``) + ``manifest.json`` (``model_class: CryptoTransformer``).
 """
 
 from __future__ import annotations
@@ -15,9 +18,17 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import torch
 
-from cryptoml_pipeline.modeling.fold_training import FoldModel, predict_fold, train_fold
+from cryptoml_pipeline.modeling import fold_training
+from cryptoml_pipeline.modeling.fold_training import (
+    FoldModel,
+    fold_model_from_saved,
+    predict_fold,
+    train_fold,
+)
 from cryptoml_pipeline.modeling.models.base import (
     Fitted,
     FoldInputs,
@@ -26,7 +37,8 @@ from cryptoml_pipeline.modeling.models.base import (
     model_card,
     traded_only,
 )
-from cryptoml_pipeline.modeling.persistence import save_model
+from cryptoml_pipeline.modeling.persistence import WEIGHTS_FILE, load_model, save_model
+from cryptoml_pipeline.settings import PipelineSettings
 
 CARD_KEYS = (
     "timeframe",
@@ -50,6 +62,8 @@ class TransformerModel(ZooModel):
 
     name = "transformer"
     asset_name = "fold_predictions"
+    deployable = True
+    model_class = "CryptoTransformer"
 
     def fold(self, inputs: FoldInputs):
         return heavy_fold(inputs.fold, inputs.settings, inputs.timeframe)
@@ -86,7 +100,7 @@ class TransformerModel(ZooModel):
         )
         if artifact is not None and not _saved_there(model, artifact):
             artifact = None
-        return Fitted(model, model.fold, info, artifact, "model.pt")
+        return Fitted(model, model.fold, info, artifact, WEIGHTS_FILE, name=self.name)
 
     def predict(self, fitted: Fitted, inputs: FoldInputs) -> pd.DataFrame:
         return predict_fold(
@@ -100,6 +114,60 @@ class TransformerModel(ZooModel):
 
     def card(self, fitted: Fitted, predictions: pd.DataFrame) -> dict[str, Any]:
         return model_card(self.name, fitted, predictions)
+
+    # --- serving ----------------------------------------------------------------------------------
+
+    def fit_window(self, inputs: FoldInputs) -> Fitted:
+        """Train on the traded symbols' rows of exactly ``inputs.fold`` (not capped)."""
+        model = train_fold(
+            self._rows(inputs, inputs.features),
+            self._rows(inputs, inputs.labels),
+            inputs.fold,
+            inputs.settings,
+            inputs.timeframe,
+        )
+        model.manifest["model_kind"] = self.name
+        model.manifest["traded_symbols"] = list(inputs.traded) if inputs.traded else None
+        return self.fitted(model)
+
+    def predict_rows(
+        self,
+        fitted: Fitted,
+        features: pd.DataFrame,
+        labels: pd.DataFrame | None,
+        row_mask: np.ndarray,
+        settings: PipelineSettings,
+        timeframe: str,
+        *,
+        tag: str,
+    ) -> pd.DataFrame:
+        return fold_training.predict_rows(
+            fitted.model, features, labels, row_mask, settings, timeframe, tag=tag
+        )
+
+    def save(self, fitted: Fitted, directory: Path) -> Path:
+        return save_model(Path(directory), fitted.model.model, fitted.manifest)
+
+    def load(self, directory: Path) -> Fitted:
+        fitted = self.fitted(fold_model_from_saved(*load_model(Path(directory))))
+        fitted.artifact = Path(directory)
+        return fitted
+
+    def importance(self, fitted: Fitted, top: int = 20) -> dict[str, float]:
+        """L2 norm of each input feature's column in the input projection (inputs are
+        standardised, so the norms are comparable), normalised to sum to 1."""
+        layer = getattr(fitted.model.model, "input_projection", None)
+        if layer is None:
+            return {}
+        weights = layer.weight.detach().to(torch.float64).cpu().numpy()
+        norms = np.linalg.norm(weights, axis=0)
+        share = norms / norms.sum() if norms.sum() > 0 else norms
+        order = np.argsort(-share)[:top]
+        cols = fitted.feature_cols
+        return {cols[i]: float(share[i]) for i in order}
+
+    def history_rows(self, fitted: Fitted) -> int:
+        return int(fitted.manifest["model_config"]["sequence_length"])
 
 
 def _saved_there(model: FoldModel, directory: Path) -> bool:
