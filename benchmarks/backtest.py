@@ -109,7 +109,7 @@ class KernelTimer:
         K.run_kernel = self.original
 
 
-REPEAT = 7  # runs per measurement; the median is reported (the machine is shared)
+REPEAT = 11  # runs per measurement; the median is reported (the machine is shared)
 
 
 def seconds(fn) -> float:

@@ -38,21 +38,37 @@ class DataConfig(_Frozen):
     timeframe: str = "1h"
     start: datetime | None = None
     end: datetime | None = None
-    lookback_days: int = Field(730, gt=0, description="default start = end - lookback_days")
-    funding_interval_hours: int = 8
+    lookback_days: int | None = Field(
+        None,
+        gt=0,
+        description="None (default): the window starts at the EARLIEST first bar of any traded "
+        "symbol (all the data; later symbols join where their candles and funding begin); N: "
+        "default start = end - N days (never before that earliest first bar)",
+    )
+    funding_interval_hours: int = Field(
+        8,
+        gt=0,
+        description="a HINT only: funding is charged at the settlements each symbol's data holds "
+        "(any interval, changing over time); this interval is assumed where the data cannot tell "
+        "(a symbol with fewer than two settlements) and sizes the warm-up / window edge",
+    )
     history_days: int = Field(
         45, ge=0, description="history loaded before start for feature warm-up only"
     )
-    training_history_days: int = Field(
-        0,
+    training_history_days: int | None = Field(
+        None,
         ge=0,
         description="universe history before start that models may TRAIN on (test windows and "
-        "trading stay inside [start, end)); members join where their files have data",
+        "trading stay inside [start, end)); members join where their files have data; None "
+        "(default): every stored bar of every member (expanding folds train from the first)",
     )
 
     @property
-    def loaded_history_days(self) -> int:
-        """Days loaded before ``start``: the training history plus the feature warm-up."""
+    def loaded_history_days(self) -> int | None:
+        """Days loaded before ``start``: the training history plus the feature warm-up; None =
+        everything the store holds before ``start``."""
+        if self.training_history_days is None:
+            return None
         return self.history_days + self.training_history_days
 
 
@@ -151,6 +167,33 @@ class SentimentFlowConfig(_Frozen):
     social_source: str | None = None
 
 
+class PooledConfig(_Frozen):
+    """The pooled family (``features/pooled.py``): features that pool across symbols and
+    regimes — returns, ranges and distances in volatility units, volume against its own month,
+    the market's and BTC's move, cross-sectional ranks, perpetual-spot basis, funding carry per
+    hour. Off by default until a selection sweep decides (``features.pooled.enabled``)."""
+
+    enabled: bool = False
+    vol_window: int = Field(
+        168, ge=2, description="bars of the trailing std of 1-bar log returns (the vol unit)"
+    )
+    horizons: tuple[int, ...] = (1, 4, 24, 72, 168, 720)  # returns and ranges, in bars
+    extreme_windows: tuple[int, ...] = (24, 168, 720)  # distance to the N-bar high / low
+    volume_window: int = Field(720, ge=2, description="bars of the volume's own mean (a month)")
+    market_horizons: tuple[int, ...] = (1, 24, 168)  # equal-weight market and reference move
+    market_reference: str = "BTC"
+    rank_horizons: tuple[int, ...] = (24, 168, 720)  # cross-sectional ranks of these returns
+    basis_zscore_window: int = Field(168, ge=2, description="bars of the basis z-score")
+    funding_mean_hours: int = Field(72, gt=0, description="hours of the funding carry mean")
+    funding_zscore_settlements: int = Field(90, ge=2, description="settlements of its z-score")
+    exclude_raw_scale: bool = Field(
+        False,
+        description="with the family on: models do not see raw-scale columns (ret_*, rv_*, "
+        "atr_pct_*, macd_hist_pct, vw_pressure_*, rs_basket_*, sector_rot_*, beta_* and their "
+        "lags); they stay in the feature table for decisions and reports",
+    )
+
+
 class ImportanceConfig(_Frozen):
     """Per-fold permutation importance on the fold's test window."""
 
@@ -183,6 +226,7 @@ class FeatureConfig(_Frozen):
     cross_asset: CrossAssetConfig = CrossAssetConfig()
     temporal: TemporalConfig = TemporalConfig()
     sentiment_flow: SentimentFlowConfig = SentimentFlowConfig()
+    pooled: PooledConfig = PooledConfig()
     importance: ImportanceConfig = ImportanceConfig()
     warmup_tolerance: float = Field(
         1e-9, gt=0, lt=1, description="recursive smoothers count as settled below this"
@@ -259,7 +303,9 @@ class WalkForwardConfig(_Frozen):
     embargo_bars: int = Field(0, ge=0, description="extra bars dropped after the purge")
     max_folds: int | None = Field(None, description="keep only the most recent N folds")
     expanding: bool = Field(
-        False, description="train each fold on all data before its test window (>= train_days)"
+        True,
+        description="train each fold on every purged row before its test window, from each "
+        "universe member's first bar (False: a rolling window of train_days)",
     )
 
     @model_validator(mode="after")
@@ -318,6 +364,14 @@ class TrainingConfig(_Frozen):
     )
     auto_batch_candidates: tuple[int, ...] = (256, 512, 1024, 2048)
     max_batches_per_epoch: int | None = None
+    row_stride: int = Field(
+        4,
+        ge=1,
+        description="training rows: one every k bars per symbol (bars whose index since the "
+        "epoch is a multiple of k) for LightGBM, the networks and the shuffled control — fit "
+        "and validation rows, never test rows; k >= the label reach makes the labels "
+        "non-overlapping; 1 = every row",
+    )
     num_threads: int | None = None
 
     @field_validator("class_weights")
@@ -328,16 +382,46 @@ class TrainingConfig(_Frozen):
         return v
 
 
-class CostConfig(_Frozen):
-    """Costs are always on: taker fee, slippage per side, funding at each settlement."""
+class FeeRates(_Frozen):
+    """One market type's trading fees, fractions of the filled notional."""
 
-    taker_fee: float = 0.001
-    maker_fee: float = 0.0002
+    taker: float = Field(ge=0)
+    maker: float = Field(ge=0)
+
+
+class FeeSchedule(_Frozen):
+    """The venue's fees per market type: Binance's regular tier (VIP 0, no BNB discount), from
+    https://www.binance.com/en/fee/futureFee (USDT-M) and https://www.binance.com/en/fee/schedule
+    (spot); docs/trading.md "Costs"."""
+
+    perpetual: FeeRates = FeeRates(taker=0.0005, maker=0.0002)  # USDT-M perpetual
+    spot: FeeRates = FeeRates(taker=0.001, maker=0.001)
+
+
+class CostConfig(_Frozen):
+    """Costs are always on: taker fee, slippage per side, funding at each settlement.
+
+    ``taker_fee``/``maker_fee`` are the fees the run CHARGES (fractions); their defaults are the
+    USDT-M perpetual's regular tier in ``schedule``, the market every traded symbol trades on.
+    ``fee_multiples``: the report re-prices the run's own fills at ``taker_fee x`` each of them
+    (``fee_sensitivity``)."""
+
+    taker_fee: float = Field(0.0005, ge=0)
+    maker_fee: float = Field(0.0002, ge=0)
+    schedule: FeeSchedule = FeeSchedule()
+    fee_multiples: tuple[float, ...] = (0.0, 1.0, 1.5, 2.0)
     slippage_bps: float = 2.0  # half-spread estimate per fill (bps); see SlippageConfig
     initial_equity: float = 10_000.0
     order_type: Literal["taker", "maker"] = Field(
         "taker", description="entries/planned exits as market (taker) or limit-at-open (maker)"
     )
+
+    @field_validator("fee_multiples")
+    @classmethod
+    def _multiples(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if not {1.0, 2.0} <= set(v) or any(m < 0 for m in v):
+            raise ValueError("fee_multiples must be >= 0 and include 1 and 2")
+        return tuple(sorted(set(v)))
 
 
 class SlippageConfig(_Frozen):

@@ -51,6 +51,16 @@ def _train(data_dir: Path, end: str):
     fold = final_training_fold(end_ts, settings.walk_forward, timeframe="1h")
     model = ZOO["transformer"].fit_window(FoldInputs(features, labels, fold, settings, "1h"))
     model.manifest["version"] = f"tiny-{end_ts:%Y%m%d}"
+    # what defs/assets/deployment.candidate_model adds: the serving fields (live.loader)
+    model.manifest.update(
+        {
+            "symbols": ["BTC/USDT"],
+            "universe": ["BTC/USDT"],
+            "timeframe": "1h",
+            "settings": settings.model_dump(mode="json"),
+            "data": {"source": "parquet", "synthetic": False, "train_end": end_ts.isoformat()},
+        }
+    )
     return settings, features, labels, model
 
 

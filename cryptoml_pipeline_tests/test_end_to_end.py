@@ -78,6 +78,13 @@ def test_report_is_valid_and_honest(real_run) -> None:
         assert report["baselines"][key]["n_trades"] >= 0
     for target in report["targets"].values():
         assert target["met"] is None or isinstance(target["met"], bool)
+    # the run's own decisions re-priced at 1x and 2x the fee: the same trades, no better return
+    fees = {row["fee_multiple"]: row for row in report["fee_sensitivity"]}
+    assert fees[1.0]["n_trades"] == fees[2.0]["n_trades"] == report["strategy"]["n_trades"]
+    if fees[1.0]["n_trades"]:
+        assert fees[2.0]["total_return"] < fees[1.0]["total_return"]
+    for period in report["periods"]:
+        assert {row["fee_multiple"] for row in period["fee_sensitivity"]} == set(fees)
 
 
 def test_predictions_are_out_of_sample(real_run) -> None:

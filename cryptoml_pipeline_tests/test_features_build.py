@@ -79,7 +79,12 @@ TEMPORAL = [
     "trend_decay_24",
 ]
 DEFAULT_COLUMNS = [*TECHNICAL, *MICROSTRUCTURE, *CROSS_ASSET, *TEMPORAL]
-FUNDING_COLUMNS = ["funding_rate", "funding_zscore_90", "funding_extreme", "liq_cascade_proxy"]
+FUNDING_COLUMNS = [
+    "funding_rate_per_hour",
+    "funding_zscore_90",
+    "funding_extreme",
+    "liq_cascade_proxy",
+]
 
 
 def synthetic_candles(n: int, symbols: tuple[str, ...] = ("BTC/USDT", "ETH/USDT")) -> pd.DataFrame:
@@ -221,7 +226,7 @@ def test_config_switches_and_parameterised_names() -> None:
         "atr_pct_5",
         "bb_pctb_20",
         "macd_hist_pct",
-        "funding_rate",
+        "funding_rate_per_hour",
         "funding_zscore_30",
         "funding_extreme",
         "liq_cascade_proxy",
@@ -284,7 +289,7 @@ def test_empty_funding_gives_nan_funding_columns() -> None:
         }
     )
     out = compute_features(candles, empty)
-    assert out["funding_rate"].isna().all() and out["funding_zscore_90"].isna().all()
+    assert out["funding_rate_per_hour"].isna().all() and out["funding_zscore_90"].isna().all()
     validate_feature_table(out)
 
 

@@ -56,14 +56,13 @@ def test_session_boundaries_are_half_open_and_may_wrap() -> None:
 
 
 def _funding() -> pd.DataFrame:
+    """8h settlements; each symbol's first (2023-12-31 16:00) has no known interval."""
+    stamps = ["2023-12-31 16:00", "2024-01-01 00:00", "2024-01-01 08:00"]
     return pd.DataFrame(
         {
-            "timestamp": pd.to_datetime(
-                ["2024-01-01 00:00", "2024-01-01 08:00", "2024-01-01 00:00", "2024-01-01 08:00"],
-                utc=True,
-            ),
-            "symbol": ["A", "A", "B", "B"],
-            "funding_rate": [0.0001, 0.0003, -0.0002, -0.0005],
+            "timestamp": pd.to_datetime(stamps * 2, utc=True),
+            "symbol": ["A"] * 3 + ["B"] * 3,
+            "funding_rate": [0.0009, 0.0001, 0.0003, 0.0009, -0.0002, -0.0005],
         }
     )
 
@@ -73,15 +72,15 @@ def test_funding_as_of_alignment_is_backward_only() -> None:
     ts = pd.Series(np.r_[hours, hours])
     sym = pd.Series(["A"] * len(hours) + ["B"] * len(hours))
     out = funding_features(ts, sym, _funding(), zscore_window=2)
-    rate = pd.Series(out["funding_rate"], index=pd.MultiIndex.from_arrays([sym, ts]))
+    rate = pd.Series(out["funding_rate_per_hour"], index=pd.MultiIndex.from_arrays([sym, ts]))
     t = pd.Timestamp
-    assert np.isnan(rate[("A", t("2023-12-31 23:00", tz="UTC"))])  # before the first settlement
-    assert rate[("A", t("2024-01-01 00:00", tz="UTC"))] == 0.0001
-    assert rate[("A", t("2024-01-01 07:00", tz="UTC"))] == 0.0001  # 08:00 not yet visible
-    assert rate[("A", t("2024-01-01 08:00", tz="UTC"))] == 0.0003  # visible from 08:00 on
-    assert rate[("A", t("2024-01-01 09:00", tz="UTC"))] == 0.0003
-    assert rate[("B", t("2024-01-01 07:00", tz="UTC"))] == -0.0002  # never the other symbol's
-    assert rate[("B", t("2024-01-01 08:00", tz="UTC"))] == -0.0005
+    assert np.isnan(rate[("A", t("2023-12-31 23:00", tz="UTC"))])  # first settlement: no interval
+    assert rate[("A", t("2024-01-01 00:00", tz="UTC"))] == 0.0001 / 8  # per hour of its 8h
+    assert rate[("A", t("2024-01-01 07:00", tz="UTC"))] == 0.0001 / 8  # 08:00 not yet visible
+    assert rate[("A", t("2024-01-01 08:00", tz="UTC"))] == 0.0003 / 8  # visible from 08:00 on
+    assert rate[("A", t("2024-01-01 09:00", tz="UTC"))] == 0.0003 / 8
+    assert rate[("B", t("2024-01-01 07:00", tz="UTC"))] == -0.0002 / 8  # never the other's
+    assert rate[("B", t("2024-01-01 08:00", tz="UTC"))] == -0.0005 / 8
     z = pd.Series(out["funding_zscore_2"], index=rate.index)
     assert np.isnan(z[("A", t("2024-01-01 07:00", tz="UTC"))])  # only one settlement known
     assert z[("A", t("2024-01-01 08:00", tz="UTC"))] == pytest.approx(1 / math.sqrt(2))
@@ -90,7 +89,7 @@ def test_funding_as_of_alignment_is_backward_only() -> None:
 def test_funding_rows_follow_input_order() -> None:
     ts = _ts("2024-01-01 09:00", "2024-01-01 01:00", "2024-01-01 09:00")
     out = funding_features(ts, pd.Series(["B", "A", "A"]), _funding(), zscore_window=2)
-    assert out["funding_rate"].tolist() == [-0.0005, 0.0001, 0.0003]
+    assert out["funding_rate_per_hour"].tolist() == [-0.0005 / 8, 0.0001 / 8, 0.0003 / 8]
 
 
 def test_funding_zscore_by_hand() -> None:
@@ -103,9 +102,9 @@ def test_funding_zscore_by_hand() -> None:
         }
     )
     z = funding_settlement_features(funding, zscore_window=3)["funding_zscore_3"].to_numpy()
-    assert np.isnan(z[:2]).all()
-    assert z[2] == pytest.approx(1.0)  # (3 - 2) / 1
-    assert z[3] == pytest.approx(5.0 / math.sqrt(19.0))  # mean 5, std sqrt(19)
+    assert np.isnan(z[:3]).all()  # the first settlement has no per-hour rate
+    assert z[3] == pytest.approx(5.0 / math.sqrt(19.0))  # (2, 3, 10) / 8: mean 5, std sqrt(19)
+    assert z[4] == pytest.approx((1.0 - 14.0 / 3.0) / np.std([3.0, 10.0, 1.0], ddof=1))
     assert z[6] == 0.0  # constant window: z = 0, not noise / noise
 
 

@@ -162,7 +162,7 @@ def test_missing_settlements_found_per_symbol() -> None:
     assert len(missing["C"]) == 3
 
 
-def test_off_schedule_funding_rows_are_found() -> None:
+def test_off_the_hour_funding_rows_are_found() -> None:
     import pandas as pd
 
     from cryptoml_pipeline.defs.assets.ingestion import off_schedule_settlements
@@ -172,14 +172,13 @@ def test_off_schedule_funding_rows_are_found() -> None:
         {
             "timestamp": [
                 t,
-                t + pd.Timedelta(hours=4),
-                t + pd.Timedelta(hours=8),
-                t - pd.Timedelta(hours=4),
-            ],  # the last one is before the window
+                t + pd.Timedelta(hours=4),  # a 4h settlement: on the hour, accepted
+                t + pd.Timedelta(hours=8, milliseconds=1),  # clock jitter
+                t - pd.Timedelta(minutes=30),  # before the window
+            ],
             "symbol": "A",
             "funding_rate": 0.0001,
         }
     )
-    off = off_schedule_settlements(funding, t, t + pd.Timedelta(days=1), 8)
-    assert list(off["timestamp"]) == [t + pd.Timedelta(hours=4)]
-    assert off_schedule_settlements(funding, t, t + pd.Timedelta(days=1), 4).empty
+    off = off_schedule_settlements(funding, t, t + pd.Timedelta(days=1))
+    assert list(off["timestamp"]) == [t + pd.Timedelta(hours=8, milliseconds=1)]

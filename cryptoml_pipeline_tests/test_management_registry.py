@@ -43,7 +43,7 @@ def test_schema_is_created_by_alembic_and_idempotent(engine) -> None:
     with engine.connect() as conn:
         assert (
             conn.execute(sa.text("select version_num from cryptoml_alembic_version")).scalar()
-            == "0001"
+            == "0002"
         )
 
 

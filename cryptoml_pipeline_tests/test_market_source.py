@@ -27,9 +27,14 @@ def real() -> ParquetStore:
 
 # ------------------------------------------------------------------------------ resolve_window
 def test_default_window_on_real_data(real: ParquetStore) -> None:
-    # last bar of every series is 2025-09-30 23:00 -> end 2025-10-01; SOL perp + funding start 2024
+    # last bar of every series is 2025-09-30 23:00 -> end 2025-10-01; all the data by default:
+    # the start is the EARLIEST first timestamp (BTC's funding, 2019-09-10 08:00), SOL joins 2024
+    assert resolve_window(real, THREE, "1h", None, None, None) == (
+        utc("2019-09-10 08:00"),
+        utc("2025-10-01"),
+    )
     assert resolve_window(real, THREE, "1h", None, None, 730) == (
-        utc("2024-01-01"),
+        utc("2023-10-02"),
         utc("2025-10-01"),
     )
     assert resolve_window(real, THREE, "1h", None, None, 30) == (
@@ -51,10 +56,10 @@ def test_given_window_is_kept_and_default_start_follows_given_end(real: ParquetS
 
 def test_given_window_is_clipped_with_warning(real: ParquetStore, caplog) -> None:
     with caplog.at_level(logging.WARNING, logger="cryptoml_pipeline.market.source"):
-        window = resolve_window(real, THREE, "1h", utc("2023-01-01"), utc("2026-01-01"), 730)
-    assert window == (utc("2024-01-01"), utc("2025-10-01"))
+        window = resolve_window(real, THREE, "1h", utc("2019-01-01"), utc("2026-01-01"), 730)
+    assert window == (utc("2019-09-10 08:00"), utc("2025-10-01"))
     text = caplog.text
-    assert "start 2023-01-01 00:00:00+00:00 is before the data" in text
+    assert "start 2019-01-01 00:00:00+00:00 is before the data" in text
     assert "end 2026-01-01 00:00:00+00:00 is beyond the data" in text
 
 
@@ -137,14 +142,22 @@ def test_load_perpetual_on_real_data(real: ParquetStore) -> None:
     assert f["timestamp"].max() == utc("2025-09-02 16:00")
 
 
-def test_perp_not_covering_start_is_an_error(real: ParquetStore) -> None:
-    """A traded symbol whose perpetual starts after the window is an error (no spot proxy)."""
+def test_perp_starting_inside_the_window_joins_there(real: ParquetStore) -> None:
+    """A traded perpetual whose data begin after the window's start joins at its first bar
+    (nothing filled before it); one without data in the window is an error (no spot proxy)."""
+    data = load_market_data(real, THREE, "1h", utc("2023-12-31"), utc("2024-01-02"))
+    first = data.candles.groupby("symbol")["timestamp"].min()
+    assert first["SOL/USDT"] == utc("2024-01-01") and first["BTC/USDT"] == utc("2023-12-31")
+    assert (data.candles["symbol"] == "SOL/USDT").sum() == 24
+    assert data.funding.loc[data.funding["symbol"] == "SOL/USDT", "timestamp"].min() == utc(
+        "2024-01-01"
+    )
     with pytest.raises(InputError) as info:
         load_market_data(real, THREE, "1h", utc("2023-06-01"), utc("2023-06-02"))
     message = str(info.value)
     assert message.startswith("traded symbol 'SOL/USDT': perpetual SOL/USDT:USDT has candles")
     assert "only from 2024-01-01 00:00:00+00:00 (SOL_USDT_USDT-1h.parquet)" in message
-    assert "the window starts 2023-06-01 00:00:00+00:00" in message and "\n" not in message
+    assert "the window ends 2023-06-02 00:00:00+00:00" in message and "\n" not in message
 
 
 def test_universe_member_comes_as_spot_candles(real: ParquetStore) -> None:

@@ -22,6 +22,7 @@ from cryptoml_pipeline.live import paper_adapter
 from cryptoml_pipeline.live.paper import (
     PaperTrader,
     bar_inputs,
+    equity_marks,
     orders_frame,
     replay,
     run_state,
@@ -124,7 +125,7 @@ def _engine(path: Path):
     return engine
 
 
-def _trader(engine, settings: PipelineSettings, run: str, state_dir: Path) -> PaperTrader:
+def _trader(engine, settings: PipelineSettings, run: str) -> PaperTrader:
     return PaperTrader(
         engine,
         run_name=run,
@@ -132,7 +133,6 @@ def _trader(engine, settings: PipelineSettings, run: str, state_dir: Path) -> Pa
         settings=settings,
         timeframe=TF,
         initial_equity=settings.costs.initial_equity,  # the backtest's, to compare equity
-        state_dir=state_dir,
     )
 
 
@@ -191,8 +191,8 @@ def assert_matches_backtest(trader: PaperTrader, engine, run: str, settings, dat
     assert ledger is not None and trader.last_bar == inputs[-1].bar == end - pd.Timedelta(TF)
     diffs = {}
     # equity at every bar close: the longer backtest (no end-of-data close inside the window)
-    marks = pd.Series([ln["equity"] for ln in trader.lines], index=ledger.equity.index)
-    assert ledger.equity.index.equals(longer.equity.index[:N_BARS])
+    marks = equity_marks(engine, run)
+    assert marks.index.equals(longer.equity.index[:N_BARS])
     diffs["equity_vs_longer"] = _max_abs(marks, longer.equity.iloc[:N_BARS])
     diffs["equity_vs_window"] = _max_abs(marks.iloc[:-1], backtest.equity.iloc[:-1])
     # fills in the database
@@ -204,8 +204,13 @@ def assert_matches_backtest(trader: PaperTrader, engine, run: str, settings, dat
     )
     for col in ("quantity", "price", "fee"):
         diffs[f"fill_{col}"] = _max_abs(recorded[col], expected[col])
-    # closed round trips (fees, funding, pnl per trade) and the open positions
-    closed = backtest.trades[backtest.trades["exit_reason"] != "end"].reset_index(drop=True)
+    # closed round trips (fees, funding, pnl per trade) of the re-simulation window (the bars
+    # after the last flat close, simulated from that close's equity) and the open positions
+    closed = backtest.trades[backtest.trades["exit_reason"] != "end"]
+    if trader.window_start is not None:
+        entry = pd.to_datetime(closed["entry_time"], utc=True)
+        closed = closed[entry > trader.window_start]
+    closed = closed.reset_index(drop=True)
     mine = ledger.closed.sort_values(["exit_time", "symbol"], kind="stable").reset_index(drop=True)
     closed = closed.sort_values(["exit_time", "symbol"], kind="stable").reset_index(drop=True)
     pd.testing.assert_frame_equal(mine, closed, rtol=0, atol=TOL)
@@ -233,8 +238,9 @@ def assert_matches_backtest(trader: PaperTrader, engine, run: str, settings, dat
         .sum()
     )
     end_exit_fees = float(ends["fees"].sum()) - open_entry_fee
-    diffs["fees"] = abs(ledger.fees_paid + end_exit_fees - backtest.fees_paid)
-    diffs["funding"] = abs(ledger.funding_paid - backtest.funding_paid)
+    diffs["fees"] = abs(float(recorded["fee"].sum()) + end_exit_fees - backtest.fees_paid)
+    if trader.window_start is None:
+        diffs["funding"] = abs(ledger.funding_paid - backtest.funding_paid)
     # the account closed out now IS the backtest of the window
     out = trader.close_out()
     diffs["close_out_equity"] = _max_abs(out.equity, backtest.equity)
@@ -258,7 +264,7 @@ def test_paper_replay_reproduces_the_backtest(tmp_path, name) -> None:
         ),
     )
     engine = _engine(tmp_path)
-    trader = _trader(engine, settings, "replay", tmp_path / "state")
+    trader = _trader(engine, settings, "replay")
     assert replay(trader, inputs) == N_BARS
     result = assert_matches_backtest(trader, engine, "replay", settings, data)
     reasons = set(result["backtest"].trades["exit_reason"])
@@ -295,7 +301,7 @@ from cryptoml_pipeline_tests import test_paper_replay as t
 path = Path(sys.argv[1])
 settings = t.scenario_settings("taker")
 engine = t._engine(path)
-trader = t._trader(engine, settings, "killed", path / "state")
+trader = t._trader(engine, settings, "killed")
 t.replay(trader, t._inputs(settings)[5], bar_delay=float(sys.argv[2]))
 """
 
@@ -324,40 +330,36 @@ def test_kill_9_mid_run_and_restart_give_exactly_the_backtest(tmp_path) -> None:
     proc.wait(timeout=30)
     killed_at = run_state(engine, "killed")["last_bar"]
     assert target <= killed_at < data[5][-1].bar, "the process was not killed mid-run"
-    # a torn line, as a kill in the middle of a log write leaves it
-    log = tmp_path / "state" / "killed.jsonl"
-    with log.open("a") as fh:
-        fh.write('{"bar": "2099-01-01T00:')
     restart = subprocess.run(
         [sys.executable, "-c", CHILD, str(tmp_path), "0"], env=env, capture_output=True
     )
     assert restart.returncode == 0, restart.stderr.decode()
-    trader = _trader(engine, settings, "killed", tmp_path / "state")  # resumes and re-checks
+    trader = _trader(engine, settings, "killed")  # resumes and re-checks
     assert orders_frame(engine, "killed")["client_order_id"].is_unique
     result = assert_matches_backtest(trader, engine, "killed", settings, data)
     print(f"[kill -9 at {killed_at}] max abs diffs: {result['diffs']}")  # noqa: T201
 
 
-def test_crash_between_log_and_database_resumes_exactly(tmp_path, monkeypatch) -> None:
-    """Killed after a bar's log line is written but before its database commit: the bar is
-    simulated again on restart and nothing is lost or duplicated."""
+def test_crash_before_the_commit_resumes_exactly(tmp_path, monkeypatch) -> None:
+    """Killed after a bar is simulated but before its database commit: the bar is simulated
+    again on restart and nothing is lost or duplicated."""
     settings = scenario_settings("maker")
     data = _inputs(settings)
     engine = _engine(tmp_path)
     crash_bar = data[5][70].bar
     original = PaperTrader._commit
 
-    def crashing(self, bar, ledger, new):
+    def crashing(self, bar, *args):
         if bar == crash_bar:
             raise RuntimeError("killed before the commit")
-        return original(self, bar, ledger, new)
+        return original(self, bar, *args)
 
     monkeypatch.setattr(PaperTrader, "_commit", crashing)
     with pytest.raises(RuntimeError, match="before the commit"):
-        replay(_trader(engine, settings, "crash", tmp_path / "state"), data[5])
+        replay(_trader(engine, settings, "crash"), data[5])
     assert run_state(engine, "crash")["last_bar"] == crash_bar - pd.Timedelta(TF)
     monkeypatch.setattr(PaperTrader, "_commit", original)
-    trader = _trader(engine, settings, "crash", tmp_path / "state")
-    assert len(trader.lines) == 70  # the uncommitted line was dropped
+    trader = _trader(engine, settings, "crash")
+    assert trader.last_bar == crash_bar - pd.Timedelta(TF)  # the uncommitted bar was not kept
     assert replay(trader, data[5]) == N_BARS - 70
     assert_matches_backtest(trader, engine, "crash", settings, data)

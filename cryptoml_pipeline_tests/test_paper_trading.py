@@ -28,7 +28,7 @@ COLUMNS = ["symbol", "bar", "side", "quantity", "reason", "price", "fee"]
 def _trading_settings(deployed, *, as_cli: bool = False):
     """The tiny 1-epoch model's expected moves never clear the backtest's cost filter, so these
     persistence tests switch it off to get orders (the filter: test_paper_replay.py)."""
-    if as_cli:  # what `cryptoml paper --profile tiny` trades with
+    if as_cli:  # what `cryptoml paper` trades with: the settings in the model's manifest
         return deployed.settings
     risk = deployed.settings.risk.model_copy(update={"edge_cost_multiple": None})
     return deployed.settings.model_copy(update={"risk": risk})
@@ -42,7 +42,6 @@ def _feed(deployed, shared_data, *, as_cli: bool = False):
 
 
 def _trader(deployed, name: str, out: Path, *, as_cli: bool = False) -> PaperTrader:
-    """``out`` = the CLI's ``--output-dir``: the state log lives in ``out/paper_state``."""
     return PaperTrader(
         deployed.engine,
         run_name=name,
@@ -50,14 +49,13 @@ def _trader(deployed, name: str, out: Path, *, as_cli: bool = False) -> PaperTra
         settings=_trading_settings(deployed, as_cli=as_cli),
         timeframe="1h",
         initial_equity=deployed.settings.paper.initial_equity,
-        state_dir=out / "paper_state",
     )
 
 
 def _cli(out: Path, shared_data: Path, run: str, db_url: str, *extra: str) -> subprocess.Popen:
     env = os.environ | {"CRYPTOML_DB_URL": db_url}
     cmd = [sys.executable, "-m", "cryptoml_pipeline.cli", "paper", "--output-dir", str(out)]
-    cmd += ["--data-dir", str(shared_data), "--symbols", "BTC/USDT", "--profile", "tiny"]
+    cmd += ["--data-dir", str(shared_data), "--symbols", "BTC/USDT"]
     cmd += ["--start", START, "--end", END, "--run-name", run, *extra]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
@@ -100,12 +98,12 @@ def test_crash_inside_a_bar_loses_and_duplicates_nothing(tmp_path, shared_data, 
 
     original = PaperTrader._commit
 
-    def crashing(self, bar, ledger, new):
+    def crashing(self, bar, ledger, new, *args):
         if bar == crash_bar:
             with self.engine.begin() as conn:  # half of the bar's writes, then the crash
                 conn.execute(paper_module.paper_runs.update().values(cash=-1.0))
                 raise RuntimeError("simulated crash inside the bar's transaction")
-        return original(self, bar, ledger, new)
+        return original(self, bar, ledger, new, *args)
 
     monkeypatch.setattr(PaperTrader, "_commit", crashing)
     with pytest.raises(RuntimeError, match="simulated crash"):

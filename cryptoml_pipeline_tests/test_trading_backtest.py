@@ -323,21 +323,23 @@ def test_settlement_inside_a_data_gap_is_charged_at_the_first_bar_after_it() -> 
     assert paid.equity.loc[ts(6)] == before.equity.loc[ts(6)]  # nothing charged before the gap
 
 
-def test_funding_off_the_settlement_schedule_is_rejected() -> None:
-    from cryptoml_pipeline.errors import DataValidationError
-
+def test_every_settlement_in_the_data_is_charged_whatever_its_interval() -> None:
     bars = _funding_bars()
-    four_hourly = funding("BTC/USDT", {8: 0.0001, 12: 0.0001})  # 12:00 is not an 8h settlement
-    with pytest.raises(DataValidationError, match=r"BTC/USDT.*12:00.*8h"):
-        run(bars, decisions([("BTC/USDT", 5, 2)]), four_hourly, hold=5)
-    result = simulate(
-        bars,
-        four_hourly,
-        decisions([("BTC/USDT", 5, 2)]),
-        costs=COSTS,
-        risk=RISK,
-        min_hold_bars=5,
-        timeframe="1h",
-        funding_interval_hours=4,
-    )
-    assert result.trades.iloc[0]["funding"] > 0
+    # 08:00 then 12:00 (a 4h step): both are settlements, however the hint interval is set
+    four_hourly = funding("BTC/USDT", {8: 0.0001, 12: 0.0002})
+    decs = decisions([("BTC/USDT", 5, 2)])  # entry 06:00, exit at the 12:00 open (pays 12:00)
+    for hint in (8, 4):
+        result = simulate(
+            bars,
+            four_hourly,
+            decs,
+            costs=COSTS,
+            risk=RISK,
+            min_hold_bars=6,
+            timeframe="1h",
+            funding_interval_hours=hint,
+        )
+        trade = result.trades.iloc[0]
+        assert trade["exit_time"] == ts(12)
+        expected = trade["quantity"] * (104 * 0.0001 + 105 * 0.0002)  # opens at 08:00, 12:00
+        assert trade["funding"] == pytest.approx(expected, rel=1e-12)

@@ -38,7 +38,7 @@ def test_kernel_helpers_book_a_round_trip_by_hand() -> None:
     assert acct[K.A_FUNDING] == 20.0 * 110.0 * 0.0001
     exit_px = K.fill_price(120.0, -1, 0.001)  # a sell receives less
     K.close_position(pos, acct, records, 0, 1, 7, exit_px, 120.0, 0.001, K.TIME, K.AT_OPEN)
-    rec = records[0]
+    rec = records[:, 0]
     gross = 20.0 * (exit_px - px)
     assert rec[K.T_GROSS] == gross
     assert rec[K.T_FEES] == fee_in + 0.001 * 20.0 * exit_px

@@ -56,24 +56,37 @@ def test_labels_are_permuted_only_inside_the_training_window() -> None:
     assert (out.loc[inside, "label"] != labels.loc[inside, "label"]).any()
 
 
-def test_shuffled_label_verdict_flags_an_edge() -> None:
-    preds = pd.DataFrame({"signal": [1] * 400, "label": [1.0] * 300 + [-1.0] * 100})
-    leak = shuffled_label_verdict({"psr": 0.5, "directional_accuracy": 0.75}, preds)
-    assert leak["leak"] is True
-    fine = shuffled_label_verdict({"psr": 0.5, "directional_accuracy": 0.51}, preds)
-    assert fine["leak"] is False
-    assert shuffled_label_verdict(None, None)["available"] is False
+def _hourly(n: int) -> pd.DatetimeIndex:
+    return pd.date_range("2024-01-01", periods=n, freq="1h", tz="UTC")
+
+
+def test_shuffled_label_verdict_flags_an_edge_beyond_its_own_sign_mix() -> None:
+    rng = np.random.default_rng(4)
+    label = rng.choice([-1.0, 1.0], size=960, p=[0.3, 0.7])  # a rising market: 70 % up
+    # always long: 70 % directional accuracy is exactly what its sign mix earns by chance
+    long_only = pd.DataFrame({"timestamp": _hourly(960), "signal": 1, "label": label})
+    fine = shuffled_label_verdict(long_only, horizon=8, bars_per_day=24)
+    assert fine["leak"] is False and fine["verdict"] == "no edge"
+    assert fine["directional_accuracy"] == pytest.approx(0.7, abs=0.05)
+    assert fine["directional_baseline"] == pytest.approx(fine["directional_accuracy"])
+    # calls that follow the label 80 % of the time: an edge over any sign mix
+    calls = np.where(rng.random(960) < 0.8, label, -label)
+    leaky = long_only.assign(signal=calls)
+    verdict = shuffled_label_verdict(leaky, horizon=8, bars_per_day=24)
+    assert verdict["leak"] is True and verdict["verdict"] == "LEAK SUSPECTED"
+    assert "own long/short mix" in verdict["reason"]
+    assert shuffled_label_verdict(None, horizon=8, bars_per_day=24)["available"] is False
 
 
 def test_shuffled_label_verdict_judges_class_accuracy_against_the_majority_class() -> None:
     rng = np.random.default_rng(3)
     label = rng.choice([-1.0, 0.0, 1.0], size=600, p=[0.3, 0.4, 0.3])
     # a model that learnt only the prior: always the majority class (0) -> no edge
-    prior = pd.DataFrame({"signal": 0, "pred_class": 2, "label": label})
-    fine = shuffled_label_verdict({"psr": None, "directional_accuracy": None}, prior)
+    prior = pd.DataFrame({"timestamp": _hourly(600), "signal": 0, "pred_class": 2, "label": label})
+    fine = shuffled_label_verdict(prior, horizon=8, bars_per_day=24)
     assert fine["leak"] is False and "majority" in fine["reason"]
     # a "shuffled" model that still hits 90 % of the classes has seen the labels somehow
     hit = np.where(rng.random(600) < 0.9, label + 2, 2).astype(int)
-    leaky = pd.DataFrame({"signal": hit - 2, "pred_class": hit, "label": label})
-    verdict = shuffled_label_verdict({"psr": 0.5, "directional_accuracy": None}, leaky)
+    leaky = prior.assign(signal=hit - 2, pred_class=hit)
+    verdict = shuffled_label_verdict(leaky, horizon=8, bars_per_day=24)
     assert verdict["leak"] is True and "majority class rate" in verdict["reason"]

@@ -1,6 +1,7 @@
 """``cryptoml`` command line: ``run`` (the main job end-to-end), ``data`` (download via ccxt),
-``paper`` (paper trading), ``signal`` (the deployed model's latest signal), ``dashboard`` and
-``experiment`` (configuration sweeps).
+``paper`` (paper trading), ``signal`` (the deployed model's latest signal), ``dashboard``,
+``experiment`` (configuration sweeps), ``live`` (the live service with its HTTP API) and
+``parity`` (a paper/live account replayed through the backtest).
 
 One module per subcommand (``add_parser`` + ``cmd_<name>``), all sharing :mod:`.args`. Bad
 arguments print ONE line on stderr naming the problem and exit with code 2 (no traceback).
@@ -12,7 +13,7 @@ import argparse
 import logging
 import sys
 
-from cryptoml_pipeline.cli import dashboard, data, experiment, paper, run, signal
+from cryptoml_pipeline.cli import dashboard, data, experiment, live, paper, run, signal
 from cryptoml_pipeline.cli.args import EXIT_BAD_INPUT, OneLineParser
 from cryptoml_pipeline.errors import DataValidationError, InputError
 
@@ -23,6 +24,8 @@ SUBCOMMANDS = {
     "dashboard": (dashboard.add_parser, dashboard.cmd_dashboard),
     "signal": (signal.add_parser, signal.cmd_signal),
     "experiment": (experiment.add_parser, experiment.cmd_experiment),
+    "live": (live.add_parser, live.cmd_live),
+    "parity": (None, live.cmd_parity),  # its parser is added by live.add_parser
 }
 
 
@@ -30,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="cryptoml", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     for add_parser, _ in SUBCOMMANDS.values():
-        add_parser(sub)
+        if add_parser is not None:
+            add_parser(sub)
     return parser
 
 

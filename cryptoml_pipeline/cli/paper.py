@@ -1,6 +1,9 @@
 """``cryptoml paper``: paper trading with the deployed model (replay of stored bars, or live
-ccxt data with network), executed by the backtest's own simulator. Killed and restarted, it
-resumes at the first unprocessed bar (state log under ``OUTPUT/paper_state/``)."""
+ccxt data with network), executed by the backtest's own simulator. The model comes through the
+one loader (``live.loader``): settings, universe, traded symbols and features from its manifest;
+``--symbols`` may only narrow the traded symbols and ``--timeframe`` must match (otherwise one
+line, exit 2). Killed and restarted, it resumes at the first unprocessed bar (the account's
+bars are in the database)."""
 
 from __future__ import annotations
 
@@ -11,25 +14,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from cryptoml_pipeline.cli.args import (
-    add_data_dir,
-    add_output_dir,
-    add_profile,
-    add_symbols,
-    add_timeframe,
-    parse_symbols,
-)
+from cryptoml_pipeline.cli.args import add_data_dir, add_output_dir, parse_symbols
 from cryptoml_pipeline.errors import InputError
-from cryptoml_pipeline.settings import DEFAULT_SYMBOLS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("paper", help="paper-trade the deployed model bar by bar (replay or live)")
     add_output_dir(p, help="where the registry database lives")
     add_data_dir(p)
-    add_symbols(p, default=",".join(DEFAULT_SYMBOLS))
-    add_timeframe(p)
-    add_profile(p)
+    p.add_argument("--symbols", help="trade only these of the model's traded symbols")
+    p.add_argument("--timeframe", help="must be the model's (from its manifest)")
+    p.add_argument("--profile", help=argparse.SUPPRESS)  # refused: the settings are the model's
     p.add_argument("--start", help="replay: first bar (UTC); live: ignored")
     p.add_argument("--end", help="replay: end, exclusive (default: start + 7 days)")
     p.add_argument("--run-name", default=None, help="paper account name (default: settings)")
@@ -40,14 +35,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--candidate",
         action="store_true",
         help="paper-trade the latest registry candidate that was NOT deployed (says so)",
-    )
-
-
-def _settings(args: argparse.Namespace):
-    from cryptoml_pipeline.settings import profile_settings
-
-    return profile_settings(
-        args.profile, symbols=tuple(parse_symbols(args.symbols)), timeframe=args.timeframe
     )
 
 
@@ -63,60 +50,57 @@ def _utc(value: str, what: str) -> pd.Timestamp:
 
 
 def cmd_paper(args: argparse.Namespace) -> int:
+    from cryptoml_pipeline.live.loader import announce, check_timeframe, load_served, narrow_symbols
     from cryptoml_pipeline.live.paper import PaperTrader, replay
     from cryptoml_pipeline.live.paper_feed import build_feed, load_market
     from cryptoml_pipeline.locations import resolve_data_location
-    from cryptoml_pipeline.registry.candidates import load_verified
     from cryptoml_pipeline.registry.db import open_database
-    from cryptoml_pipeline.registry.model_registry import ModelRegistry
     from cryptoml_pipeline.timing import timeframe_to_timedelta
 
-    settings = _settings(args)
-    engine = open_database(Path(args.output_dir))
-    registry = ModelRegistry(engine)
-    deployed = registry.deployed()
-    if args.candidate:
-        candidates = registry.list_versions(stage="candidate")
-        if not candidates:
-            raise InputError(f"no undeployed candidate model in {args.output_dir}")
-        deployed = candidates[-1]
-        print(
-            f"[paper] candidate {deployed.version} is NOT deployed for trading: "
-            f"{deployed.reason or 'no reason recorded'}",
-            file=sys.stderr,
+    if args.profile:
+        raise InputError(
+            "--profile: paper trading takes its settings from the model's manifest (drop it)"
         )
-    elif deployed is None:
-        candidates = registry.list_versions(stage="candidate")
-        why = (
-            f"; the latest candidate {candidates[-1].version} was not deployed: "
-            f"{candidates[-1].reason} (--candidate paper-trades it anyway)"
-            if candidates
-            else ": run `cryptoml run` first"
-        )
-        raise InputError(f"no deployed model in {args.output_dir}{why}")
-    model = load_verified(registry, deployed.version)
+    served = load_served(Path(args.output_dir), candidate=args.candidate)
+    warning = announce(served, "paper")
+    if warning:
+        print(warning, file=sys.stderr)
+    check_timeframe(served, args.timeframe)
+    symbols = narrow_symbols(served, parse_symbols(args.symbols, required=False))
+    settings, tf = served.settings, served.timeframe
     location = resolve_data_location(args.data_dir)
     if location.path is None:
         raise InputError("paper trading needs a data directory (no synthetic paper trading)")
+    engine = open_database(Path(args.output_dir))
     run_name = args.run_name or settings.paper.run_name
     trader = PaperTrader(
         engine,
         run_name=run_name,
-        model_version=deployed.version,
+        model_version=served.version,
         settings=settings,
-        timeframe=args.timeframe,
+        timeframe=tf,
         initial_equity=settings.paper.initial_equity,
-        state_dir=Path(args.output_dir) / "paper_state",
     )
-    step = timeframe_to_timedelta(args.timeframe)
+    step = timeframe_to_timedelta(tf)
+
+    def feed(start: pd.Timestamp, end: pd.Timestamp, live: bool):
+        market = load_market(
+            Path(location.path),
+            settings,
+            start,
+            end,
+            live=live,
+            universe=served.universe,
+            timeframe=tf,
+        )
+        return build_feed(market, served.model, settings, start, end, symbols=symbols, timeframe=tf)
+
     if args.live:
         while True:  # Ctrl-C / SIGTERM stops it; the cursor is in the database
             end = pd.Timestamp.now(tz="UTC").floor(step)  # bars before it are closed
             start = trader.last_bar + step if trader.last_bar is not None else end - step
             if start < end:
-                market = load_market(Path(location.path), settings, start, end, live=True)
-                feed = build_feed(market, model, settings, start, end)
-                replay(trader, feed.inputs)
+                replay(trader, feed(start, end, True).inputs)
                 print(f"[paper] {run_name}: bar {trader.last_bar} equity {trader.equity():.2f}")
             time.sleep(settings.paper.poll_seconds)
     if not args.start:
@@ -125,12 +109,13 @@ def cmd_paper(args: argparse.Namespace) -> int:
     end = _utc(args.end, "--end") if args.end else start + pd.Timedelta(days=7)
     if end <= start:
         raise InputError(f"empty window: --end {end} is not after --start {start}")
-    market = load_market(Path(location.path), settings, start, end, live=False)
-    feed = build_feed(market, model, settings, start, end)
-    done = replay(trader, feed.inputs, bar_delay=args.bar_delay, max_bars=args.max_bars)
+    done = replay(
+        trader, feed(start, end, False).inputs, bar_delay=args.bar_delay, max_bars=args.max_bars
+    )
     print(
-        f"[paper] run={run_name} model={deployed.version} bars={done} last_bar={trader.last_bar} "
-        f"equity={trader.equity():.2f} open_positions={len(trader.positions)}",
+        f"[paper] run={run_name} model={served.version} symbols={symbols} bars={done} "
+        f"last_bar={trader.last_bar} equity={trader.equity():.2f} "
+        f"open_positions={len(trader.positions)}",
         file=sys.stderr,
     )
     return 0

@@ -36,6 +36,10 @@ from cryptoml_pipeline.timing import to_utc
 log = logging.getLogger(__name__)
 
 SYNTHETIC_DEFAULT_END = "2025-10-01"
+# the synthetic market has no "all the data": without data.lookback_days it spans this many days
+SYNTHETIC_DEFAULT_DAYS = 730
+# ccxt downloads what it loads: without data.lookback_days / --start it fetches this many days
+CCXT_DEFAULT_DAYS = 730
 SYNTHETIC_TRADED: tuple[str, ...] = (*DEFAULT_SYMBOLS, "XRP/USDT")
 SYNTHETIC_UNIVERSE: tuple[str, ...] = (
     *SYNTHETIC_TRADED,
@@ -168,7 +172,7 @@ class MarketDataResource(dg.ConfigurableResource):
         end = to_utc(data.end) if data.end else None
         if self.kind == "synthetic":
             end = end or to_utc(SYNTHETIC_DEFAULT_END)
-            start = start or end - pd.Timedelta(days=data.lookback_days)
+            start = start or end - pd.Timedelta(days=data.lookback_days or SYNTHETIC_DEFAULT_DAYS)
             if start >= end:
                 raise InputError(f"empty window: start {start} is not before end {end}")
             return start, end
@@ -242,6 +246,30 @@ class MarketDataResource(dg.ConfigurableResource):
             return None
         return pd.concat(parts, ignore_index=True)[["timestamp", "symbol", "open_interest"]]
 
+    def spot_closes(
+        self, symbols: list[str], timeframe: str, start: pd.Timestamp, end: pd.Timestamp
+    ) -> pd.DataFrame | None:
+        """Spot closes (``timestamp, symbol, close``, user symbols) of ``symbols`` in
+        ``[start, end)`` — the pooled family's perpetual-spot basis — or None when the store
+        holds none (the basis is then absent, with the reason in the feature plan)."""
+        if self.kind == "synthetic" or not self.data_dir:
+            return None
+        from cryptoml_pipeline.market import derived
+        from cryptoml_pipeline.market.layout import spot_symbol
+
+        store = self._store()
+        parts = []
+        for symbol in symbols:
+            spot = spot_symbol(symbol)
+            if not derived.has_candles(store, spot, timeframe):
+                continue
+            frame = derived.read_candles(store, spot, timeframe, start, end, as_symbol=spot)
+            if len(frame):
+                parts.append(frame[["timestamp", "close"]].assign(symbol=spot))
+        if not parts:
+            return None
+        return pd.concat(parts, ignore_index=True)[["timestamp", "symbol", "close"]]
+
     def load(self, settings: PipelineSettings) -> MarketData:
         resolved = self.resolved(settings)
         data = settings.data.model_copy(
@@ -258,16 +286,14 @@ class MarketDataResource(dg.ConfigurableResource):
                 seed=self.synthetic_seed,
                 universe=list(data.universe or ()),
                 signal_strength=self.synthetic_signal_strength,
-                history=pd.Timedelta(
-                    days=data.loaded_history_days
-                ),  # warm-up history, as for parquet
+                # warm-up (+ training) history, as for parquet; "all" = the warm-up only
+                history=pd.Timedelta(days=data.loaded_history_days or data.history_days),
             )
         if self.kind == "ccxt":
             # the store may not hold the data yet: download the requested window first
             end = to_utc(data.end) if data.end else pd.Timestamp.now(tz="UTC").floor("D")
-            start = (
-                to_utc(data.start) if data.start else end - pd.Timedelta(days=data.lookback_days)
-            )
+            days = data.lookback_days or CCXT_DEFAULT_DAYS
+            start = to_utc(data.start) if data.start else end - pd.Timedelta(days=days)
             return load_via_ccxt(self._store(), list(data.symbols), data.timeframe, start, end)
         return load_market_data(
             self._store(),
@@ -275,7 +301,12 @@ class MarketDataResource(dg.ConfigurableResource):
             data.timeframe,
             resolved["start"],
             resolved["end"],
-            history=pd.Timedelta(days=data.loaded_history_days),
+            # None: every stored bar before start (training history of each member's first bar)
+            history=(
+                pd.Timedelta(days=data.loaded_history_days)
+                if data.loaded_history_days is not None
+                else None
+            ),
             funding_interval_hours=data.funding_interval_hours,
             universe=list(data.universe or ()),
         )

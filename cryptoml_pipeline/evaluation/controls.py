@@ -29,6 +29,7 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from cryptoml_pipeline.errors import InputError
+from cryptoml_pipeline.evaluation.forecast import newey_west_lags, newey_west_t
 from cryptoml_pipeline.evaluation.metrics import daily_returns, sharpe_ratio
 from cryptoml_pipeline.evaluation.statistics import block_bootstrap_indices
 from cryptoml_pipeline.execution import kernel as K
@@ -44,8 +45,9 @@ from cryptoml_pipeline.settings import CostConfig, SlippageConfig
 
 log = logging.getLogger(__name__)
 
-LEAK_PSR = 0.95  # a shuffled-label model whose Sharpe is > 0 with this probability has an edge
-LEAK_Z = 3.0  # ... or whose directional accuracy is this many binomial s.e. above 50 %
+# a shuffled-label model whose rank IC, directional or class accuracy is this many (bootstrap or
+# HAC) standard errors above its chance level has an edge (see :func:`shuffled_label_verdict`)
+LEAK_Z = 3.0
 MC_METHOD = (
     "strategy's own trades per symbol (holding times; notional as a fraction of the {size} "
     "equity) at random non-overlapping start bars, random sides, replayed with the same fees, "
@@ -277,70 +279,170 @@ def _period_sharpe(
     return sharpe_ratio(daily_returns(inside, initial_equity=base).to_numpy())
 
 
+def _daily_hac_z(
+    values: np.ndarray, day_code: np.ndarray, n_days: int, *, horizon: int, bars_per_day: int
+) -> float | None:
+    """Newey–West t of the mean of per-row ``values`` (centred under the null): rows are summed
+    per day and scaled by ``n_days / n`` so that the daily series' mean is the row mean; lags
+    per :func:`forecast.newey_west_lags` (at least the label's overlap in days, plus one)."""
+    n = len(values)
+    if n < 3 or n_days < 3:
+        return None
+    daily = np.bincount(day_code, weights=values, minlength=n_days) * (n_days / n)
+    lags = newey_west_lags(n_days, horizon=horizon, bars_per_day=bars_per_day)
+    return newey_west_t(daily, lags)
+
+
 def shuffled_label_verdict(
-    kpis: dict[str, Any] | None, predictions: pd.DataFrame | None
+    predictions: pd.DataFrame | None,
+    labels: pd.DataFrame | None = None,
+    *,
+    horizon: int,
+    bars_per_day: int,
+    psr: float | None = None,
+    n_boot: int = 1000,
+    block_days: int = 5,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Does the shuffled-label model show an edge? ``leak`` True means: investigate a leak.
 
-    Edge = its daily-return PSR (P[Sharpe > 0]) > 0.95, or its directional accuracy is more than
-    3 binomial standard errors above 50 %, or its 5-class accuracy is more than 3 standard errors
-    above the test window's majority-class rate (the best a model that learnt only the class prior
-    can do). ``available`` False when the control was not run. A control that neither traded nor
-    called a direction is judged on the class-accuracy test alone, and says so.
+    Pure: the control's out-of-sample ``predictions`` (``timestamp``, ``signal``, ``label``;
+    ``symbol``, ``expected_return``, ``pred_class``, ``forward_return`` when present) and
+    ``labels`` (``timestamp, symbol, realised_return``; optional) give the verdict. Every test
+    is drift- and overlap-aware, so a control that is mostly on one side of a trending market
+    is not taken for an edge:
+
+    * **rank IC** of ``expected_return`` vs ``realised_return`` with its day-block bootstrap
+      (:func:`rank_ic_interval`, ``n_boot`` samples of ``block_days``-day blocks; the 95 %
+      interval is reported): edge when the IC is more than ``LEAK_Z`` bootstrap standard errors
+      above zero (a 95 % interval from a few dozen day blocks is too narrow for a 5 % test);
+    * **directional accuracy** (``sign(signal)`` vs the sign of ``forward_return``, else of
+      ``label``, on rows where both are non-zero) against the accuracy the control's own sign mix
+      earns by chance, ``q p + (1 - q)(1 - p)`` (``q``: share of long calls, ``p``: share of up
+      moves). The difference is exactly the mean of ``(s - mean(s)) (y - mean(y)) / 2``; its
+      standard error is Newey–West on the daily sums (lags: at least the days the ``horizon``-bar
+      labels overlap, :func:`forecast.newey_west_lags`). Edge when ``z > LEAK_Z``;
+    * **5-class accuracy** (``pred_class``) against the test window's majority-class rate (the
+      best a model that learnt only the class prior can do), with the same HAC standard error.
+      Edge when ``z > LEAK_Z``.
+
+    ``psr`` (the control's P[Sharpe > 0]) is reported but does not decide: a control that is
+    long in a rising market earns a positive Sharpe without skill. ``verdict`` is
+    ``"LEAK SUSPECTED"``, ``"no edge"`` or ``"not run"`` (``available`` False).
     """
-    if kpis is None or predictions is None or predictions.empty:
-        return {"available": False, "leak": None, "reason": "shuffled-label control not run"}
-    psr = kpis.get("psr")
-    directional = kpis.get("directional_accuracy")
+    if predictions is None or predictions.empty:
+        return {
+            "available": False,
+            "leak": None,
+            "verdict": "not run",
+            "reason": "shuffled-label control not run",
+        }
+    day = pd.to_datetime(predictions["timestamp"], utc=True).dt.floor("1D").to_numpy()
     signal = predictions["signal"].to_numpy(np.float64)
     label = predictions["label"].to_numpy(np.float64)
-    n = int(np.sum((signal != 0) & np.isfinite(label) & (label != 0)))
-    z = None
-    if directional is not None and n > 0:
-        z = (directional - 0.5) / np.sqrt(0.25 / n)
+    target = (
+        np.sign(predictions["forward_return"].to_numpy(np.float64))
+        if "forward_return" in predictions.columns
+        else np.sign(label)
+    )
+    # direction: the sign of the call vs the sign of the move, against its own sign mix
+    rows = (signal != 0) & np.isfinite(label) & (label != 0) & np.isfinite(target) & (target != 0)
+    n = int(rows.sum())
+    directional = baseline = z = None
+    if n > 0:
+        s, y = np.sign(signal[rows]), target[rows]
+        q, p = float(np.mean(s > 0)), float(np.mean(y > 0))
+        directional = float(np.mean(s == y))
+        baseline = q * p + (1.0 - q) * (1.0 - p)
+        days, code = np.unique(day[rows], return_inverse=True)
+        z = _daily_hac_z(
+            (s - s.mean()) * (y - y.mean()) / 2.0,
+            code,
+            len(days),
+            horizon=horizon,
+            bars_per_day=bars_per_day,
+        )
+    # 5-class accuracy vs the majority class (a prior-only model's best)
     known = np.isfinite(label)
     accuracy = majority = z_acc = None
     if known.any() and "pred_class" in predictions.columns:
         classes = label[known] + 2
-        accuracy = float(np.mean(predictions["pred_class"].to_numpy(np.float64)[known] == classes))
+        hit = predictions["pred_class"].to_numpy(np.float64)[known] == classes
+        accuracy = float(np.mean(hit))
         majority = float(np.max(np.unique(classes, return_counts=True)[1]) / known.sum())
-        se = np.sqrt(max(majority * (1 - majority), 1e-12) / known.sum())
-        z_acc = (accuracy - majority) / se
-    leak = bool(
-        (psr is not None and psr > LEAK_PSR)
-        or (z is not None and z > LEAK_Z)
-        or (z_acc is not None and z_acc > LEAK_Z)
-    )
+        days, code = np.unique(day[known], return_inverse=True)
+        z_acc = _daily_hac_z(
+            hit - majority, code, len(days), horizon=horizon, bars_per_day=bars_per_day
+        )
+    # rank IC with its day-block bootstrap interval
+    ic: dict[str, Any] = {"rank_ic": None, "rank_ic_ci": None, "n_days": None}
+    if (
+        labels is not None
+        and {"symbol", "expected_return"} <= set(predictions.columns)
+        and {"timestamp", "symbol", "realised_return"} <= set(labels.columns)
+    ):
+        keys = ["timestamp", "symbol"]
+        pred = predictions.loc[:, [*keys, "expected_return"]].copy()
+        lab = labels.loc[:, [*keys, "realised_return"]].copy()
+        for frame in (pred, lab):
+            frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
+            frame["symbol"] = frame["symbol"].astype(str)
+        scored = pred.merge(lab.drop_duplicates(keys), on=keys, how="left")
+        ic = rank_ic_interval(scored, n_boot=n_boot, block_days=block_days, seed=seed)
+    ci, ic_se = ic.get("rank_ic_ci"), ic.get("rank_ic_se")
+    ic_z = ic["rank_ic"] / ic_se if ic.get("rank_ic") is not None and ic_se else None
     reasons = []
-    if psr is not None and psr > LEAK_PSR:
-        reasons.append(f"P(Sharpe > 0) = {psr:.3f} > {LEAK_PSR}")
+    if ic_z is not None and ic_z > LEAK_Z:
+        reasons.append(
+            f"rank IC {ic['rank_ic']:.3f} is {ic_z:.1f} day-block bootstrap s.e. above zero "
+            f"(95 % interval [{ci[0]:.3f}, {ci[1]:.3f}])"
+        )
     if z is not None and z > LEAK_Z:
-        reasons.append(f"directional accuracy {directional:.3f} is {z:.1f} s.e. above 50 %")
+        reasons.append(
+            f"directional accuracy {directional:.3f} is {z:.1f} HAC s.e. above the "
+            f"{baseline:.3f} its own long/short mix earns by chance"
+        )
     if z_acc is not None and z_acc > LEAK_Z:
         reasons.append(
-            f"5-class accuracy {accuracy:.3f} is {z_acc:.1f} s.e. above the majority class "
+            f"5-class accuracy {accuracy:.3f} is {z_acc:.1f} HAC s.e. above the majority class "
             f"rate {majority:.3f}"
         )
-    if not reasons:
-        basis = (
-            "class accuracy vs the majority class only: it made no directional calls"
-            if n == 0
-            else "trading, direction and class accuracy"
-        )
-        reasons_text = f"no edge (as expected; judged on {basis})"
+    leak = bool(reasons)
+    if leak:
+        reason = "; ".join(reasons)
     else:
-        reasons_text = "; ".join(reasons)
+        tests = [
+            name
+            for name, ran in (
+                ("rank IC vs its day-block bootstrap", ic_z is not None),
+                ("direction vs its own sign mix", z is not None),
+                ("class accuracy vs the majority class", z_acc is not None),
+            )
+            if ran
+        ]
+        basis = ", ".join(tests) if tests else "nothing: too few scored rows"
+        reason = f"no edge (as expected; judged on {basis})"
     return {
         "available": True,
         "leak": leak,
+        "verdict": "LEAK SUSPECTED" if leak else "no edge",
+        "test": (
+            "rank IC vs its day-block bootstrap s.e.; directional accuracy vs its own sign mix "
+            "and class accuracy vs the majority class, Newey-West (HAC) s.e. on daily sums"
+        ),
+        "rank_ic": ic.get("rank_ic"),
+        "rank_ic_ci": ci,
+        "rank_ic_z": None if ic_z is None else float(ic_z),
+        "n_days": ic.get("n_days"),
         "psr": psr,
         "directional_accuracy": directional,
+        "directional_baseline": baseline,
         "directional_z": None if z is None else float(z),
         "n_directional": n,
         "accuracy": accuracy,
         "majority_class_rate": majority,
         "accuracy_z": None if z_acc is None else float(z_acc),
-        "reason": reasons_text,
+        "reason": reason,
     }
 
 
@@ -401,6 +503,28 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sum(ra * rb) / denom) if denom > 0 else float("nan")
 
 
+def _average_ranks(code: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Average ranks (ties share their mean rank) of the multiset in which row ``i`` appears
+    ``weight[i]`` times; ``code`` is the row's value as its index among the sorted unique values.
+    Equals ``rankdata`` on the repeated rows, without sorting."""
+    per_value = np.bincount(code, weights=weight)
+    below = np.cumsum(per_value) - per_value
+    return (below + (per_value + 1.0) / 2.0)[code]
+
+
+def _weighted_spearman(pred_code: np.ndarray, target_code: np.ndarray, weight: np.ndarray) -> float:
+    """Spearman correlation of the resample in which row ``i`` appears ``weight[i]`` times."""
+    total = weight.sum()
+    if not total > 0:
+        return float("nan")
+    ra = _average_ranks(pred_code, weight)
+    rb = _average_ranks(target_code, weight)
+    ra = ra - (weight @ ra) / total
+    rb = rb - (weight @ rb) / total
+    denom = np.sqrt((weight @ (ra * ra)) * (weight @ (rb * rb)))
+    return float((weight @ (ra * rb)) / denom) if denom > 0 else float("nan")
+
+
 def rank_ic_interval(
     frame: pd.DataFrame,
     *,
@@ -418,7 +542,8 @@ def rank_ic_interval(
     blocks of ``block_days`` consecutive days (seeded) and recomputes the pooled IC on their
     rows, which keeps the dependence inside and between nearby days. Pooling (not a mean of
     daily cross-sectional ICs) because a day holds only a few symbols. Returns ``{"rank_ic",
-    "rank_ic_ci": [lo, hi] | None, "n_days", "n_rows"}``; None values with < 3 rows or < 2 days.
+    "rank_ic_ci": [lo, hi] | None, "rank_ic_se" (std of the bootstrap ICs), "n_days",
+    "n_rows"}``; None values with < 3 rows or < 2 days.
     """
     pred = frame[pred_col].to_numpy(np.float64)
     target = frame[target_col].to_numpy(np.float64)
@@ -430,17 +555,25 @@ def rank_ic_interval(
     if len(pred) < 3:
         return {"rank_ic": None, "rank_ic_ci": None, "n_days": n_days, "n_rows": len(pred)}
     ic = _spearman(pred, target)
-    ci = None
+    ci = se = None
     if n_days >= 2 and n_boot > 0:
-        order = np.argsort(day_code, kind="stable")
-        bounds = np.concatenate([[0], np.cumsum(np.bincount(day_code, minlength=n_days))])
         draws = block_bootstrap_indices(n_days, n_boot, block_days, seed)
+        # a resample is every row of each drawn day, as often as the day is drawn: a row weight
+        pred_code = np.unique(pred, return_inverse=True)[1]
+        target_code = np.unique(target, return_inverse=True)[1]
         ics = np.empty(n_boot)
         for b in range(n_boot):
-            rows = np.concatenate([order[bounds[d] : bounds[d + 1]] for d in draws[b]])
-            ics[b] = _spearman(pred[rows], target[rows])
+            weight = np.bincount(draws[b], minlength=n_days)[day_code].astype(np.float64)
+            ics[b] = _weighted_spearman(pred_code, target_code, weight)
         ics = ics[np.isfinite(ics)]
         if len(ics):
             lo, hi = np.percentile(ics, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
             ci = [float(lo), float(hi)]
-    return {"rank_ic": ic, "rank_ic_ci": ci, "n_days": n_days, "n_rows": len(pred)}
+            se = float(np.std(ics, ddof=1)) if len(ics) > 1 else None
+    return {
+        "rank_ic": ic,
+        "rank_ic_ci": ci,
+        "rank_ic_se": se,
+        "n_days": n_days,
+        "n_rows": len(pred),
+    }

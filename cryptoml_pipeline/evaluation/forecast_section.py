@@ -105,6 +105,52 @@ def _before(
     return None if initial is None else initial.get(name)
 
 
+def by_symbol_section(
+    scored: pd.DataFrame,
+    trades: pd.DataFrame | None,
+    lo: pd.Timestamp,
+    hi: pd.Timestamp,
+    initial_equity: float,
+) -> dict[str, dict[str, Any]]:
+    """Per traded symbol in ``[lo, hi)``: ``oos_start`` (its first out-of-sample bar: a symbol
+    enters the walk-forward where its data begin), ``n_trades`` (trades entered in the period)
+    and ``sharpe``: the annualised (365-day) Sharpe of its daily net trade P&L over the
+    account's initial equity, each trade's P&L booked on its exit day, every day from its first
+    out-of-sample day to the period's last counted (days without an exit count as 0). One
+    account trades every symbol, so the per-symbol figures are an attribution, not separate
+    accounts."""
+    ts = scored["timestamp"]
+    part = scored[(ts >= lo) & (ts < hi)]
+    out: dict[str, dict[str, Any]] = {}
+    if part.empty:
+        return out
+    last_day = part["timestamp"].max().floor("D")
+    for symbol, rows in part.groupby("symbol", sort=True):
+        first = rows["timestamp"].min()
+        days = pd.date_range(first.floor("D"), last_day, freq="D")
+        mine = pd.DataFrame(columns=["exit_time", "pnl", "entry_time"])
+        if trades is not None and len(trades):
+            t = trades[trades["symbol"].astype(str) == symbol]
+            mine = t[(t["entry_time"] >= lo) & (t["entry_time"] < hi)]
+        daily = (
+            pd.Series(
+                mine["pnl"].to_numpy(float) / float(initial_equity),
+                index=pd.DatetimeIndex(mine["exit_time"]).floor("D"),
+            )
+            .groupby(level=0)
+            .sum()
+            .reindex(days, fill_value=0.0)
+            if len(mine)
+            else pd.Series(0.0, index=days)
+        )
+        out[str(symbol)] = {
+            "oos_start": first.isoformat(),
+            "sharpe": sharpe_ratio(daily.to_numpy()) if len(mine) else None,
+            "n_trades": len(mine),
+        }
+    return out
+
+
 def periods_section(
     *,
     scored: pd.DataFrame,
@@ -116,23 +162,34 @@ def periods_section(
     timeframe: str,
     random_sharpes: Callable[[pd.Timestamp, pd.Timestamp], dict[str, Any]] | None = None,
     initial_equity: dict[str, float] | None = None,
+    trades: pd.DataFrame | None = None,
+    universe_candles: pd.DataFrame | None = None,
 ) -> list[dict[str, Any]]:
     """``development`` then ``held_back`` (when ``holdout_start`` lies inside the span): each
-    ``{name, start, end, strategy, buy_and_hold, random_same_turnover, forecast}``."""
+    ``{name, start, end, strategy, buy_and_hold, random_same_turnover, forecast, by_symbol}``;
+    ``start``/``end`` are the first and last out-of-sample bar of any traded symbol in the
+    period; ``strategy`` adds ``beta`` and ``residual_sharpe`` to the universe's equal-weight
+    market (with ``universe_candles``)."""
     bounds = period_bounds(start, end, holdout_start)
     out = []
     for name, lo, hi in bounds:
         ts = scored["timestamp"]
         part = scored[(ts >= lo) & (ts < hi)]
+        first = part["timestamp"].min() if len(part) else lo
+        last = part["timestamp"].max() if len(part) else hi
+        strategy_equity = _slice(equity["strategy"], lo, hi)
+        summary = equity_summary(strategy_equity, _before(equity, "strategy", lo, initial_equity))
+        if universe_candles is not None:
+            beta = beta_section(strategy_equity, universe_candles)
+            summary["beta"] = beta.get("beta")
+            summary["residual_sharpe"] = beta.get("residual_sharpe")
+        initial = (initial_equity or {}).get("strategy")
         out.append(
             {
                 "name": name,
-                "start": lo.isoformat(),
-                "end": hi.isoformat(),
-                "strategy": equity_summary(
-                    _slice(equity["strategy"], lo, hi),
-                    _before(equity, "strategy", lo, initial_equity),
-                ),
+                "start": first.isoformat(),
+                "end": last.isoformat(),
+                "strategy": summary,
                 "buy_and_hold": equity_summary(
                     _slice(equity["buy_and_hold"], lo, hi),
                     _before(equity, "buy_and_hold", lo, initial_equity),
@@ -141,6 +198,9 @@ def periods_section(
                 "forecast": forecast_stats(
                     part, horizon=horizon, timeframe=timeframe, with_folds=False
                 ),
+                "by_symbol": by_symbol_section(scored, trades, lo, hi, initial)
+                if initial is not None
+                else {},
             }
         )
     return out

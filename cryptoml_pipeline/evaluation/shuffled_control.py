@@ -48,11 +48,14 @@ def shuffled_power(
     quantile_mapped: bool,
     model: str,
     seed: int = 0,
+    control_ic: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``rank_ic``, ``rank_ic_ci`` and ``n_trades`` of the control, the real model's IC and
-    interval on the same rows, and whether the real IC lies above the control's interval."""
+    interval on the same rows, and whether the real IC lies above the control's interval.
+    ``control_ic``: the control's own :func:`rank_ic_interval` result when already computed
+    (by :func:`controls.shuffled_label_verdict`, same seed), else it is computed here."""
     same = real.merge(control[["timestamp", "symbol"]], on=["timestamp", "symbol"])
-    ctl = _interval(control, labels, seed)
+    ctl = control_ic if control_ic is not None else _interval(control, labels, seed)
     ref = _interval(same, labels, seed)
     ci = ctl.get("rank_ic_ci")
     real_ic = ref.get("rank_ic")

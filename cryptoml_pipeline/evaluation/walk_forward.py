@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from cryptoml_pipeline.evaluation.baselines import buy_and_hold
-from cryptoml_pipeline.evaluation.break_even import break_even_taker_fee
+from cryptoml_pipeline.evaluation.break_even import break_even_taker_fee, fee_sensitivity
 from cryptoml_pipeline.evaluation.controls import (
     cost_summary,
     random_same_turnover,
@@ -41,6 +41,7 @@ from cryptoml_pipeline.strategy.from_predictions import decisions_from_predictio
 from cryptoml_pipeline.strategy.integrator import integrated_decisions
 from cryptoml_pipeline.strategy.options import simulation_options
 from cryptoml_pipeline.strategy.rules import rule_decisions, rule_signals
+from cryptoml_pipeline.timing import bars_per_day
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,8 @@ class Evaluation:
     monthly: list[dict[str, Any]] | None = None  # strategy return per calendar month
     forecast: dict[str, Any] | None = None  # IC / rank IC / NW t / hit rate, beta, by year
     periods: list[dict[str, Any]] | None = None  # development / held_back split
+    # the same decisions re-priced at taker_fee x each of costs.fee_multiples
+    fee_sensitivity: list[dict[str, Any]] | None = None
 
     def to_bundle(self) -> dict[str, Any]:
         return {
@@ -72,6 +75,7 @@ class Evaluation:
             "monthly": self.monthly,
             "forecast": self.forecast,
             "periods": self.periods,
+            "fee_sensitivity": self.fee_sensitivity,
             "equity": self.equity,
             "trades": self.trades,
             "strategy": self.strategy,
@@ -223,6 +227,14 @@ def evaluate_walk_forward(
         )
         controls["random_same_turnover"] = mc.to_dict()
     shuffled_kpis, power = None, {}
+    verdict_opts = {
+        "horizon": settings.target.horizon,
+        "bars_per_day": max(round(bars_per_day(timeframe)), 1),
+        "n_boot": 1000,
+        "block_days": 5,
+        "seed": ctl.seed,
+    }
+    shuffled_verdict = shuffled_label_verdict(None, **verdict_opts)
     if control_predictions is not None and not control_predictions.empty:
         # over the control's own span (it may cover only some folds)
         control_start = control_predictions["timestamp"].min()
@@ -245,6 +257,9 @@ def evaluate_walk_forward(
             shuffled, mapped = run_control(control_predictions), True
         shuffled_kpis = compute_kpis(shuffled, control_predictions, **kpi_opts)
         baselines["shuffled_labels"] = shuffled_kpis
+        shuffled_verdict = shuffled_label_verdict(
+            control_predictions, labels, psr=shuffled_kpis.get("psr"), **verdict_opts
+        )
         if labels is not None:
             power = shuffled_power(
                 control_predictions,
@@ -254,8 +269,13 @@ def evaluate_walk_forward(
                 quantile_mapped=mapped,
                 model=settings.strategy.model,
                 seed=ctl.seed,
+                control_ic=(
+                    {k: shuffled_verdict[k] for k in ("rank_ic", "rank_ic_ci", "n_days")}
+                    if shuffled_verdict.get("rank_ic_ci") is not None
+                    else None
+                ),
             )
-    controls["shuffled_labels"] = shuffled_label_verdict(shuffled_kpis, control_predictions) | power
+    controls["shuffled_labels"] = shuffled_verdict | power
     ordered = predictions.sort_values(["timestamp", "symbol"], kind="stable")
     acc_recent, acc_prior = accuracy_windows(
         prediction_correct(ordered).to_numpy(dtype=float),
@@ -289,6 +309,19 @@ def evaluate_walk_forward(
             settings=settings,
             timeframe=timeframe,
         )
+    fees = fee_sensitivity(
+        oos_candles,
+        oos_funding,
+        decisions,
+        strategy,
+        costs=settings.costs,
+        slippage=settings.slippage,
+        timeframe=timeframe,
+        periods=period_bounds(span_start, span_end, holdout_start),
+        funding_interval_hours=interval,
+    )
+    for period in periods or []:
+        period["fee_sensitivity"] = fees["periods"].get(period["name"], [])
     return Evaluation(
         equity=_equity_frame(
             {
@@ -313,6 +346,7 @@ def evaluate_walk_forward(
         monthly=monthly_returns(strategy.equity, strategy.initial_equity),
         forecast=forecast,
         periods=periods,
+        fee_sensitivity=fees["overall"],
     )
 
 
@@ -354,6 +388,8 @@ def _forecast_sections(
             "strategy": strategy.initial_equity,
             "buy_and_hold": hold.initial_equity,
         },
+        trades=strategy.trades,
+        universe_candles=universe_candles,
     )
     for period in periods:
         period["random_same_turnover"] = (

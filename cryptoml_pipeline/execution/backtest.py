@@ -66,14 +66,17 @@ Costs (always on)
     filled at the open with ``costs.maker_fee`` and no slippage only if the bar trades through
     the price (a buy needs ``low < open``, a sell ``high > open``); an unfilled entry is skipped,
     an unfilled exit falls back to a taker fill at the open. Stops are always taker.
-    Funding: settlements every ``funding_interval_hours`` (8h) aligned to 00:00 UTC.
+    Funding: at every settlement the symbol's funding rows hold (its own interval, 8h or 4h or
+    other, however it changes: :func:`market_grid.funding_schedule`; ``funding_interval_hours``
+    is only the interval assumed where a symbol's data holds fewer than two settlements).
     A position held at settlement ``s`` pays ``quantity * open_price_of_the_bar_at_s * rate``
     if long and receives it if short. "Held at s" = opened BEFORE ``s`` and not closed before
     ``s``: a position filled at the open of bar ``s`` pays nothing for ``s``; a position exited
     at the open of bar ``s`` (planned exit, flip, gapped stop) pays for ``s``. An open fill is
     the first trade at or after ``s``, which is how the exchange counts it. A held position
-    meeting a settlement with no rate in the funding frame raises :class:`MissingFundingError`
-    naming the symbol and timestamp.
+    meeting a MISSING settlement (a gap in the symbol's funding rows longer than both
+    neighbouring intervals, or past either end of its rows) raises :class:`MissingFundingError`
+    naming the symbol and the expected timestamp.
 
 Outputs
     Equity is indexed by the union of all symbols' bar timestamps (mark at each bar's close).
@@ -233,11 +236,11 @@ def slippage_matrix(
     slippage: SlippageConfig | None,
     timeframe: str,
 ) -> np.ndarray:
-    """Per-fill slippage fraction ``[n_symbols, n_bars]``: half-spread + vol term (see module)."""
+    """Per-fill slippage fraction ``[n_symbols, n_bars]``: half-spread + vol term (see module);
+    ``[n_symbols, 1]`` without a volatility term (the same for every bar: see ``kernel.cell``)."""
     half_spread = float(costs.slippage_bps) / 10_000.0
-    shape = grid.open.shape
     if slippage is None or slippage.volatility_coefficient == 0:
-        return np.full(shape, half_spread)
+        return np.full((len(grid.symbols), 1), half_spread)
     per_bar = aligned["volatility"] / np.sqrt(bars_per_year(timeframe))
     # forward fill along bars (forward only: the latest decision at or before the fill)
     idx = np.where(np.isnan(per_bar), 0, np.arange(per_bar.shape[1]))
@@ -340,7 +343,7 @@ def run_aligned(
     iparams, fparams = kernel_params(costs, risk, min_hold_bars, fixed_quantity)
     exp_ret = aligned.get("expected_return")
     if exp_ret is None:
-        exp_ret = np.full(grid.open.shape, np.nan)
+        exp_ret = np.full((len(grid.symbols), 1), np.nan)
     max_trades = int(np.count_nonzero(aligned["signal"])) + len(grid.symbols) + 1
     equity, exposure, trades, n_tr, totals, error = K.run_kernel(
         grid.open,
@@ -363,7 +366,7 @@ def run_aligned(
         max_trades,
     )
     _check_funding(error, grid, times, "a position")
-    records = K.records_by_field(trades, n_tr).T  # [n, N_TRADE_COLS], each field contiguous
+    records = trades[:, :n_tr].T  # [n, N_TRADE_COLS], each field contiguous (no copy)
     index = pd.DatetimeIndex(grid.timestamps, name="timestamp")
     return BacktestResult(
         equity=pd.Series(equity, index=index, name="equity"),
@@ -386,26 +389,37 @@ def _labels(
     return pd.array(list(names), dtype=str).take(codes)
 
 
+FLOAT_COLUMNS = (  # the trades frame's float columns: the first record fields, in this order
+    "entry_price",
+    "exit_price",
+    "quantity",
+    "notional",
+    "risk_amount",
+    "pnl",
+    "fees",
+    "funding",
+    "gross_pnl",
+)
+
+
 def trades_frame(records: np.ndarray, grid: MarketGrid) -> pd.DataFrame:
-    """Kernel trade records -> the trades frame (``book.TRADE_COLUMNS`` + ``gross_pnl``)."""
+    """Kernel trade records -> the trades frame (``book.TRADE_COLUMNS`` + ``gross_pnl``).
+
+    The float columns are the records' first fields taken as one block, without a copy (the
+    frame shares their memory: nothing writes into a trades frame in place); the other columns
+    are inserted around them."""
     rec = records.T  # one field per row
-    direction = rec[K.T_DIR]
     grid_ns = grid.timestamps.asi8
-    qty, entry_price = rec[K.T_QTY], rec[K.T_ENTRY_PRICE]
-    columns = {
+    frame = pd.DataFrame(rec[: K.T_SYM].T, columns=list(FLOAT_COLUMNS), copy=False)
+    direction = rec[K.T_DIR]
+    others = {
         "symbol": _labels(grid.symbols, rec[K.T_SYM].astype(np.int64)),
         "side": _labels(["short", "long"], (direction > 0).astype(np.int64)),
         "entry_time": ns_index(grid_ns[rec[K.T_ENTRY_BAR].astype(np.int64)]),
-        "entry_price": entry_price,
         "exit_time": ns_index(grid_ns[rec[K.T_EXIT_BAR].astype(np.int64)]),
-        "exit_price": rec[K.T_EXIT_PRICE],
-        "quantity": qty,
-        "notional": qty * entry_price,
-        "risk_amount": rec[K.T_RISK],
-        "pnl": rec[K.T_PNL],
-        "fees": rec[K.T_FEES],
-        "funding": rec[K.T_FUNDING],
         "exit_reason": _labels(EXIT_REASONS, rec[K.T_REASON].astype(np.int64)),
-        "gross_pnl": rec[K.T_GROSS],
     }
-    return pd.DataFrame({name: columns[name] for name in (*TRADE_COLUMNS, "gross_pnl")})
+    for position, name in enumerate((*TRADE_COLUMNS, "gross_pnl")):
+        if name in others:
+            frame.insert(position, name, others[name])
+    return frame

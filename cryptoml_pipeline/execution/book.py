@@ -153,9 +153,9 @@ class Ledger:
         if direction == 0.0:
             return
         row = len(self._closed)
-        if row == len(self._records):
+        if row == self._records.shape[1]:
             grown = K.new_records(2 * row)
-            grown[:row] = self._records
+            grown[:, :row] = self._records
             self._records = grown
         price = fill_price(raw_price, -direction, self.slippage)
         code = K.EXIT_REASONS.index(reason) if reason in K.EXIT_REASONS else -1
@@ -206,7 +206,7 @@ class Ledger:
         return self.cash + float(unrealised)
 
     def trades_frame(self) -> pd.DataFrame:
-        rec = self._records[: len(self._closed)].T
+        rec = self._records[:, : len(self._closed)]
         entry_times, exit_times, reasons = (
             zip(*self._closed, strict=True) if self._closed else ((), (), ())
         )

@@ -76,27 +76,29 @@ I_MIN_HOLD, I_MAKER = 0, 1
     F_EQUITY,
 ) = range(15)
 N_FLOAT_PARAMS = 15
-# trade record columns
+# trade record fields; the first nine are the float columns of the trades frame in its order
+# (``records[:T_SYM]`` is that frame's float block as it is, see ``backtest.trades_frame``)
 (
-    T_SYM,
-    T_DIR,
-    T_ENTRY_BAR,
     T_ENTRY_PRICE,
-    T_EXIT_BAR,
     T_EXIT_PRICE,
     T_QTY,
+    T_NOTIONAL,
     T_RISK,
     T_PNL,
     T_FEES,
     T_FUNDING,
-    T_REASON,
     T_GROSS,
+    T_SYM,
+    T_DIR,
+    T_ENTRY_BAR,
+    T_EXIT_BAR,
+    T_REASON,
     T_ENTRY_RAW,
     T_EXIT_RAW,
     T_PHASE,
     T_ENTRY_EQUITY,
-) = range(17)
-N_TRADE_COLS = 17
+) = range(18)
+N_TRADE_COLS = 18
 # open-position rows of ``pos`` (float64 [N_POS_FIELDS, n_symbols]): direction (0 = flat),
 # quantity, entry fill, raw entry price, equity the entry was sized on, entry bar, risk amount,
 # fees and funding paid so far; the kernel's own orders: the symbol's bar ordinal at which the
@@ -199,6 +201,14 @@ def fill_price(raw, side, slip):
     return raw * (1.0 + side * slip)
 
 
+@_jit_inline
+def cell(a, s, i):
+    """``a[s, i]`` of a per-bar array ``[n_symbols, n_bars]``, or ``a[s, 0]`` of a per-symbol
+    constant ``[n_symbols, 1]`` (the slippage without a volatility term, an absent expected
+    return: no array of a constant the size of the grid to fill and stream)."""
+    return a[s, i] if a.shape[1] > 1 else a[s, 0]
+
+
 def new_book(n_sym: int, cash: float) -> tuple[np.ndarray, np.ndarray]:
     """A flat book: ``pos`` [N_POS_FIELDS, n_sym] and ``acct`` [N_ACCT] holding ``cash``."""
     pos = np.zeros((N_POS_FIELDS, n_sym))
@@ -210,21 +220,11 @@ def new_book(n_sym: int, cash: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def new_records(n: int) -> np.ndarray:
-    """Room for ``n`` trade records, one row each. Row-major: a run touches only the memory of
+    """Room for ``n`` trade records, field by field: ``[N_TRADE_COLS, n]``, record ``k`` is
+    column ``k``. The first ``m`` records, ``records[:, :m]``, are each field as one contiguous
+    run (what the trades frame is built from, without a copy); a run touches only the memory of
     the records it writes (the room is an upper bound, often ten times the trades)."""
-    return np.empty((n, N_TRADE_COLS))
-
-
-@_jit
-def records_by_field(records, n):
-    """The first ``n`` trade records field by field, ``[N_TRADE_COLS, n]`` (each field one
-    contiguous run), read row by row as they were written (a strided read per field would
-    touch every record once per field)."""
-    out = np.empty((records.shape[1], n))
-    for k in range(n):
-        for c in range(records.shape[1]):
-            out[c, k] = records[k, c]
-    return out
+    return np.empty((N_TRADE_COLS, n))
 
 
 @_jit_inline
@@ -243,7 +243,7 @@ def open_position(pos, acct, s, d, q, px, raw, fee_rate, bar, equity, risk):
 @_jit_inline
 def close_position(pos, acct, records, row, s, bar, px, raw, fee_rate, reason, phase):
     """Close symbol ``s``'s position at ``px`` (``raw`` before slippage) in ``bar``: the cash
-    gets ``direction * qty * (px - entry) - fee``; the round trip is written to ``records[row]``
+    gets ``direction * qty * (px - entry) - fee``; the round trip is written to ``records[:, row]``
     (its pnl net of all its fees and funding)."""
     d, q, entry = pos[P_DIR, s], pos[P_QTY, s], pos[P_ENTRY_PX, s]
     fee = fee_rate * q * px
@@ -252,13 +252,14 @@ def close_position(pos, acct, records, row, s, bar, px, raw, fee_rate, reason, p
     acct[A_FEES] += fee
     acct[A_NOTIONAL] += q * px
     fees, funding = pos[P_FEES, s] + fee, pos[P_FUNDING, s]
-    r = records[row]
-    r[T_SYM], r[T_DIR], r[T_QTY], r[T_RISK] = s, d, q, pos[P_RISK, s]
-    r[T_ENTRY_BAR], r[T_ENTRY_PRICE] = pos[P_ENTRY_BAR, s], entry
-    r[T_ENTRY_RAW], r[T_ENTRY_EQUITY] = pos[P_ENTRY_RAW, s], pos[P_ENTRY_EQ, s]
-    r[T_EXIT_BAR], r[T_EXIT_PRICE], r[T_EXIT_RAW], r[T_PHASE] = bar, px, raw, phase
-    r[T_FEES], r[T_FUNDING], r[T_GROSS] = fees, funding, gross
-    r[T_PNL], r[T_REASON] = gross - fees - funding, reason
+    r = records
+    r[T_SYM, row], r[T_DIR, row], r[T_QTY, row], r[T_RISK, row] = s, d, q, pos[P_RISK, s]
+    r[T_ENTRY_BAR, row], r[T_ENTRY_PRICE, row] = pos[P_ENTRY_BAR, s], entry
+    r[T_ENTRY_RAW, row], r[T_ENTRY_EQUITY, row] = pos[P_ENTRY_RAW, s], pos[P_ENTRY_EQ, s]
+    r[T_EXIT_BAR, row], r[T_EXIT_PRICE, row], r[T_EXIT_RAW, row] = bar, px, raw
+    r[T_PHASE, row], r[T_FEES, row], r[T_FUNDING, row] = phase, fees, funding
+    r[T_GROSS, row], r[T_PNL, row], r[T_REASON, row] = gross, gross - fees - funding, reason
+    r[T_NOTIONAL, row] = q * entry
     pos[P_DIR, s] = 0.0
 
 
@@ -322,7 +323,9 @@ def open_risk(pos):
 # --- the phases of one bar ------------------------------------------------------------------
 # The bar loops take their arrays in tuples: ``grid`` = (open, high, low, close, has_bar,
 # last_bar), ``dec`` = (signal, confidence, volatility, atr_pct, expected_return, slippage) of
-# the decisions filling at each bar, ``fund`` = (the bar of each settlement, its rates): first
+# the decisions filling at each bar (expected_return and slippage may be per-symbol constants
+# ``[n_symbols, 1]``, read through :func:`cell`), ``fund`` = (the bar of each settlement, its
+# rates): first
 # the settlements at a bar's open instant, then those strictly inside a bar (``n_open``: how
 # many are at an open), each part sorted by bar; ``book`` = (pos, acct, records, latest prices,
 # each symbol's bar count or, in a replay, the trade open on each symbol), ``out`` = (equity,
@@ -371,8 +374,8 @@ def _direction(i, s, dec, iparams, fparams):
     return entry_direction(
         sig[s, i],
         conf[s, i],
-        exp_ret[s, i],
-        slip[s, i],
+        cell(exp_ret, s, i),
+        cell(slip, s, i),
         fee,
         fparams[F_ENTRY_CONF],
         fparams[F_EDGE_MULT],
@@ -413,7 +416,7 @@ def _exits_at_open(i, grid, dec, book, n_tr, iparams, fparams):
         # a maker exit fills at the open only if the bar trades through it
         through = (d > 0 and high[s, i] > o) or (d < 0 and low[s, i] < o)
         limit = iparams[I_MAKER] != 0 and reason != STOP and through
-        px, fee_rate = _exit_fill(o, d, slip[s, i], limit, fparams)
+        px, fee_rate = _exit_fill(o, d, cell(slip, s, i), limit, fparams)
         close_position(pos, acct, records, n_tr, s, i, px, o, fee_rate, reason, AT_OPEN)
         n_tr += 1
     return n_tr
@@ -467,7 +470,7 @@ def _entries(i, grid, dec, book, iparams, fparams):
                 continue
             px = o
         else:
-            px = fill_price(o, d, slip[s, i])
+            px = fill_price(o, d, cell(slip, s, i))
         taken, q, amount, stop_dist = _entry_size(
             i, s, px, eq_now, risk_now, gross_now, dec, fparams
         )
@@ -501,7 +504,7 @@ def _exits_intrabar(i, grid, dec, book, n_tr, fparams):
             reason, raw = TAKE_PROFIT, tp
         else:
             continue
-        px, fee_rate = _exit_fill(raw, d, slip[s, i], reason == TAKE_PROFIT, fparams)
+        px, fee_rate = _exit_fill(raw, d, cell(slip, s, i), reason == TAKE_PROFIT, fparams)
         close_position(pos, acct, records, n_tr, s, i, px, raw, fee_rate, reason, INTRABAR)
         n_tr += 1
     return n_tr
@@ -540,7 +543,7 @@ def _liquidate(i, grid, dec, book, n_tr, fparams):
         d = pos[P_DIR, s]
         if d != 0.0:
             w = _worst_price(i, s, d, grid, prices)
-            px = fill_price(w, -d, dec[5][s, i])
+            px = fill_price(w, -d, cell(dec[5], s, i))
             close_position(
                 pos, acct, records, n_tr, s, i, px, w, fparams[F_TAKER], LIQUIDATION, INTRABAR
             )
@@ -562,7 +565,7 @@ def _at_close(i, grid, dec, book, n_tr, fparams):
         prices[s] = c
         d = pos[P_DIR, s]
         if i == last_bar[s] and d != 0.0:
-            px = fill_price(c, -d, slip[s, i])
+            px = fill_price(c, -d, cell(slip, s, i))
             close_position(pos, acct, records, n_tr, s, i, px, c, fparams[F_TAKER], END, AT_CLOSE)
             n_tr += 1
     return n_tr
@@ -581,12 +584,20 @@ def _mark_bar(i, book, out):
 
 
 @_jit_loop
-def _simulate(grid, dec, fund, n_open, book, out, iparams, fparams):
-    """The bar loop of :func:`run_kernel`; returns the number of trade records."""
-    acct, error = book[1], out[2]
-    k_open, k_inside, n_settle = 0, n_open, fund[0].shape[0]
-    n_tr = 0
-    for i in range(grid[0].shape[1]):
+def _simulate(grid, dec, fund, book, out, iparams, fparams, state):
+    """The bar loop of :func:`run_kernel`. ``state`` = (first bar, next settlement at an open,
+    next settlement inside a bar, trade records written, settlements at an open): where it
+    starts and, on return, where it stopped. It stops before a bar when the records might not
+    hold that bar's closes (at most two per symbol: one at the open, one after a new entry);
+    ``state[0]`` is then that bar (the caller gives more room and calls again), else the bar
+    count."""
+    acct, records, error = book[1], book[2], out[2]
+    k_open, k_inside, n_tr, n_open = state[1], state[2], state[3], state[4]
+    n_settle, n_sym, n_bars = fund[0].shape[0], grid[0].shape[0], grid[0].shape[1]
+    i = state[0]
+    while i < n_bars:
+        if n_tr + 2 * n_sym > records.shape[1]:
+            break
         _at_open(i, grid, book)
         # 1. settlements at this open instant, on positions carried into the bar
         k_open = _settle_bar(i, k_open, n_open, fund, book, error)
@@ -606,7 +617,11 @@ def _simulate(grid, dec, fund, n_open, book, out, iparams, fparams):
         _mark_bar(i, book, out)
         if _any_open(book[0]):
             acct[A_IN_MARKET] += 1.0
-    return n_tr
+        i += 1
+    state[0], state[1], state[2], state[3] = i, k_open, k_inside, n_tr
+
+
+INITIAL_ROOM = 4096  # least trade records first allocated by :func:`run_kernel` (it grows them)
 
 
 def run_kernel(
@@ -629,7 +644,8 @@ def run_kernel(
     fparams: np.ndarray,
     max_trades: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray, np.ndarray]:
-    """Run the bar loop. Returns (equity, exposure, trades[n, 17], n_trades, totals[4], error).
+    """Run the bar loop. Returns (equity, exposure, trades[18, room], n_trades, totals[4],
+    error); ``max_trades`` is an upper bound of the trades (it caps the first room).
 
     Trade records also carry the raw (pre-slippage) entry and exit prices, the exit's phase in
     its bar (:data:`AT_OPEN`/:data:`INTRABAR`/:data:`AT_CLOSE`) and the equity the entry was
@@ -643,27 +659,38 @@ def run_kernel(
     """
     n_sym, n_bars = open_.shape
     pos, acct = new_book(n_sym, fparams[F_EQUITY])
-    trades = new_records(max_trades)
+    # room for the records grows as they are written: a fresh buffer sized for every possible
+    # trade costs more (memory the system zeroes) than the loop itself on long runs
+    room = min(max_trades, max(INITIAL_ROOM, n_sym * n_bars // 8))  # a trade per 8 bars
+    trades = new_records(room + 2 * n_sym)
     prices, ordinal = np.full(n_sym, np.nan), np.zeros(n_sym, dtype=np.int64)
     out = (np.empty(n_bars), np.empty(n_bars), np.zeros(3, dtype=np.int64))
-    n_tr = _simulate(
-        (open_, high, low, close, has_bar, last_bar),
-        (sig, conf, vol, atr, exp_ret, slip),
-        (settle_bar, rates),
-        n_open,
-        (pos, acct, trades, prices, ordinal),
-        out,
-        iparams,
-        fparams,
-    )
-    return out[0], out[1], trades, int(n_tr), acct[:N_TOTALS].copy(), out[2]
+    state = np.array([0, 0, n_open, 0, n_open], dtype=np.int64)
+    while True:
+        _simulate(
+            (open_, high, low, close, has_bar, last_bar),
+            (sig, conf, vol, atr, exp_ret, slip),
+            (settle_bar, rates),
+            (pos, acct, trades, prices, ordinal),
+            out,
+            iparams,
+            fparams,
+            state,
+        )
+        if state[0] >= n_bars or out[2][0] != OK:
+            break
+        n_tr = int(state[3])
+        grown = new_records(max(2 * trades.shape[1], n_tr + 2 * n_sym))
+        grown[:, :n_tr] = trades[:, :n_tr]
+        trades = grown
+    return out[0], out[1], trades, int(state[3]), acct[:N_TOTALS].copy(), out[2]
 
 
 # --- the replay: given round trips through the same ledger ----------------------------------
 # ``exits`` = (exit bar, exit phase, exit reason, raw exit price) per trade, ``entries`` =
 # (symbol, direction, entry bar, quantity, fraction of equity, raw entry price); ``costs`` =
-# (slippage per fill [n_symbols, n_bars], entry fee, exit fee, the cash an equity fraction is
-# of: NaN = the equity marked at the entry's open).
+# (slippage per fill [n_symbols, n_bars] or [n_symbols, 1], entry fee, exit fee, the cash an
+# equity fraction is of: NaN = the equity marked at the entry's open).
 
 
 @_jit_inline
@@ -678,9 +705,9 @@ def _replay_exits(i, phase, raw_of, exits, costs, book):
         if j < 0 or t_exit_bar[j] != i or t_phase[j] != phase:
             continue
         raw = t_exit_raw[j] if t_exit_raw[j] == t_exit_raw[j] else raw_of[s, i]
-        px = fill_price(raw, -pos[P_DIR, s], slip[s, i])
+        px = fill_price(raw, -pos[P_DIR, s], cell(slip, s, i))
         close_position(pos, acct, records, j, s, i, px, raw, exit_fee, t_reason[j], phase)
-        acct[A_SLIPPAGE] += pos[P_QTY, s] * raw * slip[s, i]
+        acct[A_SLIPPAGE] += pos[P_QTY, s] * raw * cell(slip, s, i)
         open_trade[s] = -1
 
 
@@ -703,9 +730,9 @@ def _replay_entries(i, nxt, open_, entries, costs, book, error):
             return -1
         raw = t_entry_raw[j] if t_entry_raw[j] == t_entry_raw[j] else open_[s, i]
         q = t_qty[j] if t_qty[j] == t_qty[j] else t_frac[j] * base / raw
-        px = fill_price(raw, t_dir[j], slip[s, i])
+        px = fill_price(raw, t_dir[j], cell(slip, s, i))
         open_position(pos, acct, s, t_dir[j], q, px, raw, entry_fee, i, eq_now, np.nan)
-        acct[A_SLIPPAGE] += q * raw * slip[s, i]
+        acct[A_SLIPPAGE] += q * raw * cell(slip, s, i)
         open_trade[s] = j
         nxt += 1
     return nxt
@@ -723,7 +750,7 @@ def replay_loop(grid, fund, n_open, entries, exits, costs, book, out):
     """Replay trades sorted by entry bar through the ledger (:mod:`..replay`): funding at the
     open, exits at the open, entries (sized on the equity marked there), funding inside the
     bar, intrabar exits, close exits, the mark. ``book``'s last array is the trade open on each
-    symbol (-1: none); trade ``j``'s record is ``records[j]``; ``acct[A_IN_MARKET]`` counts the
+    symbol (-1: none); trade ``j``'s record is ``records[:, j]``; ``acct[A_IN_MARKET]`` counts the
     bars closed with a gross notional > 0. Stops at an error (``out[2]`` set)."""
     open_, _, _, close, has_bar, _ = grid
     acct, prices, error = book[1], book[3], out[2]

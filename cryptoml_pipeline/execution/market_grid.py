@@ -1,8 +1,8 @@
 """Candles, decisions and funding laid out on one bar grid (the union of all symbols' bar times).
 
 Arrays are ``[n_symbols, n_bars]`` with NaN where a symbol has no bar. Funding settlements are the
-instants every ``interval_hours`` aligned to 00:00 UTC (00/08/16 for 8h) inside the grid's span,
-each attached to the grid bar that contains it.
+instants each symbol's funding rows hold inside the grid's span (any interval, per symbol,
+changing over time: :mod:`market.settlements`), each attached to the grid bar that contains it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import pandas as pd
 
 from cryptoml_pipeline.errors import DataValidationError, InputError
 from cryptoml_pipeline.execution.decisions import (
-    bar_positions,
     decision_arrays,
     first_duplicate,
     ns_index,
@@ -28,6 +27,7 @@ from cryptoml_pipeline.execution.decisions import (
     utc_ns,
 )
 from cryptoml_pipeline.execution.kernel import _jit
+from cryptoml_pipeline.market.settlements import missing_settlements
 from cryptoml_pipeline.timing import timeframe_to_timedelta
 
 logger = logging.getLogger(__name__)
@@ -50,10 +50,12 @@ class MarketGrid:
 
 @dataclass(frozen=True)
 class FundingSchedule:
-    times: pd.DatetimeIndex  # expected settlement instants inside the grid span
+    times: pd.DatetimeIndex  # the union of the symbols' settlement instants inside the grid span
     bar_index: np.ndarray  # grid index of the bar containing each settlement
     at_open: np.ndarray  # bool: the settlement is that bar's open instant
-    rates: np.ndarray  # [n_symbols, n_settlements], NaN where the funding frame has no rate
+    # [n_symbols, n_settlements]: the rate; 0 where the instant is not that symbol's settlement;
+    # NaN where that symbol's settlement is missing from the data
+    rates: np.ndarray
 
 
 @_jit
@@ -153,7 +155,8 @@ def align_decisions(decisions: pd.DataFrame, grid: MarketGrid) -> dict[str, np.n
     Validation is :func:`decisions.validate_decisions`'s (same errors). A decision whose next bar
     does not exist for its symbol (end of data, gap) is dropped. Returns signal/confidence/
     volatility/atr_pct/expected_return arrays ``[n_symbols, n_bars]`` (signal 0, the others NaN
-    where no decision fills).
+    where no decision fills); without an ``expected_return`` column, that one is
+    ``[n_symbols, 1]`` of NaN (a per-symbol constant, see ``kernel.cell``).
     """
     cols = decision_arrays(decisions)
     unknown = sorted(set(cols.symbols) - set(grid.symbols))
@@ -179,28 +182,36 @@ def align_decisions(decisions: pd.DataFrame, grid: MarketGrid) -> dict[str, np.n
         ("atr_pct", np.nan),
         ("expected_return", np.nan),
     ):
-        out[name] = scatter_into(shape, fill, cols.values[name], runs, flat)
+        if cols.values[name] is None:  # an absent optional column: NaN on every bar
+            out[name] = np.full((shape[0], 1), fill)
+        else:
+            out[name] = scatter_into(shape, fill, cols.values[name], runs, flat)
     return out
 
 
 def funding_schedule(
     grid: MarketGrid, funding: pd.DataFrame, *, interval_hours: int = 8
 ) -> FundingSchedule:
-    """Expected settlements in ``[first bar open, last bar close)`` and each symbol's rate there."""
+    """Each symbol's settlements in ``[first bar open, last bar close)`` and its rate there.
+
+    The settlements are the instants the funding rows hold, per symbol, whatever the interval
+    and however it changes (:mod:`market.settlements`); ``times`` is their union. A symbol's
+    rate is 0 at an instant of the union that is not one of its settlements (nothing due), and
+    NaN where one of ITS settlements is missing (a gap longer than both neighbouring intervals,
+    or before / after its data), so that a position held there stops the run with
+    :class:`MissingFundingError`. ``interval_hours`` is used only where a symbol's data holds
+    fewer than two settlements (no interval to read).
+    """
     require_columns(funding, ["timestamp", "symbol", "funding_rate"], "funding")
-    interval = int(pd.Timedelta(hours=interval_hours).value)
     grid_ns = grid.timestamps.asi8
-    end = int(grid_ns[-1]) + int(grid.bar.value)
-    start = -(-int(grid_ns[0]) // interval) * interval  # the first settlement at or after it
-    times_ns = np.arange(start, end, interval, dtype=np.int64)
-    prev = np.searchsorted(grid_ns, times_ns, side="right") - 1
-    inside = times_ns < grid_ns[prev] + int(grid.bar.value)
-    # a settlement inside a data gap belongs to the first bar after it, charged at its open on
-    # the positions carried through the gap
-    bar_index = np.where(inside, prev, np.searchsorted(grid_ns, times_ns, side="left"))
-    at_open = (grid_ns[bar_index] == times_ns) | ~inside
-    times = ns_index(times_ns)
-    rates = np.full((len(grid.symbols), len(times)), np.nan)
+    lo, end = int(grid_ns[0]), int(grid_ns[-1]) + int(grid.bar.value)
+    hint = int(pd.Timedelta(hours=interval_hours).value)
+    n_sym = len(grid.symbols)
+    ts = np.zeros(0, dtype=np.int64)
+    sym = np.zeros(0, dtype=np.int64)
+    rate = np.zeros(0)
+    starts = np.zeros(1, dtype=np.int64)
+    row_of_code = np.zeros(0, dtype=np.int64)
     if len(funding):
         ts = utc_ns(funding["timestamp"])
         sym, names = symbol_codes(funding["symbol"])
@@ -213,17 +224,33 @@ def funding_schedule(
             raise DataValidationError(
                 f"duplicate funding rate for {names[sym[k]]} at {stamp(ts[k])}"
             )
-        pos = bar_positions(times_ns, ts, interval)
-        on_schedule = pos >= 0
-        in_span = (ts >= grid_ns[0]) & (ts < end)
-        off = in_span & ~on_schedule
-        if off.any():
-            k = int(np.argmax(off))
-            raise DataValidationError(
-                f"funding for {names[sym[k]]} at {stamp(ts[k])} is off the {interval_hours}h "
-                "settlement schedule; set data.funding_interval_hours to the exchange's interval"
-            )
-        row = _rows(grid.symbols, names)[sym]
-        use = on_schedule & (row >= 0)
-        rates[row[use], pos[use]] = rate[use]
-    return FundingSchedule(times=times, bar_index=bar_index, at_open=at_open, rates=rates)
+        starts = np.searchsorted(sym, np.arange(len(names) + 1))
+        row_of_code = _rows(grid.symbols, names)
+    # per grid symbol: its settlements inside the span (rate known) and the missing ones (NaN)
+    code_of_row = np.full(n_sym, -1, dtype=np.int64)
+    known = row_of_code >= 0
+    code_of_row[row_of_code[known]] = np.flatnonzero(known)
+    parts_t, parts_r, parts_s = [], [], []
+    for s in range(n_sym):
+        c = code_of_row[s]
+        own = ts[starts[c] : starts[c + 1]] if c >= 0 else ts[:0]
+        own_rate = rate[starts[c] : starts[c + 1]] if c >= 0 else rate[:0]
+        inside = (own >= lo) & (own < end)
+        gone = missing_settlements(own, lo, end, hint)
+        parts_t += [own[inside], gone]
+        parts_r += [own_rate[inside], np.full(gone.shape[0], np.nan)]
+        parts_s.append(np.full(int(inside.sum()) + gone.shape[0], s, dtype=np.int64))
+    all_t = np.concatenate(parts_t) if parts_t else np.zeros(0, dtype=np.int64)
+    times_ns = np.unique(all_t)
+    rates = np.zeros((n_sym, len(times_ns)))
+    if len(all_t):
+        rates[np.concatenate(parts_s), np.searchsorted(times_ns, all_t)] = np.concatenate(parts_r)
+    prev = np.searchsorted(grid_ns, times_ns, side="right") - 1
+    inside_bar = times_ns < grid_ns[prev] + int(grid.bar.value)
+    # a settlement inside a data gap belongs to the first bar after it, charged at its open on
+    # the positions carried through the gap
+    bar_index = np.where(inside_bar, prev, np.searchsorted(grid_ns, times_ns, side="left"))
+    at_open = (grid_ns[bar_index] == times_ns) | ~inside_bar
+    return FundingSchedule(
+        times=ns_index(times_ns), bar_index=bar_index, at_open=at_open, rates=rates
+    )

@@ -74,7 +74,7 @@ def replay_fills(
         times = pd.DatetimeIndex([], tz="UTC")
     else:
         settle_bar, n_open, rates, times = settlements(schedule)
-    slip = np.zeros(grid.open.shape) if slip is None else slip
+    slip = np.zeros((n_sym, 1)) if slip is None else slip  # [n_symbols, 1]: no slippage
     if equity_fraction is None:
         qty, frac = fills.quantity[order], np.full(len(fills), np.nan)
     else:
@@ -106,11 +106,11 @@ def replay_fills(
     if error[0] == OVERLAP:
         raise InputError(f"replayed trades overlap on {grid.symbols[int(error[1])]}")
     ordered = Fills(**{name: getattr(fills, name)[order] for name in Fills.__dataclass_fields__})
-    ordered = replace(ordered, quantity=records[:, K.T_QTY].copy())
+    ordered = replace(ordered, quantity=records[K.T_QTY].copy())
     index = pd.DatetimeIndex(grid.timestamps, name="timestamp")
     return BacktestResult(
         equity=pd.Series(equity, index=index, name="equity"),
-        trades=trades_frame(records, grid),
+        trades=trades_frame(records.T, grid),
         fees_paid=float(acct[K.A_FEES]),
         funding_paid=float(acct[K.A_FUNDING]),
         initial_equity=float(initial_equity),

@@ -88,6 +88,9 @@ SWEPT_SETTINGS: dict[str, str] = {
     "features.cross_asset.enabled": "feature selection: cross-asset family on/off",
     "features.temporal.enabled": "feature selection: temporal/regime family on/off",
     "features.sentiment_flow.enabled": "feature selection: funding/open-interest family on/off",
+    "features.pooled.enabled": "feature selection: the pooled family (vol units, ranks, basis, "
+    "carry) on/off; the run's own settings must turn it on for the shared table",
+    "features.pooled.exclude_raw_scale": "with the pooled family on: models skip raw-scale inputs",
 }
 """Setting paths commonly swept, with a one-line meaning each (any other path is allowed)."""
 

@@ -36,6 +36,7 @@ def study_configuration(
         settings.walk_forward,
         timeframe=tf,
         training_history_days=settings.data.training_history_days,
+        train_from=candles["timestamp"].min() if len(candles) else None,
     )
     parts = []
     for fold in folds:

@@ -82,7 +82,7 @@ class SweepData:
     timeframe: str
 
 
-FAMILY_SWITCHES = ("market_microstructure", "cross_asset", "temporal", "sentiment_flow")
+FAMILY_SWITCHES = ("market_microstructure", "cross_asset", "temporal", "sentiment_flow", "pooled")
 
 
 def families_turned_off(base: FeatureConfig, config: FeatureConfig) -> tuple[str, ...]:
@@ -96,6 +96,14 @@ def families_turned_off(base: FeatureConfig, config: FeatureConfig) -> tuple[str
     )
     restored = config.model_copy(
         update={fam: getattr(config, fam).model_copy(update={"enabled": True}) for fam in off}
+    )
+    # which columns the models see (features.pooled.exclude_raw_scale) is no table change
+    restored = restored.model_copy(
+        update={
+            "pooled": restored.pooled.model_copy(
+                update={"exclude_raw_scale": base.pooled.exclude_raw_scale}
+            )
+        }
     )
     if restored != base:
         changed = sorted(
@@ -143,6 +151,7 @@ def walk_forward_folds(settings: PipelineSettings, data: SweepData) -> list[Fold
         settings.walk_forward,
         timeframe=data.timeframe,
         training_history_days=settings.data.training_history_days,
+        train_from=data.candles["timestamp"].min() if len(data.candles) else None,
     )
 
 

@@ -10,7 +10,11 @@ Families (each switchable in :class:`FeatureConfig`, see ``docs/features.md``):
 * ``temporal`` — cyclical calendar + sessions (:mod:`.temporal`), volatility regime and
   trend-strength decay (:mod:`.regimes`);
 * ``sentiment_flow`` — funding z-score / extremes, open-interest change, liquidation-cascade
-  proxy (:mod:`.flow`), whale / social sources (:mod:`.sentiment_sources`).
+  proxy (:mod:`.flow`), whale / social sources (:mod:`.sentiment_sources`);
+* ``pooled`` — moves in volatility units, volume against its month, market / BTC move,
+  cross-sectional ranks, perpetual-spot basis, funding carry per hour (:mod:`.pooled`; off by
+  default). With ``pooled.exclude_raw_scale`` the models' inputs
+  (:func:`model_feature_columns`) leave out the raw-scale columns, which stay in the table.
 
 A feature that cannot be computed from the data given (no volume, no trades, no open interest, a
 reference asset or sector missing from the symbol set, no sentiment source) is ABSENT from the table
@@ -50,6 +54,12 @@ from cryptoml_pipeline.features.microstructure import (
     microstructure_warmup,
     volume_spike_z,
 )
+from cryptoml_pipeline.features.pooled import (
+    is_raw_scale,
+    pooled_features,
+    pooled_plan,
+    pooled_warmup,
+)
 from cryptoml_pipeline.features.regimes import regime_features, regime_names, regime_warmup
 from cryptoml_pipeline.features.sentiment_sources import (
     SOURCE_FEATURES,
@@ -73,6 +83,7 @@ __all__ = [
     "family_of_column",
     "feature_columns",
     "feature_names",
+    "model_feature_columns",
     "technical_features",
     "warmup_bars",
 ]
@@ -86,6 +97,7 @@ FAMILIES: tuple[str, ...] = (
     "cross_asset",
     "temporal",
     "sentiment_flow",
+    "pooled",
 )
 _CANDLE_COLUMNS = ("timestamp", "symbol", "high", "low", "close")
 
@@ -146,6 +158,7 @@ _FAMILY_PREFIXES: tuple[tuple[str, str], ...] = (
     ("oi_", "sentiment_flow"),
     ("whale_", "sentiment_flow"),
     ("social_", "sentiment_flow"),
+    ("pool_", "pooled"),
 )
 
 
@@ -188,11 +201,27 @@ def plan_features(
     with_open_interest: bool = False,
     with_trades: bool = False,
     source_results: Mapping[str, SourceResult] | None = None,
+    with_spot: bool = False,
+    with_pooled_funding: bool | None = None,
 ) -> FeaturePlan:
-    """Decide every column and every absence reason before computing anything."""
+    """Decide every column and every absence reason before computing anything.
+
+    ``with_spot``: spot candles of the perpetuals are given (the pooled basis);
+    ``with_pooled_funding``: funding is given to the pooled family (default ``with_funding``)."""
     fam: dict[str, list[str]] = {f: [] for f in FAMILIES}
     absent: dict[str, str] = {}
     disabled: list[str] = []
+    if config.pooled.enabled:
+        fam["pooled"], pooled_absent = pooled_plan(
+            symbols,
+            config.pooled,
+            has_volume=has_volume,
+            with_funding=with_funding if with_pooled_funding is None else with_pooled_funding,
+            with_spot=with_spot,
+        )
+        absent.update(pooled_absent)
+    else:
+        disabled.append("pooled")
     fam["technical"] = technical_names(config)
     if not config.use_existing_features:
         disabled.append("existing_features (rsi, cci, wave_trend)")
@@ -226,7 +255,7 @@ def plan_features(
         return FeaturePlan(fam, absent, disabled)
     if with_funding:
         w = flow.funding_zscore_window
-        fam["sentiment_flow"] += ["funding_rate", f"funding_zscore_{w}", "funding_extreme"]
+        fam["sentiment_flow"] += ["funding_rate_per_hour", f"funding_zscore_{w}", "funding_extreme"]
         if has_volume:
             fam["sentiment_flow"].append("liq_cascade_proxy")
         else:
@@ -276,18 +305,24 @@ def warmup_bars(config: FeatureConfig) -> int:
     if config.sentiment_flow.enabled:
         flow = config.sentiment_flow
         lookbacks += [flow.liquidation_vol_window, max(flow.oi_change_horizons, default=0)]
+    if config.pooled.enabled:
+        lookbacks.append(pooled_warmup(config.pooled))
     return int(max(lookbacks))
 
 
 def warmup_period(
     config: FeatureConfig, timeframe: str, funding_interval_hours: int = 8
 ) -> pd.Timedelta:
-    """:func:`warmup_bars` as time, covering the funding z-score window too."""
+    """:func:`warmup_bars` as time, covering the funding z-score window too: ``window + 1``
+    settlements (the first has no interval, so no per-hour rate) at ``funding_interval_hours``
+    (the longest interval expected; shorter ones need less time)."""
     bars = timeframe_to_timedelta(timeframe) * warmup_bars(config)
-    funding = (
-        pd.Timedelta(hours=funding_interval_hours) * config.sentiment_flow.funding_zscore_window
-    )
-    return max(bars, funding) if config.sentiment_flow.enabled else bars
+    settlements = [config.sentiment_flow.funding_zscore_window] * config.sentiment_flow.enabled
+    settlements += [config.pooled.funding_zscore_settlements] * config.pooled.enabled
+    if not settlements:
+        return bars
+    funding = pd.Timedelta(hours=funding_interval_hours) * (max(settlements) + 1)
+    return max(bars, funding)
 
 
 def technical_features(
@@ -353,11 +388,14 @@ def build_features(
     open_interest: pd.DataFrame | None = None,
     trades: pd.DataFrame | Sequence[dict] | None = None,
     sources: Mapping[str, SentimentSource] | None = None,
+    spot: pd.DataFrame | None = None,
 ) -> FeatureBuild:
     """Causal feature table plus its :class:`FeaturePlan` (families, absences and reasons).
 
     ``open_interest``: frame ``timestamp, symbol, open_interest``; ``trades``: ccxt
-    ``fetch_trades`` dicts or frame; ``sources``: whale / social sources by name. Raises
+    ``fetch_trades`` dicts or frame; ``sources``: whale / social sources by name; ``spot``:
+    spot candles (``timestamp, symbol, close``, user symbol spelling) of the symbols whose
+    ``candles`` are perpetual prices, for the pooled family's basis. Raises
     :class:`InputError` on missing columns, unknown timeframe or duplicate candles.
     """
     config = config or FeatureConfig()
@@ -407,6 +445,8 @@ def build_features(
         with_open_interest=with_oi,
         with_trades=with_trades,
         source_results=source_results,
+        with_spot=spot is not None and len(spot) > 0,
+        with_pooled_funding=funding is not None,
     )
     names = plan.names
     columns: dict[str, np.ndarray] = {name: np.full(n, np.nan) for name in names}
@@ -472,6 +512,19 @@ def build_features(
         keep(temporal_features(timestamps, config), slice(None))
     if plan.families["cross_asset"]:
         keep(cross_asset_features(timestamps, symbols, close, config.cross_asset), slice(None))
+    if plan.families["pooled"]:
+        pooled = pooled_features(
+            timestamps,
+            symbols,
+            high,
+            low,
+            close,
+            volume,
+            config.pooled,
+            funding=funding,
+            spot=spot if spot is not None and len(spot) > 0 else None,
+        )
+        keep(pooled, slice(None))
     for kind, result in source_results.items():
         if result.state == "available" and result.frame is not None:
             keep(
@@ -493,6 +546,7 @@ def compute_features(
     open_interest: pd.DataFrame | None = None,
     trades: pd.DataFrame | Sequence[dict] | None = None,
     sources: Mapping[str, SentimentSource] | None = None,
+    spot: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The table of :func:`build_features`: RangeIndex, ``timestamp``, ``symbol``, then float64
     features only, one row per input row in input order; NaN during warm-up."""
@@ -504,9 +558,20 @@ def compute_features(
         open_interest=open_interest,
         trades=trades,
         sources=sources,
+        spot=spot,
     ).table
 
 
 def feature_columns(df: pd.DataFrame) -> list[str]:
     """Every column of a feature table except ``timestamp`` and ``symbol``."""
     return [c for c in df.columns if c not in KEY_COLUMNS]
+
+
+def model_feature_columns(df: pd.DataFrame, config: FeatureConfig) -> list[str]:
+    """The columns a model sees: :func:`feature_columns`, less the raw-scale ones
+    (:data:`.pooled.RAW_SCALE_PREFIXES`) when the pooled family is on with
+    ``exclude_raw_scale`` (they stay in the table for decisions and reports)."""
+    cols = feature_columns(df)
+    if config.pooled.enabled and config.pooled.exclude_raw_scale:
+        cols = [c for c in cols if not is_raw_scale(c)]
+    return cols

@@ -3,8 +3,12 @@
 A settlement stamped ``s`` is known from ``s`` on. A candle row stamped ``t`` therefore sees the
 last settlement with ``s <= t`` (``merge_asof`` backward, per symbol): the rate is carried forward
 from the past only, never filled backwards, and rows before a symbol's first settlement are NaN.
-The z-score is computed on the settlement series itself (last ``window`` settlements, including the
-current one) and then as-of merged the same way.
+Carry is measured PER HOUR: ``funding_rate_per_hour`` = the settlement's rate / the hours since
+the symbol's previous settlement (:func:`market.settlements.rate_per_hour`), so that a symbol
+moving from 8 h to 4 h settlements at the same carry keeps the same value (the per-settlement
+rate halves). A symbol's first settlement has no known interval (reading the next one would look
+ahead): its value is NaN. The z-score is computed on the per-hour series itself (last ``window``
+settlements, including the current one) and then as-of merged the same way.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import pandas as pd
 
 from cryptoml_pipeline.errors import DataValidationError
 from cryptoml_pipeline.features.technical import rolling_mean, rolling_std
+from cryptoml_pipeline.market.settlements import rate_per_hour
 
 __all__ = [
     "funding_extreme",
@@ -33,7 +38,7 @@ _STD_FLOOR = 1e-12
 
 
 def funding_feature_names(zscore_window: int) -> list[str]:
-    return ["funding_rate", f"funding_zscore_{zscore_window}"]
+    return ["funding_rate_per_hour", f"funding_zscore_{zscore_window}"]
 
 
 def _clean_funding(funding: pd.DataFrame) -> pd.DataFrame:
@@ -58,22 +63,27 @@ def _clean_funding(funding: pd.DataFrame) -> pd.DataFrame:
 
 
 def funding_settlement_features(funding: pd.DataFrame, *, zscore_window: int) -> pd.DataFrame:
-    """Per settlement: ``timestamp, symbol, funding_rate, funding_zscore_{w}``, sorted by symbol
-    then time. z = (rate - mean) / std (ddof=1) over the last ``w`` settlements; NaN until ``w``
-    settlements exist; 0 when the window is constant."""
+    """Per settlement: ``timestamp, symbol, funding_rate, funding_rate_per_hour,
+    funding_zscore_{w}``, sorted by symbol then time. z = (r - mean) / std (ddof=1) of the
+    per-hour rate ``r`` over the last ``w`` settlements; NaN until ``w`` per-hour rates exist
+    (the first settlement has none); 0 when the window is constant."""
     clean = _clean_funding(funding)
     zname = f"funding_zscore_{zscore_window}"
     z = np.full(len(clean), np.nan)
     bounds = np.flatnonzero(clean["symbol"].to_numpy()[1:] != clean["symbol"].to_numpy()[:-1]) + 1
+    stamps = clean["timestamp"].array.as_unit("ns").asi8
+    hourly = np.empty(len(clean))
     rate = clean["funding_rate"].to_numpy()
     for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(clean)], strict=True):
-        r = rate[lo:hi]
+        r = rate_per_hour(stamps[lo:hi], rate[lo:hi])
+        hourly[lo:hi] = r
         mean = rolling_mean(r, zscore_window).to_numpy()
         std = rolling_std(r, zscore_window, ddof=1).to_numpy()
         with np.errstate(invalid="ignore", divide="ignore"):
             zz = np.where(std > _STD_FLOOR, (r - mean) / std, 0.0)
         zz[np.isnan(std)] = np.nan
         z[lo:hi] = zz
+    clean["funding_rate_per_hour"] = hourly
     clean[zname] = z
     return clean
 

@@ -38,6 +38,7 @@ from cryptoml_pipeline.features.microstructure import microstructure_features, v
 from cryptoml_pipeline.features.regimes import regime_features
 from cryptoml_pipeline.features.temporal import temporal_features
 from cryptoml_pipeline.live.cross_tail import cross_lookback, cross_rows
+from cryptoml_pipeline.market.settlements import rate_per_hour
 from cryptoml_pipeline.settings import FeatureConfig
 from cryptoml_pipeline.timing import timeframe_to_timedelta
 
@@ -87,14 +88,16 @@ def _symbol_block(
 def _funding_rows(
     funding: pd.DataFrame, symbol: str, stamps: np.ndarray, window: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(funding_rate, funding_zscore)`` at ``stamps``: the last settlement ``<= t`` and the
-    z-score over the last ``window`` settlements up to it (``flow.funding_features``)."""
+    """``(funding_rate_per_hour, funding_zscore)`` at ``stamps``: the last settlement ``<= t``
+    (its rate per hour of its interval) and the z-score over the last ``window`` settlements up
+    to it (``flow.funding_features``)."""
     keep = (funding["symbol"].astype(str) == symbol).to_numpy()
     ts = _ns(funding["timestamp"])[keep]
     order = np.argsort(ts, kind="stable")
     ts, rate = ts[order], funding["funding_rate"].to_numpy(dtype=np.float64)[keep][order]
     if (np.diff(ts) == 0).any():
         raise DataValidationError(f"duplicate funding settlement for {symbol}")
+    rate = rate_per_hour(ts, rate)
     at = np.searchsorted(ts, stamps, side="right") - 1
     value, z = np.full(len(stamps), np.nan), np.full(len(stamps), np.nan)
     known = at >= 0
@@ -181,7 +184,7 @@ def signal_rows(
         if with_funding and funding is not None:
             rate, fz = _funding_rows(funding, symbol, ts[keep], flow.funding_zscore_window)
             zname = f"funding_zscore_{flow.funding_zscore_window}"
-            block |= {"funding_rate": rate, zname: fz}
+            block |= {"funding_rate_per_hour": rate, zname: fz}
             block["funding_extreme"] = funding_extreme(fz, flow.funding_extreme_z)
         block |= _symbol_block(arrays, rows, keep, fz, config)
         blocks.append(block)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,10 @@ def load_served(output_dir: Path, *, candidate: bool = False) -> ServedModel:
     if not candidate and (directory / "manifest.json").is_file():
         return served_from(load_saved(directory), deployed=True, reason=None)
     registry = _registry(output_dir)
+    if not candidate and registry is not None:  # no serving copy: the registry's deployed one
+        current = registry.deployed()
+        if current is not None:
+            return served_from(load_verified(registry, current.version), deployed=True, reason=None)
     candidates = registry.list_versions(stage="candidate") if registry is not None else []
     if not candidate:
         if not candidates:
@@ -139,3 +144,35 @@ def load_served(output_dir: Path, *, candidate: bool = False) -> ServedModel:
     latest = candidates[-1]
     model = load_verified(registry, latest.version)  # type: ignore[union-attr]
     return served_from(model, deployed=False, reason=latest.reason)
+
+
+def narrow_symbols(served: ServedModel, symbols: Sequence[str] | None) -> list[str]:
+    """The traded symbols a command trades: a flag may only NARROW the model's traded symbols
+    (none = all of them); a symbol the model does not trade is a one-line :class:`InputError`.
+    The universe (and so the features) stays the manifest's."""
+    wanted = list(dict.fromkeys(symbols or ())) or list(served.symbols)
+    unknown = [s for s in wanted if s not in served.symbols]
+    if unknown:
+        raise InputError(
+            f"model {served.version} does not trade {unknown}; it trades {list(served.symbols)}"
+        )
+    return wanted
+
+
+def check_timeframe(served: ServedModel, timeframe: str | None) -> None:
+    """A ``--timeframe`` flag must agree with the manifest (one-line :class:`InputError`)."""
+    if timeframe is not None and timeframe != served.timeframe:
+        raise InputError(
+            f"--timeframe {timeframe} contradicts model {served.version}, which is for "
+            f"{served.timeframe} bars"
+        )
+
+
+def announce(served: ServedModel, command: str) -> str | None:
+    """The stderr warning a command prints when it serves an undeployed candidate."""
+    if served.deployed:
+        return None
+    return (
+        f"cryptoml: warning: {command}: model {served.version} is a candidate, NOT deployed for "
+        f"trading ({served.reason or 'no reason recorded'})"
+    )

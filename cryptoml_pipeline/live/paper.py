@@ -2,33 +2,39 @@
 decisions, bar by bar, executed by THE BACKTEST'S OWN SIMULATOR -- one execution core.
 
 The trader's state is what it has been given: every closed bar's candles, the decisions filling
-at it and the funding settled in it. At each new closed bar it runs the backtest simulator over
-all of that (:func:`paper_adapter.ledger_at`: decision and cost filter, sizing, stops,
-take-profit, maker/taker fills, fees, volatility slippage, funding, liquidation -- the
-backtest's rules, see :mod:`cryptoml_pipeline.execution.backtest`) and records what is new at that
-bar. The simulator is causal, so a run over more bars must agree with every earlier run on the
-earlier bars; each bar CHECKS that (prefix stability) against what was recorded, and raises
-:class:`PaperParityError` if not.
+at it and the funding settled in it. At each new closed bar it runs the backtest simulator
+(:func:`paper_adapter.ledger_at`: decision and cost filter, sizing, stops, take-profit,
+maker/taker fills, fees, volatility slippage, funding, liquidation -- the backtest's rules, see
+:mod:`cryptoml_pipeline.execution.backtest`) and records what is new at that bar.
 
-Durability, per bar: (1) one line (the bar's inputs and its equity mark) is appended to the
-run's state log ``<state_dir>/<run>.jsonl`` and fsynced; (2) ONE database transaction writes
-the bar's orders and fills, the open positions, the cash and the cursor (``paper_runs.last_bar``).
-A process killed at any point resumes at the first bar after the database cursor: log lines
-past the cursor (or a torn last line) are dropped and the bar is simulated again, which gives the
-same result (deterministic); on start the log is re-simulated and checked against the database.
-Client order ids (``run:symbol:bar:n:reason``) are unique in the database as a second guard.
+Bounded work per bar (the re-simulation WINDOW): the simulator's state at the close of a bar
+where the account holds no position is its cash alone (no open position, stop, hold review or
+margin; sizing reads the equity, and the slippage of a later fill reads decisions at or after
+that fill's entry decision). So a simulation that starts after such a FLAT close with that
+close's equity as its initial equity gives bit for bit the same fills and marks as one from the
+account's first bar. The trader therefore simulates only the bars since the last flat close:
+the work per bar is bounded by the longest stretch the account stays in the market, not by how
+long it has run. The simulator is causal, so a run over more bars must agree with every earlier
+run on the earlier bars; each bar CHECKS that (prefix stability) against what was recorded,
+and raises :class:`PaperParityError` if not.
+
+Durability: ONE database transaction per bar writes the bar's inputs and equity mark
+(``paper_bars``: candles, decisions, funding, whether the account is flat at its close, the
+model that decided), its orders and fills, the open positions, the cash and the cursor
+(``paper_runs.last_bar``). A process killed at any point resumes at the first bar after the
+cursor: the window is re-read from ``paper_bars`` (the bars after the last flat close),
+re-simulated and checked against the recorded fills and marks. Client order ids
+(``run:symbol:bar:n:reason``) are unique in the database as a second guard.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,6 +45,8 @@ from cryptoml_pipeline.errors import CryptoMLError, InputError
 from cryptoml_pipeline.execution.backtest import BacktestResult
 from cryptoml_pipeline.live import paper_adapter as core
 from cryptoml_pipeline.registry.schema import (
+    paper_accounts,
+    paper_bars,
     paper_fills,
     paper_orders,
     paper_positions,
@@ -81,7 +89,7 @@ class BarInput:
 
 
 def _record(item: BarInput, step: pd.Timedelta) -> dict:
-    """A bar's inputs as one JSON-able state-log line (floats round-trip exactly)."""
+    """A bar's inputs as one JSON-able record (floats round-trip exactly)."""
     return {
         "bar": item.bar.isoformat(),
         "stamp": (item.bar - step).isoformat(),
@@ -99,69 +107,8 @@ def _record(item: BarInput, step: pd.Timedelta) -> dict:
     }
 
 
-class StateLog:
-    """Append-only JSON lines, one per committed bar, fsynced."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def load(self, until: pd.Timestamp | None) -> list[dict]:
-        """Lines up to the bar ``until`` (the database cursor). Later lines and a torn last
-        line are removed from the file; raises when the log is behind the cursor."""
-        lines: list[dict] = []
-        rewrite = False
-        if self.path.exists():
-            raw = self.path.read_text(encoding="utf-8")
-            parts = raw.split("\n")
-            rewrite = parts[-1] != ""  # a torn last line (killed mid-write)
-            for text in parts[:-1]:
-                line = json.loads(text)
-                if until is None or pd.Timestamp(line["bar"]) > until:
-                    rewrite = True
-                    break
-                lines.append(line)
-        last = pd.Timestamp(lines[-1]["bar"]) if lines else None
-        if until is not None and last != until:
-            raise InputError(
-                f"paper state log {self.path} ends at {last}, the database cursor is {until}: "
-                "the log was lost or replaced; start a new run name"
-            )
-        if rewrite:
-            tmp = self.path.with_suffix(".tmp")
-            with tmp.open("w", encoding="utf-8") as fh:
-                fh.writelines(json.dumps(line) + "\n" for line in lines)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-            self._sync_dir()
-        return lines
-
-    def append(self, line: dict) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        new = not self.path.exists()
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(line) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        if new:
-            self._sync_dir()
-
-    def _sync_dir(self) -> None:
-        fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _default_state_dir(engine: Engine) -> Path:
-    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-        return Path(engine.url.database).resolve().parent / "paper_state"
-    raise InputError("paper trading on a server database needs state_dir (where its log lives)")
-
-
 def _frames(lines: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """State-log lines -> (candles, funding, decisions) frames for the simulator."""
+    """Bar records -> (candles, funding, decisions) frames for the simulator."""
     candles = pd.DataFrame(
         [(ln["bar"], s, *v) for ln in lines for s, v in ln["candles"].items()],
         columns=["timestamp", "symbol", *core.OHLC],
@@ -178,6 +125,8 @@ def _frames(lines: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame
         frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
         frame["symbol"] = frame["symbol"].astype(str)
     funding["funding_rate"] = funding["funding_rate"].astype(np.float64)
+    for col in core.DECISION_FIELDS:
+        decisions[col] = decisions[col].astype(np.float64)
     return candles, funding, decisions
 
 
@@ -197,6 +146,11 @@ def _check_prefix(what: str, recorded: pd.DataFrame, now: pd.DataFrame) -> None:
 
 
 class PaperTrader:
+    """A paper account (``run_name``) in the database; see the module docstring.
+
+    ``account``: how the account was started (``paper_accounts.config``, written once, read by
+    ``cryptoml parity``)."""
+
     def __init__(
         self,
         engine: Engine,
@@ -206,11 +160,13 @@ class PaperTrader:
         settings: PipelineSettings,
         timeframe: str,
         initial_equity: float,
-        state_dir: Path | None = None,
+        account: dict[str, Any] | None = None,
     ) -> None:
         self.engine = engine
         self.run = run_name
         self.settings = settings
+        self.timeframe = timeframe
+        self.model_version = model_version
         self.step = timeframe_to_timedelta(timeframe)
         with engine.begin() as conn:
             row = conn.execute(sa.select(paper_runs).where(paper_runs.c.name == run_name)).first()
@@ -229,43 +185,81 @@ class PaperTrader:
                 self.initial_equity = float(row._mapping["initial_equity"])
                 last = utc(row._mapping["last_bar"])
                 self.last_bar = None if last is None else pd.Timestamp(last)
-                if row._mapping["model_version"] != model_version:
-                    conn.execute(
-                        paper_runs.update()
-                        .where(paper_runs.c.name == run_name)
-                        .values(model_version=model_version)
-                    )
-        self.options = core.simulator_options(
-            settings, timeframe, initial_equity=self.initial_equity
-        )
-        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", run_name)
-        self.log = StateLog((state_dir or _default_state_dir(engine)) / f"{safe}.jsonl")
-        self.lines = self.log.load(self.last_bar)
+            if account is not None:
+                known = conn.execute(
+                    sa.select(paper_accounts.c.config).where(paper_accounts.c.run == run_name)
+                ).first()
+                if known is None:
+                    conn.execute(paper_accounts.insert().values(run=run_name, config=account))
+        self.window, self.window_start, self.window_equity = self._load_window()
         self.ledger: core.AccountSnapshot | None = None
-        if self.lines:  # resume: the log must reproduce what the database recorded
-            self.ledger = self._simulate(self.lines)
-            _check_prefix(
-                "fills", orders_frame(engine, run_name)[core.FILL_COLUMNS], self.ledger.fills
-            )
+        self.last_equity = self.window_equity
+        self.flat = True
+        if self.window:  # resume: the window must reproduce what the database recorded
+            self.ledger = self._simulate(self.window)
+            recorded = orders_frame(engine, run_name, after=self.window_start)
+            _check_prefix("fills", recorded[core.FILL_COLUMNS], self.ledger.fills)
             self._check_marks(self.ledger)
+            self.last_equity = float(self.ledger.equity.iloc[-1])
+            self.flat = self.ledger.open.empty
 
-    # --- the execution core: the backtest simulator over everything seen ---------------------
+    # --- the re-simulation window ------------------------------------------------------------
+    def _load_window(self) -> tuple[list[dict], pd.Timestamp | None, float]:
+        """The bars after the last flat close (and that close's bar and equity)."""
+        if self.last_bar is None:
+            return [], None, self.initial_equity
+        with self.engine.connect() as conn:
+            flat = conn.execute(
+                sa.select(paper_bars.c.bar, paper_bars.c.equity)
+                .where((paper_bars.c.run == self.run) & paper_bars.c.flat)
+                .order_by(paper_bars.c.bar.desc())
+                .limit(1)
+            ).first()
+            since = None if flat is None else utc(flat.bar)
+            query = sa.select(paper_bars.c.bar, paper_bars.c.inputs, paper_bars.c.equity).where(
+                paper_bars.c.run == self.run
+            )
+            if since is not None:
+                query = query.where(paper_bars.c.bar > since)
+            rows = conn.execute(query.order_by(paper_bars.c.bar)).all()
+            last = conn.execute(
+                sa.select(sa.func.max(paper_bars.c.bar)).where(paper_bars.c.run == self.run)
+            ).scalar()
+        if last is None or pd.Timestamp(utc(last)) != self.last_bar:
+            raise InputError(
+                f"paper account {self.run!r}: its recorded bars end at {last}, the cursor is "
+                f"{self.last_bar}: start a new run name"
+            )
+        lines = [json.loads(r.inputs) | {"equity": float(r.equity)} for r in rows]
+        equity = self.initial_equity if flat is None else float(flat.equity)
+        return lines, (None if since is None else pd.Timestamp(since)), equity
+
+    def _options(self) -> dict[str, Any]:
+        return core.simulator_options(
+            self.settings, self.timeframe, initial_equity=self.window_equity
+        )
+
+    # --- the execution core: the backtest simulator over the window ---------------------------
     def _simulate(self, lines: list[dict]) -> core.AccountSnapshot:
         candles, funding, decisions = _frames(lines)
-        return core.ledger_at(candles, funding, decisions, options=self.options)
+        return core.ledger_at(candles, funding, decisions, options=self._options())
 
     def _check_marks(self, ledger: core.AccountSnapshot) -> None:
-        recorded = pd.DataFrame({"equity": [float(ln["equity"]) for ln in self.lines]})
+        recorded = pd.DataFrame({"equity": [float(ln["equity"]) for ln in self.window]})
         _check_prefix("equity", recorded, ledger.equity.to_frame("equity"))
 
-    def process(self, bar_input: BarInput) -> int:
+    def process(self, bar_input: BarInput, *, model_version: str | None = None) -> int:
         """Process one closed bar; returns the number of fills. Bars at or before the cursor are
-        skipped (already committed)."""
+        skipped (already committed). ``model_version``: the model whose decisions fill at this
+        bar (default: the trader's)."""
         bar = bar_input.bar
         if self.last_bar is not None and bar <= self.last_bar:
             return 0
+        if self.flat and self.window:  # the last close was flat: a new window starts here
+            self.window, self.window_start = [], self.last_bar
+            self.window_equity, self.ledger = self.last_equity, None
         line = _record(bar_input, self.step)
-        ledger = self._simulate([*self.lines, line])
+        ledger = self._simulate([*self.window, line])
         if ledger.bar != bar:
             raise InputError(f"bar {bar} has no candles")
         before = self.ledger.fills if self.ledger is not None else ledger.fills.iloc[:0]
@@ -274,17 +268,38 @@ class PaperTrader:
         new = ledger.fills.iloc[len(before) :]
         if not (new["bar"] == bar).all():
             raise PaperParityError(f"re-simulation at {bar} added fills at earlier bars")
-        line["equity"] = float(ledger.equity.iloc[-1])
-        self.log.append(line)  # durable first; the database commit below is the cursor
-        self._commit(bar, ledger, new)
-        self.lines.append(line)
+        equity = float(ledger.equity.iloc[-1])
+        flat = bool(ledger.open.empty)
+        self._commit(bar, ledger, new, line, equity, flat, model_version or self.model_version)
+        line["equity"] = equity
+        self.window.append(line)
         self.ledger, self.last_bar = ledger, bar
+        self.last_equity, self.flat = equity, flat
         return len(new)
 
-    def _commit(self, bar: pd.Timestamp, ledger: core.AccountSnapshot, new: pd.DataFrame) -> None:
+    def _commit(
+        self,
+        bar: pd.Timestamp,
+        ledger: core.AccountSnapshot,
+        new: pd.DataFrame,
+        line: dict,
+        equity: float,
+        flat: bool,
+        model_version: str,
+    ) -> None:
         at = bar.to_pydatetime()
         now = datetime.now(UTC)
         with self.engine.begin() as conn:
+            conn.execute(
+                paper_bars.insert().values(
+                    run=self.run,
+                    bar=at,
+                    inputs=json.dumps(line),
+                    equity=equity,
+                    flat=flat,
+                    model_version=model_version,
+                )
+            )
             for k, o in enumerate(new.itertuples(index=False)):
                 order_id = conn.execute(
                     paper_orders.insert()
@@ -331,13 +346,13 @@ class PaperTrader:
             conn.execute(
                 paper_runs.update()
                 .where(paper_runs.c.name == self.run)
-                .values(last_bar=at, cash=ledger.cash)
+                .values(last_bar=at, cash=ledger.cash, model_version=model_version)
             )
 
     # --- views ---------------------------------------------------------------------------
     @property
     def positions(self) -> dict[str, PaperPosition]:
-        if self.ledger is None:
+        if self.ledger is None or self.flat:
             return {}
         return {
             p.symbol: PaperPosition(
@@ -355,15 +370,29 @@ class PaperTrader:
 
     def equity(self) -> float:
         """Marked at the last processed bar's close."""
-        return self.initial_equity if self.ledger is None else float(self.ledger.equity.iloc[-1])
+        return self.last_equity
+
+    def exposure(self) -> float:
+        """Gross notional of the open positions at the last close / equity."""
+        if self.ledger is None or self.flat or not self.window:
+            return 0.0
+        closes = self.window[-1]["candles"]
+        gross = sum(
+            p.quantity * closes[p.symbol][3] for p in self.positions.values() if p.symbol in closes
+        )
+        return float(gross / self.last_equity) if self.last_equity else float("nan")
 
     def close_out(self) -> BacktestResult:
-        """The backtest of exactly the bars seen so far (open positions closed at the last
-        close): what the account would be if the data ended now."""
-        if not self.lines:
+        """The backtest of exactly the bars seen so far, from the account's first bar (open
+        positions closed at the last close): what the account would be if the data ended now."""
+        lines = account_bars(self.engine, self.run)
+        if not lines:
             raise InputError("no bars paper-traded yet")
-        candles, funding, decisions = _frames(self.lines)
-        return core.close_out(candles, funding, decisions, options=self.options)
+        candles, funding, decisions = _frames(lines)
+        options = core.simulator_options(
+            self.settings, self.timeframe, initial_equity=self.initial_equity
+        )
+        return core.close_out(candles, funding, decisions, options=options)
 
 
 def bar_inputs(
@@ -438,8 +467,10 @@ def replay(
     return done
 
 
-def orders_frame(engine: Engine, run_name: str) -> pd.DataFrame:
-    """Orders joined with their fills, in order."""
+def orders_frame(
+    engine: Engine, run_name: str, *, after: pd.Timestamp | None = None
+) -> pd.DataFrame:
+    """Orders joined with their fills, in order (only those of bars after ``after``)."""
     query = (
         sa.select(
             paper_orders.c.client_order_id,
@@ -455,6 +486,8 @@ def orders_frame(engine: Engine, run_name: str) -> pd.DataFrame:
         .where(paper_orders.c.run == run_name)
         .order_by(paper_orders.c.id)
     )
+    if after is not None:
+        query = query.where(paper_orders.c.bar > after.to_pydatetime())
     with engine.connect() as conn:
         rows = conn.execute(query).all()
     out = pd.DataFrame(
@@ -475,3 +508,44 @@ def run_state(engine: Engine, run_name: str) -> dict | None:
     m = dict(row._mapping)
     m["last_bar"] = utc(m["last_bar"])
     return m
+
+
+def account_bars(engine: Engine, run_name: str) -> list[dict]:
+    """Every processed bar's record of an account, in order (with ``equity``, ``flat`` and
+    ``model``: the model whose decisions filled at the bar)."""
+    query = (
+        sa.select(
+            paper_bars.c.inputs, paper_bars.c.equity, paper_bars.c.flat, paper_bars.c.model_version
+        )
+        .where(paper_bars.c.run == run_name)
+        .order_by(paper_bars.c.bar)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return [
+        json.loads(r.inputs)
+        | {"equity": float(r.equity), "flat": bool(r.flat), "model": r.model_version}
+        for r in rows
+    ]
+
+
+def equity_marks(engine: Engine, run_name: str) -> pd.Series:
+    """The account's equity at every processed bar's close."""
+    query = (
+        sa.select(paper_bars.c.bar, paper_bars.c.equity)
+        .where(paper_bars.c.run == run_name)
+        .order_by(paper_bars.c.bar)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    index = pd.DatetimeIndex([pd.Timestamp(utc(r.bar)) for r in rows], name="timestamp")
+    return pd.Series([float(r.equity) for r in rows], index=index, name="equity", dtype=float)
+
+
+def account_config(engine: Engine, run_name: str) -> dict | None:
+    """How the account was started (``PaperTrader(account=...)``), or None."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(paper_accounts.c.config).where(paper_accounts.c.run == run_name)
+        ).first()
+    return None if row is None else dict(row.config)

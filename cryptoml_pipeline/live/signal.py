@@ -190,6 +190,20 @@ def signals(
     bars = closed_bars(served, candles, funding, symbols)
     rows = signal_arrays(served, candles, funding, bars, symbols)
     preds = forecast_rows(served, rows, bars, symbols)
+    return signal_records(served, rows, preds, bars, symbols, position=position, equity=equity)
+
+
+def signal_records(
+    served: ServedModel,
+    rows: SignalRows,
+    preds: dict[str, dict[str, Any]],
+    bars: dict[str, pd.Timestamp],
+    symbols: Sequence[str],
+    *,
+    position: dict[str, int] | None = None,
+    equity: float | None = None,
+) -> list[dict[str, Any]]:
+    """The signal records (``cryptoml signal``'s JSON) of :func:`forecast_rows`' predictions."""
     settings, tf = served.settings, served.timeframe
     vol = rows.columns[f"rv_{settings.risk.volatility_window}"]
     atr = rows.columns[f"atr_pct_{settings.risk.atr_period}"]

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 FUNDING_INTERVAL = pd.Timedelta(hours=8)
 NO_HISTORY = pd.Timedelta(0)
+ALL_HISTORY_FROM = pd.Timestamp("2009-01-03", tz="UTC")  # before any crypto candle
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,19 @@ class MarketData:
     @property
     def universe_symbols(self) -> tuple[str, ...]:
         return self.universe or self.traded_symbols
+
+    def symbol_starts(self) -> dict[str, pd.Timestamp]:
+        """Per traded symbol, where it enters the window (ragged windows): the latest of
+        ``start``, its first candle and its first funding settlement."""
+        out = {}
+        for symbol in self.traded_symbols:
+            first = [self.start]
+            for frame in (self.candles, self.funding):
+                own = frame.loc[frame["symbol"].astype(str) == symbol, "timestamp"]
+                if len(own):
+                    first.append(own.min())
+            out[symbol] = max(first)
+        return out
 
 
 @dataclass(frozen=True)
@@ -227,17 +241,21 @@ def resolve_window(
     timeframe: str,
     start: pd.Timestamp | None,
     end: pd.Timestamp | None,
-    lookback_days: int,
+    lookback_days: int | None,
     *,
     funding_interval_hours: int = 8,
 ) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """The run's window ``[start, end)`` over the data every selected symbol has.
+    """The run's window ``[start, end)``: ragged at the start, common at the end.
 
     Default ``end`` = earliest (last traded candle + one bar, capped at the last funding
-    settlement + one interval) over the symbols; default ``start`` =
-    ``end - lookback_days``, moved later to the latest first timestamp of any selected series
-    (traded candles and funding). A given window is clipped to the data with a warning; one that
-    lies entirely outside the data of a symbol is an :class:`InputError`.
+    settlement + one interval) over the symbols: every traded symbol has data up to the end.
+    Default ``start`` = the EARLIEST first timestamp of any selected symbol (a symbol's first
+    timestamp is the later of its first traded candle and its first funding settlement): all
+    the data; a symbol whose data begin later joins the window there (:func:`load_market_data`
+    reads it from its first bar, nothing is filled before it). With ``lookback_days``, the
+    default start is ``end - lookback_days``, never before that earliest first timestamp. A
+    given window is clipped to the data with a warning; one that lies entirely outside the data
+    of a symbol is an :class:`InputError`.
     """
     if not symbols:
         raise InputError("no symbols selected")
@@ -257,7 +275,7 @@ def resolve_window(
                 f"window [{start or '...'}, {end or '...'}) lies outside the data of {info.symbol} "
                 f"({info.first} .. {info.end})"
             )
-    data_start = max(info.first for info in infos)
+    data_start = min(info.first for info in infos)  # ragged: later symbols join later
     data_end = min(info.end for info in infos)
     if end is None:
         end = data_end
@@ -265,17 +283,36 @@ def resolve_window(
         log.warning("end %s is beyond the data; using %s (last common bar + 1)", end, data_end)
         end = data_end
     if start is None:
-        start = end - pd.Timedelta(days=lookback_days)
-        if start < data_start:
-            log.info("default start %s moved to the first common data point %s", start, data_start)
-            start = data_start
+        start = data_start
+        if lookback_days is not None and end - pd.Timedelta(days=lookback_days) > data_start:
+            start = end - pd.Timedelta(days=lookback_days)
     elif start < data_start:
         log.warning("start %s is before the data; using %s", start, data_start)
         start = data_start
-    if start >= end:
+    late = [i for i in infos if i.first >= end]
+    if start >= end or late:
         ranges = ", ".join(f"{i.symbol} {i.first} .. {i.end}" for i in infos)
         raise InputError(f"no common data window [{start}, {end}) for the symbols ({ranges})")
     return start, end
+
+
+def symbol_starts(
+    store: ParquetStore,
+    symbols: Sequence[str],
+    timeframe: str,
+    start: pd.Timestamp,
+    *,
+    funding_interval_hours: int = 8,
+) -> dict[str, pd.Timestamp]:
+    """Per traded symbol, where it enters the window: the later of ``start`` and its first
+    timestamp (first traded candle and first funding settlement)."""
+    bar = _bar(timeframe)
+    interval = pd.Timedelta(hours=funding_interval_hours)
+    out = {}
+    for symbol in symbols:
+        info = _symbol_data(store, symbol, timeframe, bar, interval)
+        out[symbol] = max(to_utc(start), info.first)
+    return out
 
 
 def load_market_data(
@@ -285,17 +322,19 @@ def load_market_data(
     start: pd.Timestamp,
     end: pd.Timestamp,
     *,
-    history: pd.Timedelta = NO_HISTORY,
+    history: pd.Timedelta | None = NO_HISTORY,
     funding_interval_hours: int = 8,
     universe: Sequence[str] | None = None,
 ) -> MarketData:
     """Candles of the universe and funding of the traded symbols for ``[start, end)``.
 
-    A traded symbol's rows are its perpetual's candles (which must cover ``start``); another
-    universe member's rows its spot candles where they exist in the window. Funding (from the
-    perpetual's file) covers ``[start - 8h, end)``. With ``history``,
-    rows of the same instruments from ``[start - history, start)`` are prepended where the files
-    have them: warm-up for causal features only (``MarketData.start`` stays ``start``; folds and
+    A traded symbol's rows are its perpetual's candles from its first bar inside the window
+    (ragged: a perpetual whose data begin after ``start`` joins there, nothing is filled before
+    it); another universe member's rows its spot candles where they exist in the window.
+    Funding (from the perpetual's file) covers ``[start - 8h, end)`` where it exists. With
+    ``history``, rows of the same instruments from ``[start - history, start)`` are prepended
+    where the files have them (``history=None``: everything the files hold before ``start``):
+    feature warm-up and training history (``MarketData.start`` stays ``start``; test windows and
     evaluation never use rows before it).
     """
     if not symbols:
@@ -304,6 +343,8 @@ def load_market_data(
     start, end = to_utc(start), to_utc(end)
     if start >= end:
         raise InputError(f"empty window: start {start} is not before end {end}")
+    if history is None:  # everything stored before start (bounded by the files)
+        history = start - ALL_HISTORY_FROM
     candles, funding, sources = [], [], {}
     for symbol in symbols:
         frame, sources[symbol] = _traded_candles(
@@ -351,12 +392,14 @@ def _traded_candles(
 ) -> tuple[pd.DataFrame, str]:
     perp = perpetual_symbol(symbol)
     perp_cov = derived.candle_coverage(store, perp, timeframe)
-    if perp_cov is None or perp_cov[0] > start:
+    if perp_cov is None or perp_cov[0] >= end:
         why = "no candle file" if perp_cov is None else f"candles only from {perp_cov[0]}"
         raise InputError(
             f"traded symbol {symbol!r}: perpetual {perp} has {why} "
-            f"({store.candles_path(perp, timeframe).name}); the window starts {start}"
+            f"({store.candles_path(perp, timeframe).name}); the window ends {end}"
         )
+    if perp_cov[0] > start:
+        log.info("traded symbol %s joins the window at its first bar %s", symbol, perp_cov[0])
     instrument, kind = perp, "perpetual"
     frame = derived.read_candles(
         store, instrument, timeframe, start - history, end, as_symbol=symbol

@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 from cryptoml_pipeline.errors import InputError
-from cryptoml_pipeline.features import feature_columns
+from cryptoml_pipeline.features import model_feature_columns
 from cryptoml_pipeline.modeling.datasets import build_dataset, check_aligned
-from cryptoml_pipeline.modeling.folds import Fold, FoldMasks, fold_row_masks
+from cryptoml_pipeline.modeling.folds import Fold, FoldMasks, fold_row_masks, strided
 from cryptoml_pipeline.modeling.labels import scoring_returns
 from cryptoml_pipeline.modeling.persistence import to_jsonable
 from cryptoml_pipeline.modeling.predictions import (
@@ -136,10 +136,16 @@ def train_fold(
     """Train one fold's model on its purged fit slice, early-stopping on its validation slice.
 
     With ``checkpoint_path`` an interrupted training resumes from its last finished epoch (a
-    checkpoint of another run — new data or settings — is replaced, never resumed).
+    checkpoint of another run — new data or settings — is replaced, never resumed). Samples end
+    at one row every ``training.row_stride`` bars per symbol (their input windows stay whole).
     """
-    masks = fold_masks(features, fold, settings, timeframe)
-    feature_cols = feature_columns(features)
+    masks = strided(
+        fold_masks(features, fold, settings, timeframe),
+        features["timestamp"],
+        timeframe,
+        settings.training.row_stride,
+    )
+    feature_cols = model_feature_columns(features, settings.features)
     if not feature_cols:
         raise InputError("the feature table has no feature columns")
     if not masks.fit.any():

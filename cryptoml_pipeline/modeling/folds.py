@@ -32,8 +32,11 @@ __all__ = [
     "final_training_fold",
     "fold_key",
     "fold_row_masks",
+    "stride_mask",
+    "training_origin",
     "validation_start",
     "walk_forward_folds",
+    "walk_forward_plan",
 ]
 
 
@@ -139,9 +142,11 @@ def final_training_fold(
     end: object, config: WalkForwardConfig, *, timeframe: str = "1h", start: object = None
 ) -> Fold:
     """The production fold: train on ``[end - train_days, end)`` (``[start, end)`` for an
-    expanding walk-forward), empty test window at ``end``."""
+    expanding walk-forward: ``start`` is the training origin), empty test window at ``end``; the
+    validation slice is ``validation_fraction`` of ``train_days`` in both cases."""
     end_ts = to_utc(end)
-    train_start = end_ts - pd.Timedelta(days=config.train_days)
+    rolling_start = end_ts - pd.Timedelta(days=config.train_days)
+    train_start = rolling_start
     if config.expanding and start is not None:
         train_start = min(train_start, to_utc(start))
     return Fold(
@@ -149,7 +154,7 @@ def final_training_fold(
         index=0,
         train_start=train_start,
         val_start=validation_start(
-            train_start, end_ts, config.validation_fraction, timeframe=timeframe
+            rolling_start, end_ts, config.validation_fraction, timeframe=timeframe
         ),
         test_start=end_ts,
         test_end=end_ts,
@@ -180,27 +185,64 @@ def fold_row_masks(
     )
 
 
+def training_origin(
+    start: object, training_history_days: int | None, first_bar: object = None
+) -> pd.Timestamp:
+    """Where an expanding walk-forward's training begins: ``start - training_history_days``;
+    with ``None`` (all history) the first loaded bar of any universe member (``first_bar``,
+    ``start`` when not known)."""
+    start_ts = to_utc(start)
+    if training_history_days is not None:
+        return start_ts - pd.Timedelta(days=training_history_days)
+    if first_bar is None:
+        return start_ts
+    return min(start_ts, to_utc(first_bar))
+
+
 def walk_forward_plan(
     start: object,
     end: object,
     config: WalkForwardConfig,
     *,
     timeframe: str = "1h",
-    training_history_days: int = 0,
+    training_history_days: int | None = 0,
+    train_from: object = None,
 ) -> list[Fold]:
-    """The run's folds: :func:`walk_forward_folds` over ``[start - training_history, end)``,
-    keeping the folds whose TEST window starts at or after ``start`` — models may train on the
-    history before the run's window, every prediction lies inside it."""
+    """The run's folds: :func:`walk_forward_folds` over ``[start, end)`` — test windows aligned
+    to ``end``, the first one after a first training period of ``train_days`` inside the window
+    (the traded symbols' data), every prediction inside it. A rolling fold trains on the
+    ``train_days`` before its test window; an expanding fold on every row from the training
+    origin (:func:`training_origin`: ``start - training_history_days``, or with ``None`` the
+    first loaded bar ``train_from``) — universe history before ``start`` adds training rows,
+    never test windows. Its validation slice is the rolling fold's (``validation_fraction`` of
+    ``train_days`` before the test window), so the fit slice grows with the history."""
     start_ts = to_utc(start)
-    history = pd.Timedelta(days=training_history_days)
-    folds = walk_forward_folds(start_ts - history, end, config, timeframe=timeframe)
-    inside = [f for f in folds if f.test_start >= start_ts]
-    if not inside:
-        raise InputError(
-            f"no walk-forward test window fits inside [{start_ts}, {to_utc(end)}) "
-            f"({config.train_days} train + {config.test_days} test days)"
-        )
-    return [dataclasses.replace(f, index=i) for i, f in enumerate(inside)]
+    rolling = config.model_copy(update={"expanding": False})
+    folds = walk_forward_folds(start_ts, end, rolling, timeframe=timeframe)
+    if not config.expanding:
+        return folds
+    origin = training_origin(start_ts, training_history_days, train_from)
+    return [dataclasses.replace(f, train_start=min(origin, f.train_start)) for f in folds]
+
+
+def stride_mask(timestamps: pd.Series, timeframe: str, stride: int) -> np.ndarray:
+    """Rows kept by a training row stride of ``stride`` bars: those whose bar index since the
+    epoch is a multiple of ``stride`` — one row every ``stride`` bars per symbol, the same bars
+    for every symbol and every fold (all rows when ``stride`` is 1)."""
+    ts = pd.DatetimeIndex(pd.Series(timestamps).astype("datetime64[ns, UTC]")).asi8
+    if stride <= 1:
+        return np.ones(len(ts), dtype=bool)
+    bar = timeframe_to_timedelta(timeframe).value
+    return (ts // bar) % stride == 0
+
+
+def strided(masks: FoldMasks, timestamps: pd.Series, timeframe: str, stride: int) -> FoldMasks:
+    """``masks`` with their fit and validation rows thinned to one every ``stride`` bars per
+    symbol (:func:`stride_mask`); the test rows are all kept."""
+    if stride <= 1:
+        return masks
+    keep = stride_mask(timestamps, timeframe, stride)
+    return FoldMasks(fit=masks.fit & keep, val=masks.val & keep, test=masks.test)
 
 
 def capped_fold(fold: Fold, train_days: int, *, validation_fraction: float, timeframe: str) -> Fold:

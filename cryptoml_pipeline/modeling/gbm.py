@@ -37,13 +37,13 @@ import numpy as np
 import pandas as pd
 
 from cryptoml_pipeline.errors import InputError
-from cryptoml_pipeline.features import feature_columns
+from cryptoml_pipeline.features import model_feature_columns
 from cryptoml_pipeline.modeling.fold_training import (
     fold_from_dict,
     fold_masks,
     fold_to_dict,
 )
-from cryptoml_pipeline.modeling.folds import Fold, FoldMasks
+from cryptoml_pipeline.modeling.folds import Fold, FoldMasks, strided
 from cryptoml_pipeline.modeling.labels import scoring_returns
 from cryptoml_pipeline.modeling.persistence import (
     ModelChecksumError,
@@ -80,12 +80,15 @@ class GbmFoldModel:
     manifest: dict
 
 
+DESIGN_DTYPE = np.float32  # LightGBM's inputs: half the memory of float64 (bins are coarser)
+
+
 def design_matrix(
     features: pd.DataFrame, feature_cols: list[str], lags: tuple[int, ...], timeframe: str
 ) -> tuple[np.ndarray, list[str]]:
-    """``[n, F * (1 + len(lags))]`` float64: the features, then each lag's copy (NaN if the row
+    """``[n, F * (1 + len(lags))]`` float32: the features, then each lag's copy (NaN if the row
     ``k`` places back is another symbol or not exactly ``k`` bars earlier)."""
-    base = features[feature_cols].to_numpy(dtype=np.float64)
+    base = features[feature_cols].to_numpy(dtype=DESIGN_DTYPE)
     names = list(feature_cols)
     blocks = [base]
     if lags:
@@ -124,7 +127,7 @@ def _lagged_design(
         for k in lags:
             if k <= 0:
                 raise InputError(f"gbm.lags must be positive, got {k}")
-            lagged = np.full((len(take), base.shape[1]), np.nan)
+            lagged = np.full((len(take), base.shape[1]), np.nan, dtype=base.dtype)
             back = take - k
             ok = back >= 0
             src = np.where(ok, back, 0)
@@ -132,6 +135,15 @@ def _lagged_design(
             lagged[ok] = base[src[ok]]
             blocks.append(lagged)
     return np.hstack(blocks)
+
+
+def design_names(feature_cols: list[str], lags: tuple[int, ...]) -> list[str]:
+    """:func:`design_matrix`'s column names."""
+    return list(feature_cols) + [f"{c}__lag{k}" for k in lags for c in feature_cols]
+
+
+def _stamps(features: pd.DataFrame) -> np.ndarray:
+    return pd.DatetimeIndex(features["timestamp"].astype("datetime64[ns, UTC]")).asi8
 
 
 REQUIRED_MAX_NAN_SHARE = 0.2
@@ -201,10 +213,10 @@ def train_gbm_fold(
     ``masks``: explicit purged fit / validation rows instead of the fold's own (combinatorial
     purged CV trains on several groups around its test groups)."""
     cfg = settings.gbm
-    feature_cols = feature_columns(features)
+    feature_cols = model_feature_columns(features, settings.features)
     if not feature_cols:
         raise InputError("the feature table has no feature columns")
-    X, names = design_matrix(features, feature_cols, cfg.lags, timeframe)
+    names = design_names(feature_cols, cfg.lags)
     kind = settings.target.kind
     target = labels["target"].to_numpy(dtype=np.float64)
     realised = scoring_returns(labels)
@@ -212,6 +224,8 @@ def train_gbm_fold(
     required = required_columns(features, feature_cols)
     usable = np.isfinite(target) & _complete(features, required)
     masks = masks if masks is not None else fold_masks(features, fold, settings, timeframe)
+    # one training row every training.row_stride bars per symbol (fit and validation rows)
+    masks = strided(masks, features["timestamp"], timeframe, settings.training.row_stride)
     fit, val = masks.fit & usable, masks.val & usable
     if fit.sum() < 2 * cfg.min_child_samples:
         raise InputError(
@@ -235,15 +249,21 @@ def train_gbm_fold(
         n_classes, weights = 3, None
         y_all = np.where(usable, np.nan_to_num(target) + 1, -1).astype(np.int64)
         w_all = np.nan_to_num(sample_w, nan=0.0)
+    # the design (float32) of the fit and validation rows only: never the whole pooled table
+    base = features[feature_cols].to_numpy(dtype=DESIGN_DTYPE)
+    ts, sym = _stamps(features), features["symbol"].astype(str).to_numpy()
+    X_fit = _lagged_design(base, ts, sym, cfg.lags, timeframe, np.flatnonzero(fit))
+    X_val = _lagged_design(base, ts, sym, cfg.lags, timeframe, np.flatnonzero(val))
+    del base
     train_set = lgb.Dataset(
-        X[fit], y_all[fit], weight=w_all[fit], feature_name=names, free_raw_data=True
+        X_fit, y_all[fit], weight=w_all[fit], feature_name=names, free_raw_data=True
     )
     valid_sets, callbacks, feval = [], [], None
     if n_classes is None and cfg.stopping_metric == "rank_ic":
         feval = _rank_ic_eval
     stop = n_classes is not None or cfg.stopping_metric != "none"
     if val.any() and stop:
-        valid_sets = [lgb.Dataset(X[val], y_all[val], weight=w_all[val], reference=train_set)]
+        valid_sets = [lgb.Dataset(X_val, y_all[val], weight=w_all[val], reference=train_set)]
         callbacks = [lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)]
     start = time.perf_counter()
     booster = lgb.train(
@@ -262,7 +282,7 @@ def train_gbm_fold(
         class_returns = class_mean_returns(y_all[fit], realised[fit], n_classes).tolist()
     val_rank_ic, confidence_ref = None, []
     if val.any():
-        raw_val = np.asarray(booster.predict(X[val], num_iteration=best_iter))
+        raw_val = np.asarray(booster.predict(X_val, num_iteration=best_iter))
         score = raw_val if n_classes is None else raw_val @ np.asarray(class_returns)
         confidence_ref = np.quantile(np.abs(score), np.linspace(0, 1, CONFIDENCE_QUANTILES))
         ok = np.isfinite(realised[val])
@@ -300,6 +320,7 @@ def train_gbm_fold(
             "best_iteration": best_iter,
             "n_train_samples": int(fit.sum()),
             "n_val_samples": int(val.sum()),
+            "row_stride": settings.training.row_stride,
             "train_symbols": sorted(features.loc[fit, "symbol"].astype(str).unique().tolist()),
             "val_rank_ic": val_rank_ic,
             "class_weights": weights,
@@ -382,7 +403,7 @@ def forecast_table_rows(
     for c in required:
         mask &= np.isfinite(np.asarray(columns[c], dtype=np.float64))
     rows = np.flatnonzero(mask)
-    base = np.empty((len(ts), len(model.feature_cols)))
+    base = np.empty((len(ts), len(model.feature_cols)), dtype=DESIGN_DTYPE)
     for j, c in enumerate(model.feature_cols):
         base[:, j] = columns[c]
     X = _lagged_design(base, ts, sym, lags, timeframe, rows)
@@ -437,11 +458,18 @@ def predict_gbm_rows(
     if missing:
         raise InputError(f"{tag}: feature table lacks the gbm model's features {missing}")
     lags = tuple(model.manifest["gbm_config"]["lags"])
-    X, _ = design_matrix(features, model.feature_cols, lags, timeframe)
     required = model.manifest.get("required_cols", model.feature_cols)
     usable = _complete(features, required)
     rows = np.flatnonzero(np.asarray(row_mask, dtype=bool) & usable)
-    expected, confidence, probs = gbm_forecast(model, features, rows, X)
+    # the design (float32) of the predicted rows only
+    base = features[model.feature_cols].to_numpy(dtype=DESIGN_DTYPE)
+    X = _lagged_design(
+        base, _stamps(features), features["symbol"].astype(str).to_numpy(), lags, timeframe, rows
+    )
+    sigma = None
+    if model.manifest.get("n_classes", N_CLASSES) is None:
+        sigma = features[f"rv_{model.manifest['target']['vol_window']}"].to_numpy(np.float64)[rows]
+    expected, confidence, probs = forecast_design_rows(model, X, sigma)
     return assemble(
         timestamps=features["timestamp"].iloc[rows],
         symbols=features["symbol"].iloc[rows].astype(str).to_numpy(),

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -126,6 +127,31 @@ paper_positions = Table(
     Column("review_bar", DateTime(timezone=True), nullable=False),
     Column("stop", Float, nullable=False),
     Column("risk_amount", Float, nullable=False),
+)
+
+
+# one row per processed bar of a paper / live account, written in the bar's transaction: the
+# bar's inputs (candles, the decisions filling at it, funding) as JSON, the equity marked at its
+# close, whether the account was flat at that close (a re-simulation window starts after such a
+# bar) and the model whose decisions fill at the bar
+paper_bars = Table(
+    "paper_bars",
+    metadata,
+    Column("run", String(64), ForeignKey("paper_runs.name"), primary_key=True),
+    Column("bar", DateTime(timezone=True), primary_key=True),
+    Column("inputs", Text, nullable=False),  # JSON text (NaN allowed)
+    Column("equity", Float, nullable=False),
+    Column("flat", Boolean, nullable=False),
+    Column("model_version", String(64), nullable=False),
+)
+
+# how an account was started (``cryptoml parity`` replays from it): mode, data source, window,
+# traded symbols, the served model's version
+paper_accounts = Table(
+    "paper_accounts",
+    metadata,
+    Column("run", String(64), ForeignKey("paper_runs.name"), primary_key=True),
+    Column("config", JSON, nullable=False),
 )
 
 

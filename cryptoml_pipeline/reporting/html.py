@@ -204,6 +204,20 @@ def trading_sections(
             f"{fmt(costs.get('funding_paid'), 'pct')}"
             f" · turnover {fmt(costs.get('turnover'))}x capital</p>"
         )
+    fees = report.get("fee_sensitivity") or []
+    if fees:
+        out.append("<h2>Fee sensitivity (the same trades re-priced)</h2>")
+        rows = [
+            [
+                f"{r['fee_multiple']:g}x",
+                f"{100 * r['taker_fee']:.3f}%",
+                fmt(r["sharpe"]),
+                fmt(r["total_return"], "pct"),
+                str(r["n_trades"]),
+            ]
+            for r in fees
+        ]
+        out.append(_table(rows, ["fee multiple", "taker fee", "Sharpe", "net return", "trades"]))
     controls = report.get("controls") or {}
     mc = controls.get("random_same_turnover")
     sh = controls.get("shuffled_labels") or {}

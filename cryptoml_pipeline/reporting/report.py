@@ -162,6 +162,8 @@ def build_report(
         "baselines": evaluation.baselines,
         "forecast": evaluation.forecast,
         "periods": evaluation.periods or [],
+        # the same decisions re-priced at taker_fee x each multiple (evaluation.break_even)
+        "fee_sensitivity": evaluation.fee_sensitivity or [],
         "targets": evaluation.targets,
         "folds": evaluation.folds,
         "deployment": {
@@ -173,10 +175,14 @@ def build_report(
             "taker_fee": settings.costs.taker_fee,
             "slippage_bps_per_side": settings.costs.slippage_bps,
             "maker_fee": settings.costs.maker_fee,
+            "fee_schedule": settings.costs.schedule.model_dump(),
+            "fee_source": "Binance regular tier (VIP 0): https://www.binance.com/en/fee/futureFee",
             "order_type": settings.costs.order_type,
             "slippage_model": "half-spread (slippage_bps) + "
             f"{settings.slippage.volatility_coefficient} x per-bar volatility",
-            "funding": "charged/paid at every 8h settlement on the position held",
+            "funding": "charged/paid on the position held at every settlement in the symbol's "
+            "funding data (its own interval, e.g. 8h or 4h, however it changes); a missing "
+            "settlement while a position is held stops the run",
             "fills": "next bar open after the signal bar",
         },
         "comparison": {

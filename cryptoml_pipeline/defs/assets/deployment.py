@@ -18,7 +18,7 @@ import pandas as pd
 from cryptoml_pipeline.defs.resources import DatabaseResource, PipelineResource
 from cryptoml_pipeline.errors import InputError
 from cryptoml_pipeline.evaluation.model_comparison import headline_deflation
-from cryptoml_pipeline.modeling.folds import final_training_fold
+from cryptoml_pipeline.modeling.folds import final_training_fold, training_origin
 from cryptoml_pipeline.modeling.models import ZOO, Fitted, FoldInputs, load_saved
 from cryptoml_pipeline.modeling.predictions import PROB_COLUMNS, empty_predictions
 from cryptoml_pipeline.monitoring.gate import (
@@ -56,8 +56,11 @@ def candidate_model(
         to_utc(dataset_info["end"]),
         settings.walk_forward,
         timeframe=dataset_info["timeframe"],
-        start=to_utc(dataset_info["start"])
-        - pd.Timedelta(days=settings.data.training_history_days),
+        start=training_origin(
+            dataset_info["start"],
+            settings.data.training_history_days,
+            dataset_info.get("train_from"),
+        ),
     )
     zoo = ZOO[settings.strategy.model]
     model = zoo.fit_window(

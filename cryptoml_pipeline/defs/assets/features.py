@@ -44,6 +44,7 @@ def feature_table(
         settings.features,
         timeframe=dataset_info["timeframe"],
         open_interest=oi,
+        spot=_perpetual_spots(market, settings, ohlcv, dataset_info),
     )
     table = validate_feature_table(built.table)
     cols = feature_columns(table)
@@ -76,6 +77,24 @@ def _open_interest(
     )
 
 
+def _perpetual_spots(
+    market: MarketDataResource, settings, candles: pd.DataFrame, dataset_info: dict
+) -> pd.DataFrame | None:
+    """Spot closes of the symbols whose candles are their perpetual's (the pooled basis)."""
+    if not settings.features.pooled.enabled or candles.empty:
+        return None
+    sources = dataset_info.get("price_sources") or {}
+    perps = sorted(s for s, kind in sources.items() if kind == "perpetual")
+    if not perps:
+        return None
+    return market.spot_closes(
+        perps,
+        dataset_info["timeframe"],
+        candles["timestamp"].min(),
+        candles["timestamp"].max() + pd.Timedelta(days=1),
+    )
+
+
 def _recent_slice(frame: pd.DataFrame, rows: int) -> pd.DataFrame:
     return frame.groupby("symbol", group_keys=False).tail(rows).reset_index(drop=True)
 
@@ -102,8 +121,15 @@ def feature_causality(
     cuts = sample_cut_times(candles["timestamp"], CAUSALITY_CUTS)
     tf = dataset_info["timeframe"]
     oi = _open_interest(market, settings, candles)
+    spot = _perpetual_spots(market, settings, candles, dataset_info)
+
+    def compute(c: pd.DataFrame, f: pd.DataFrame | None) -> pd.DataFrame:
+        # the spot closes of the basis are cut where the candles are
+        cut = None if spot is None else spot[spot["timestamp"] <= c["timestamp"].max()]
+        return compute_features(c, f, settings.features, timeframe=tf, open_interest=oi, spot=cut)
+
     leaks = find_lookahead(
-        lambda c, f: compute_features(c, f, settings.features, timeframe=tf, open_interest=oi),
+        compute,
         candles,
         _funding_near(funding, candles, 60),
         cuts,
@@ -149,8 +175,11 @@ def feature_warmup_sensitivity(
     first = candles["timestamp"].min()
     starts = [first + k * bar for k in WARMUP_START_OFFSETS_BARS]
     oi = _open_interest(market, settings, candles)
+    spot = _perpetual_spots(market, settings, candles, dataset_info)
     reports = find_warmup_sensitivity(
-        lambda c, f: compute_features(c, f, settings.features, timeframe=tf, open_interest=oi),
+        lambda c, f: compute_features(
+            c, f, settings.features, timeframe=tf, open_interest=oi, spot=spot
+        ),
         candles,
         _funding_near(funding, candles, 0),
         starts,

@@ -7,12 +7,14 @@ zero-volume bars and spikes."""
 from typing import Any
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from cryptoml_pipeline.defs.assets.run_settings import RUN_SETTINGS
 from cryptoml_pipeline.defs.resources import MarketDataResource
 from cryptoml_pipeline.market import CANDLE_COLUMNS, validate_funding
 from cryptoml_pipeline.market.repair import hard_rule_violations, repair_candles
+from cryptoml_pipeline.market.settlements import missing_settlements as settlement_gaps
 from cryptoml_pipeline.settings import PipelineSettings
 from cryptoml_pipeline.timing import timeframe_to_timedelta, to_utc
 
@@ -41,6 +43,10 @@ def market_snapshot(
         "timeframe": data.timeframe,
         "start": data.start.isoformat(),
         "end": data.end.isoformat(),
+        # ragged window: where each traded symbol enters, and the first loaded bar (the
+        # training origin of an expanding walk-forward over all history)
+        "symbol_starts": {s: t.isoformat() for s, t in data.symbol_starts().items()},
+        "train_from": data.candles["timestamp"].min().isoformat() if len(data.candles) else None,
         "data_quality": _quality(data.candles, data.start, data.timeframe, settings),
     }
     yield dg.Output(data.candles, "ohlcv_raw", metadata={"rows": len(data.candles), **_brief(info)})
@@ -178,32 +184,39 @@ def missing_settlements(
     end: pd.Timestamp,
     interval_hours: int,
 ) -> dict[str, list[pd.Timestamp]]:
-    """Per symbol, the expected settlements in ``[start, end)`` that have no funding rate."""
-    interval = pd.Timedelta(hours=interval_hours)
-    expected = pd.date_range(start.ceil(interval), end, freq=interval, inclusive="left")
+    """Per symbol, the settlements in ``[start, end)`` its funding data skips: inside a gap
+    longer than both neighbouring intervals, or before / after its data
+    (:func:`market.settlements.missing_settlements`; the symbol's own intervals, whatever they
+    are and however they change; ``interval_hours`` only where it has fewer than two)."""
+    lo, hi = int(start.value), int(end.value)
+    hint = int(pd.Timedelta(hours=interval_hours).value)
+    stamps = pd.DatetimeIndex(funding["timestamp"]).as_unit("ns").asi8
+    names = funding["symbol"].astype(str).to_numpy()
     out = {}
     for symbol in symbols:
-        have = pd.DatetimeIndex(funding.loc[funding["symbol"] == symbol, "timestamp"])
-        gaps = expected.difference(have)
-        if len(gaps):
-            out[symbol] = list(gaps)
+        own = np.unique(stamps[names == symbol])
+        gone = settlement_gaps(own, lo, hi, hint)
+        if len(gone):
+            out[symbol] = list(pd.DatetimeIndex(gone, tz="UTC"))
     return out
 
 
 def off_schedule_settlements(
-    funding: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, interval_hours: int
+    funding: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp
 ) -> pd.DataFrame:
-    """Funding rows inside ``[start, end)`` that are not on the settlement schedule."""
-    interval = pd.Timedelta(hours=interval_hours)
+    """Funding rows inside ``[start, end)`` not on a whole hour (the exchange settles on the
+    hour, whatever the interval: such a row is clock jitter or a corrupt timestamp)."""
     inside = (funding["timestamp"] >= start) & (funding["timestamp"] < end)
-    on_grid = funding["timestamp"] == funding["timestamp"].dt.floor(interval)
-    return funding.loc[inside & ~on_grid, ["timestamp", "symbol"]]
+    on_hour = funding["timestamp"] == funding["timestamp"].dt.floor("1h")
+    return funding.loc[inside & ~on_hour, ["timestamp", "symbol"]]
 
 
 @dg.asset_check(
     asset=funding,
     blocking=True,
-    description="Every funding settlement in the window is present, and none is off schedule",
+    description="No funding settlement in the window is missing (a gap longer than both "
+    "neighbouring intervals, each symbol's own, changing intervals allowed) and every one is on "
+    "the hour",
     additional_ins={k: dg.AssetIn(k) for k in ("dataset_info", RUN_SETTINGS)},
 )
 def funding_complete(
@@ -211,8 +224,13 @@ def funding_complete(
 ) -> dg.AssetCheckResult:
     start, end = to_utc(dataset_info["start"]), to_utc(dataset_info["end"])
     interval = run_settings.data.funding_interval_hours
-    missing = missing_settlements(funding, list(dataset_info["symbols"]), start, end, interval)
-    off = off_schedule_settlements(funding, start, end, interval)
+    # ragged window: a symbol's settlements are due from where it enters the window
+    entries = dataset_info.get("symbol_starts") or {}
+    missing: dict[str, list[pd.Timestamp]] = {}
+    for symbol in dataset_info["symbols"]:
+        since = max(start, to_utc(entries.get(symbol, start)))
+        missing |= missing_settlements(funding, [symbol], since, end, interval)
+    off = off_schedule_settlements(funding, start, end)
     first = {s: str(v[0]) for s, v in missing.items()}
     return dg.AssetCheckResult(
         passed=not missing and off.empty,

@@ -96,6 +96,7 @@ def fold_plan(
         settings.walk_forward,
         timeframe=dataset_info["timeframe"],
         training_history_days=settings.data.training_history_days,
+        train_from=dataset_info.get("train_from"),  # the first loaded bar (all history)
     )
     plan = [fold_to_dict(f) for f in folds]
     sync_fold_partitions(context.instance, [f["key"] for f in plan])

@@ -16,6 +16,7 @@ from cryptoml_pipeline.modeling.fold_training import (
     fold_masks,
     fold_to_dict,
 )
+from cryptoml_pipeline.modeling.folds import strided
 from cryptoml_pipeline.modeling.models.base import (
     Fitted,
     FoldInputs,
@@ -103,7 +104,13 @@ class LstmCnnModel(ZooModel):
             scalers = fit_scale_scalers(scales, timeframes, fold.val_start)
         except InputError as exc:
             return Unavailable(str(exc), fold)
-        masks = fold_masks(features, fold, settings, timeframe)
+        # samples end at one row every training.row_stride bars (windows stay whole)
+        masks = strided(
+            fold_masks(features, fold, settings, timeframe),
+            features["timestamp"],
+            timeframe,
+            settings.training.row_stride,
+        )
         decisions = features[["timestamp", "symbol"]].reset_index(drop=True)
         label = labels["label"].to_numpy(dtype=np.float64)
         args = (timeframe, scales, timeframes, scalers, cfg.sequence_length)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from cryptoml_pipeline.errors import InputError
-from cryptoml_pipeline.features import feature_columns
+from cryptoml_pipeline.features import model_feature_columns
 from cryptoml_pipeline.modeling.fold_training import fold_masks
 from cryptoml_pipeline.modeling.models.base import (
     Fitted,
@@ -50,7 +50,7 @@ class PpoModel(ZooModel):
         traded = inputs.traded or sorted(inputs.features["symbol"].astype(str).unique())
         features = traded_only(inputs.features, traded)
         candles = traded_only(inputs.candles, traded)
-        cols = feature_columns(features)
+        cols = model_feature_columns(features, settings.features)
         masks = fold_masks(features, fold, settings, inputs.timeframe)
         fit_x = features.loc[masks.fit, cols].to_numpy(dtype=np.float64)
         fit_x = fit_x[np.isfinite(fit_x).all(axis=1)]

@@ -1,0 +1,102 @@
+"""``cryptoml live``: the live service (paper fills by default) with its HTTP API, and
+``cryptoml parity``: a paper / live account replayed through the backtest (see docs/live.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+
+from cryptoml_pipeline.cli.args import add_data_dir, add_output_dir, parse_symbols
+from cryptoml_pipeline.errors import InputError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("live", help="serve the deployed model bar by bar with an HTTP API")
+    p.add_argument(
+        "--candidate",
+        action="store_true",
+        help="serve the latest registry candidate that was NOT deployed (says so)",
+    )
+    p.add_argument(
+        "--replay",
+        nargs=2,
+        metavar=("START", "END"),
+        help="replay the stored bars whose open time is in [START, END) UTC",
+    )
+    p.add_argument("--bar-delay", type=float, default=0.0, help="replay: seconds between bars")
+    p.add_argument("--exit-at-end", action="store_true", help="replay: exit after the last bar")
+    p.add_argument("--host", default="127.0.0.1", help="API bind address (loopback default)")
+    p.add_argument("--port", type=int, default=8765, help="API port (0 = any free port)")
+    p.add_argument("--execute", action="store_true", help="send real orders via ccxt")
+    p.add_argument("--run-name", default="live", help="the account (restart resumes it)")
+    p.add_argument("--symbols", help="trade only these of the model's traded symbols")
+    add_data_dir(p)
+    add_output_dir(p, help="where the model is deployed and the database lives")
+
+    q = sub.add_parser("parity", help="replay a paper/live account's bars through the backtest")
+    q.add_argument("--run-name", required=True)
+    add_output_dir(q, help="the output directory holding the account's database")
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    from cryptoml_pipeline.live.api import ApiServer, bind_token
+    from cryptoml_pipeline.live.service import LiveOptions, LiveService, parse_utc, say
+    from cryptoml_pipeline.locations import resolve_data_location
+
+    if args.execute:
+        raise InputError(
+            "--execute (real orders via ccxt) is not available in this build: paper fills only"
+        )
+    token = bind_token(args.host)
+    replay = None
+    if args.replay:
+        start, end = (parse_utc(v, "--replay") for v in args.replay)
+        if end <= start:
+            raise InputError(f"--replay: END {end} is not after START {start}")
+        replay = (start, end)
+    location = resolve_data_location(args.data_dir)
+    if location.path is None or not Path(location.path).is_dir():
+        raise InputError(f"the live service needs a parquet data directory ({location.reason})")
+    symbols = parse_symbols(args.symbols, required=False) if args.symbols else None
+    service = LiveService(
+        LiveOptions(
+            output_dir=Path(args.output_dir),
+            data_dir=Path(location.path),
+            run_name=args.run_name,
+            candidate=args.candidate,
+            symbols=symbols,
+            replay=replay,
+            bar_delay=args.bar_delay,
+        )
+    )
+    api = ApiServer(service, args.host, args.port, token)
+    api.start()
+    port = api.server.servers[0].sockets[0].getsockname()[1] if api.server.servers else args.port
+    say(
+        f"serving http://{args.host}:{port} account={args.run_name!r} "
+        f"model={service.served.version} symbols={service.trading} "
+        f"mode={'replay' if replay else 'live (ccxt)'}, paper fills"
+    )
+
+    def stop(signum, frame) -> None:  # SIGTERM / Ctrl-C: stop after the current bar
+        service.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        code = service.run(exit_at_end=args.exit_at_end)
+    finally:
+        api.stop()
+    return code
+
+
+def cmd_parity(args: argparse.Namespace) -> int:
+    from cryptoml_pipeline.live.parity import parity
+
+    result, equal = parity(Path(args.output_dir), args.run_name)
+    print(json.dumps(result, allow_nan=False))
+    print(f"[parity] {args.run_name}: {'EQUAL' if equal else 'NOT EQUAL'}", file=sys.stderr)
+    return 0 if equal else 1
