@@ -452,6 +452,21 @@ class RiskConfig(_Frozen):
     maintenance_margin: float = Field(0.005, ge=0, description="cross-margin liquidation level")
     disagreement_floor: float = Field(0.0, ge=0, le=1, description="size x max(floor, agreement)")
     degraded_accuracy_ratio: float = 0.9  # recent < ratio x prior accuracy -> model switched off
+    # guards at the point of execution (the kernel's entry step: backtest, paper and live alike;
+    # None = off; rules in execution/backtest.py's docstring)
+    daily_loss_limit: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="no new entry for the rest of a UTC day once the equity at a bar's close is "
+        "<= (1 - this) x the equity at the day's first open",
+    )
+    max_notional_per_symbol: float | None = Field(
+        None, gt=0, description="an entry's notional <= this x equity (entries scaled down)"
+    )
+    max_notional_total: float | None = Field(
+        None, gt=0, description="gross notional after an entry <= this x equity (scaled down)"
+    )
 
 
 SELECTION_SHARPES: tuple[float, ...] = (-2.19, -1.98, -1.33, -1.68, 0.07, -0.82, -0.00)

@@ -34,6 +34,8 @@ def test_every_subcommand_is_a_module_sharing_the_argument_module() -> None:
         "signal",
         "dashboard",
         "experiment",
+        "live",
+        "parity",
     }
     assert set(SUBCOMMANDS) == {p.stem for p in CLI.glob("*.py")} - {"__init__", "__main__", "args"}
     for module in CLI.glob("*.py"):
@@ -54,10 +56,11 @@ def test_every_subcommand_is_a_module_sharing_the_argument_module() -> None:
 @pytest.mark.parametrize(
     ("flag", "default", "commands"),
     [
-        ("--output_dir", "output", {"run", "paper", "signal", "dashboard"}),
-        ("--timeframe", "1h", {"run", "data", "paper", "dashboard"}),
-        ("--profile", "demo", {"run", "paper", "dashboard"}),
-        ("--data_dir", None, {"run", "paper", "signal"}),
+        ("--output_dir", "output", {"run", "paper", "signal", "dashboard", "live", "parity"}),
+        # paper/live take timeframe and settings from the model's manifest (live/loader.py)
+        ("--timeframe", "1h", {"run", "data", "dashboard"}),
+        ("--profile", "demo", {"run", "dashboard"}),
+        ("--data_dir", None, {"run", "paper", "signal", "live"}),
     ],
 )
 def test_shared_arguments_have_one_default(flag: str, default, commands: set[str]) -> None:

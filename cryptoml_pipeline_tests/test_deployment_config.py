@@ -7,10 +7,13 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_compose_has_the_four_services_and_a_postgres_healthcheck() -> None:
+def test_compose_has_the_five_services_and_a_postgres_healthcheck() -> None:
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert set(services) == {"postgres", "user_code", "webserver", "daemon"}
+    assert set(services) == {"postgres", "user_code", "webserver", "daemon", "live"}
+    live = services["live"]  # paper fills (no --execute), host loopback only, token required
+    assert "--execute" not in live["command"] and live["ports"] == ["127.0.0.1:8765:8765"]
+    assert "CRYPTOML_LIVE_TOKEN" in live["environment"] and "/health" in str(live["healthcheck"])
     assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
     for name in ("user_code", "webserver", "daemon"):
         assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 
+import dagster as dg
 import jsonschema
 import numpy as np
 import pandas as pd
@@ -107,6 +108,58 @@ def test_stored_partitions_are_read_and_gaps_reported(tmp_path) -> None:
     assert missing["f2"].startswith("feature_importance partition not materialized")
     assert missing["f3"] == "stored value is not an importance table"
     assert missing["f4"].startswith("unreadable:")
+
+
+def test_importance_reaches_the_report_through_the_io_manager(tmp_path) -> None:
+    """``backtest_report`` declares ``feature_importance`` with ``ALLOW_MISSING_PARTITIONS``: the
+    IO manager hands it every fold it can load and, for the others, the exception, which sorts
+    into the same tables and reasons as reading the store directly (no failed input load)."""
+    from cryptoml_pipeline.defs.assets.importance import FEATURE_IMPORTANCE_KEY
+    from cryptoml_pipeline.defs.io_manager import ALLOW_MISSING_PARTITIONS, ArtifactIOManager
+    from cryptoml_pipeline.registry.artifact_store import importance_tables
+
+    keys = ["f1", "f2", "f3", "f4"]
+    folds = dg.StaticPartitionsDefinition(keys)
+    tables = {"f1": _fold_table("f1", {"rsi_14": 0.02}), "f3": pd.DataFrame({"x": [1.0]})}
+
+    @dg.asset(key=FEATURE_IMPORTANCE_KEY, partitions_def=folds)
+    def importance(context) -> pd.DataFrame:
+        return tables[context.partition_key]
+
+    seen: dict[str, object] = {}
+
+    @dg.asset(
+        ins={"imp": dg.AssetIn(FEATURE_IMPORTANCE_KEY, metadata={ALLOW_MISSING_PARTITIONS: True})}
+    )
+    def report(imp: dict) -> dict:
+        seen["found"], seen["missing"] = importance_tables(imp, keys)
+        return {}
+
+    @dg.asset(ins={"imp": dg.AssetIn(FEATURE_IMPORTANCE_KEY)})
+    def strict(imp: dict) -> dict:
+        return {}
+
+    resources = {"io_manager": ArtifactIOManager(base_dir=str(tmp_path))}
+    instance = dg.DagsterInstance.ephemeral()
+    for key in tables:
+        dg.materialize([importance], partition_key=key, resources=resources, instance=instance)
+    (tmp_path / "assets" / "feature_importance" / "f4.parquet").write_bytes(b"not a parquet file")
+    assert dg.materialize(
+        [importance, report], selection=[report.key], resources=resources, instance=instance
+    ).success
+    direct = load_importance_partitions(tmp_path, keys)
+    assert list(seen["found"]) == list(direct[0]) == ["f1"]
+    assert seen["found"]["f1"].equals(direct[0]["f1"])
+    assert seen["missing"] == direct[1] and set(direct[1]) == {"f2", "f3", "f4"}
+    # without the metadata a missing partition still fails the input load
+    failed = dg.materialize(
+        [importance, strict],
+        selection=[strict.key],
+        resources=resources,
+        instance=instance,
+        raise_on_error=False,
+    )
+    assert not failed.success
 
 
 def test_report_json_and_html_carry_the_features_section() -> None:

@@ -18,7 +18,7 @@ from cryptoml_pipeline.modeling.folds import (
 )
 from cryptoml_pipeline.settings import WalkForwardConfig
 
-DEMO = WalkForwardConfig(train_days=180, test_days=90, step_days=90)
+DEMO = WalkForwardConfig(train_days=180, test_days=90, step_days=90, expanding=False)  # rolling
 UTC = "UTC"
 
 
@@ -63,7 +63,9 @@ def test_too_short_window_raises() -> None:
 
 
 def test_key_with_time_and_validation_rounded_to_whole_bars() -> None:
-    cfg = WalkForwardConfig(train_days=10, test_days=3, step_days=3, validation_fraction=0.33)
+    cfg = WalkForwardConfig(
+        train_days=10, test_days=3, step_days=3, validation_fraction=0.33, expanding=False
+    )
     folds = walk_forward_folds("2025-01-01", "2025-02-01 08:00", cfg, timeframe="4h")
     last = folds[-1]
     assert last.key == "2025-01-29T0800"

@@ -28,7 +28,7 @@ def _study(strength: float) -> dict:
         seed=11,
         universe=UNIVERSE,
         signal_strength=strength,
-        history=pd.Timedelta(days=settings.data.loaded_history_days),
+        history=pd.Timedelta(days=settings.data.history_days),  # warm-up (all history: None)
     )
     features = build_features(market.candles, market.funding, settings.features).table
     return study_configuration(

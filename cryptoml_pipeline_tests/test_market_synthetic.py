@@ -123,3 +123,123 @@ def test_history_is_warm_up_before_start() -> None:
     assert len(m.candles) == int((END - START + history) / pd.Timedelta(hours=1))
     with pytest.raises(InputError, match="history"):
         synthetic_market(["BTC/USDT"], "1h", START, END, history=-history)
+
+
+def _aggregate(fine: pd.DataFrame, bar: str) -> pd.DataFrame:
+    from cryptoml_pipeline.timing import timeframe_to_timedelta
+
+    key = fine["timestamp"].dt.floor(timeframe_to_timedelta(bar))
+    return (
+        fine.groupby([fine["symbol"], key.rename("timestamp")], sort=True)
+        .agg(
+            open=("open", "first"),
+            high=("high", "max"),
+            low=("low", "min"),
+            close=("close", "last"),
+            volume=("volume", "sum"),
+        )
+        .reset_index()
+    )
+
+
+def test_finer_timeframes_aggregate_exactly_to_the_hourly_bars(market) -> None:
+    from cryptoml_pipeline.market.synthetic import (
+        synthetic_timeframe_candles,
+        unsupported_timeframes,
+    )
+
+    hourly = market.candles
+    out = synthetic_timeframe_candles(hourly, "1h", ["5m", "15m", "1h", "4h"], seed=7)
+    n = len(hourly)
+    assert [len(out[tf]) for tf in ("5m", "15m", "1h")] == [12 * n, 4 * n, n]
+    pd.testing.assert_frame_equal(out["1h"], hourly)  # the base bars themselves, unchanged
+    for tf, coarse in (("5m", "1h"), ("15m", "1h"), ("5m", "15m"), ("1h", "4h")):
+        fine = out[tf]
+        pd.testing.assert_frame_equal(validate_candles(fine, source="t"), fine)
+        assert (fine["high"] >= fine[["open", "close"]].max(axis=1)).all()
+        assert (fine["low"] <= fine[["open", "close"]].min(axis=1)).all()
+        assert (fine["volume"] > 0).all()
+        agg = _aggregate(fine, coarse)
+        target = out[coarse].reset_index(drop=True)
+        if coarse == "4h":
+            agg = agg.merge(target[["symbol", "timestamp"]], on=["symbol", "timestamp"])
+        assert agg[["symbol", "timestamp"]].equals(target[["symbol", "timestamp"]]), (tf, coarse)
+        for col in ("open", "high", "low", "close"):  # exactly, bit for bit
+            assert (agg[col].to_numpy() == target[col].to_numpy()).all(), (tf, coarse, col)
+        np.testing.assert_allclose(agg["volume"], target["volume"], rtol=1e-12)
+    # contiguous fine paths: each open is the previous close
+    for _, g in out["5m"].groupby("symbol"):
+        assert (g["open"].to_numpy()[1:] == g["close"].to_numpy()[:-1]).all()
+    # realistic: 5m log-return volatility ~ hourly / sqrt(12), not degenerate
+    r5 = np.log(out["5m"]["close"] / out["5m"]["open"]).std()
+    r1 = np.log(hourly["close"] / hourly["open"]).std()
+    assert 0.4 < r5 * np.sqrt(12) / r1 < 1.2
+    # deterministic, and a bar's sub-bars do not depend on the window or the other timeframes
+    cut = START + pd.Timedelta(days=20)
+    late = synthetic_timeframe_candles(hourly[hourly["timestamp"] >= cut], "1h", ["5m"], seed=7)
+    pd.testing.assert_frame_equal(
+        late["5m"], out["5m"][out["5m"]["timestamp"] >= cut].reset_index(drop=True)
+    )
+    other = synthetic_timeframe_candles(hourly, "1h", ["5m"], seed=8)["5m"]
+    assert not np.allclose(other["close"], out["5m"]["close"])
+    assert set(unsupported_timeframes("1h", ["5m", "7m", "2h", "90m", "bad"])) == {
+        "7m",
+        "90m",
+        "bad",
+    }
+    with pytest.raises(InputError, match="7m"):
+        synthetic_timeframe_candles(hourly, "1h", ["7m"])
+
+
+def test_the_lstm_cnn_precondition_holds_on_the_synthetic_market() -> None:
+    """The market resource gives the LSTM-CNN every configured timeframe on the synthetic market:
+    the very hourly candles the run loads and finer bars cut out of them, with valid windows."""
+    from cryptoml_pipeline.defs.resources import MarketDataResource
+    from cryptoml_pipeline.modeling.multiscale import (
+        build_multiscale_dataset,
+        fit_scale_scalers,
+        scale_bar_features,
+    )
+    from cryptoml_pipeline.settings import profile_settings
+
+    settings = profile_settings("demo", symbols=("BTC/USDT", "ETH/USDT"), lookback_days=20)
+    cfg = settings.lstm_cnn
+    market = MarketDataResource(kind="synthetic")
+    traded, _ = market.symbols(settings)
+    have, skipped = market.symbols_with_timeframes(
+        list(traded), list(cfg.timeframes), settings=settings
+    )
+    assert have == list(traded) and skipped == {}
+    start, end = market.window(settings)
+    lo, hi = start + pd.Timedelta(days=2), end - pd.Timedelta(days=2)
+    scales = market.candles_by_timeframe(have, list(cfg.timeframes), lo, hi, settings=settings)
+    assert set(scales) == set(cfg.timeframes)
+    for tf, frame in scales.items():  # only the bars of the requested window
+        assert frame["timestamp"].min() == lo and frame["timestamp"].max() < hi, tf
+    hourly = market.load(settings).candles
+    window = hourly[
+        hourly["symbol"].isin(have) & (hourly["timestamp"] >= lo) & (hourly["timestamp"] < hi)
+    ].reset_index(drop=True)
+    pd.testing.assert_frame_equal(scales["1h"], window)
+    agg = _aggregate(scales["5m"], "1h")
+    for col in ("open", "high", "low", "close"):
+        assert (agg[col].to_numpy() == window[col].to_numpy()).all(), col
+    # every decision hour after the longest warm-up has a causal window on every scale
+    timeframes = {tf: tf for tf in cfg.timeframes}
+    features = {tf: scale_bar_features(scales[tf], tf) for tf in cfg.timeframes}
+    scalers = fit_scale_scalers(features, timeframes, hi)
+    decisions = window[["timestamp", "symbol"]]
+    ds = build_multiscale_dataset(
+        decisions,
+        np.ones(len(decisions), dtype=bool),
+        None,
+        "1h",
+        features,
+        timeframes,
+        scalers,
+        cfg.sequence_length,
+    )
+    assert len(ds) == len(decisions) - len(have) * cfg.sequence_length
+    # without the run's settings the synthetic market cannot say (reason, never an error)
+    none, why = market.symbols_with_timeframes(list(traded), list(cfg.timeframes))
+    assert none == [] and set(why) == set(traded)

@@ -40,7 +40,12 @@ def _reference(profile: str, **data_overrides: object) -> PipelineSettings:
     if profile == "tiny":
         base = PipelineSettings(
             profile="tiny",
-            data=DataConfig(symbols=("BTC/USDT",), universe=("BTC/USDT",), lookback_days=120),
+            data=DataConfig(
+                symbols=("BTC/USDT",),
+                universe=("BTC/USDT",),
+                lookback_days=120,
+                training_history_days=0,
+            ),
             features=FeatureConfig(
                 cross_asset=CrossAssetConfig(correlation_windows=(24, 72, 168)),
                 temporal=TemporalConfig(regime_window=168),
@@ -61,6 +66,7 @@ def _reference(profile: str, **data_overrides: object) -> PipelineSettings:
                 early_stopping_patience=1,
                 t0=1,
                 max_batches_per_epoch=20,
+                row_stride=1,
             ),
             gbm=GbmConfig(n_estimators=50, min_child_samples=50),
             lstm_cnn=LstmCnnConfig(

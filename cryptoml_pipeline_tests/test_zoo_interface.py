@@ -127,9 +127,11 @@ def test_run_model_fits_predicts_and_describes(tmp_path):
 
 
 def test_the_module_builds_one_asset_per_registered_model():
-    keys = {a.key.to_user_string() for a in zoo_assets.ZOO_ASSETS}
-    assert keys == {m.asset_name for m in ZOO.values()} - zoo_assets.OWN_ASSETS
-    assert keys == {
+    keys = {k.to_user_string() for a in zoo_assets.ZOO_ASSETS for k in a.keys}
+    own = zoo_assets.OWN_ASSETS
+    cards = {m.card_asset_name for m in ZOO.values() if m.asset_name not in own}
+    assert keys == ({m.asset_name for m in ZOO.values()} - own) | cards
+    assert keys - cards == {
         "gbm_predictions",
         "lstm_cnn_predictions",
         "ppo_predictions",
@@ -138,16 +140,21 @@ def test_the_module_builds_one_asset_per_registered_model():
     (comparison,) = zoo_assets.COMPARISON_ASSETS
     deps = {k.to_user_string() for k in comparison.dependency_keys}
     assert {m.asset_name for m in ZOO.values()} <= deps
+    assert {m.card_asset_name for m in ZOO.values()} <= deps  # transformer_model_card included
 
 
 def test_a_new_model_is_one_class_plus_one_registry_line(tmp_path):
     zoo = registry(*ZOO.values(), MeanLabelModel())  # the "one line"
     asset = zoo_assets.zoo_asset(zoo["mean_label"], zoo)
-    assert asset.key == dg.AssetKey("mean_label_predictions")
+    assert asset.keys == {
+        dg.AssetKey("mean_label_predictions"),
+        dg.AssetKey("mean_label_model_card"),
+    }
     assert asset.partitions_def is not None  # fold-partitioned
     assert {k.to_user_string() for k in asset.dependency_keys} == set(zoo_assets.BASE_INS)
     comparison = zoo_assets.comparison_asset(zoo)
     assert dg.AssetKey("mean_label_predictions") in comparison.dependency_keys
+    assert dg.AssetKey("mean_label_model_card") in comparison.dependency_keys
 
     features, labels, folds = _tables()
     plan = [fold_to_dict(f) for f in folds]
@@ -180,19 +187,108 @@ def test_a_new_model_is_one_class_plus_one_registry_line(tmp_path):
     FIT_ROWS.clear()
     result = dg.materialize(
         [asset, *upstream],
-        selection=[asset.key],
+        selection=list(asset.keys),
         partition_key=fold.key,
         resources=resources,
         instance=instance,
     )
     assert result.success and FIT_ROWS  # the factory ran the model's own fit
-    preds = result.output_for_node("mean_label_predictions")
+    preds = result.output_for_node("mean_label_predictions", "mean_label_predictions")
     validate_predictions(preds)
     assert len(preds) and preds["timestamp"].min() >= fold.test_start
     assert preds["timestamp"].max() < fold.test_end
-    card = json.loads((tmp_path / "models" / "mean_label" / fold.key / "card.json").read_text())
+    card = result.output_for_node("mean_label_predictions", "mean_label_model_card")
     assert card["status"] == "trained" and card["model"] == "mean_label"
+    # a copy for humans next to the artifact
+    on_disk = json.loads((tmp_path / "models" / "mean_label" / fold.key / "card.json").read_text())
+    assert on_disk == card
     assert card["artifact_sha256"] == file_sha256(Path(card["artifact"]) / "means.json")
+
+
+class RefusingModel(MeanLabelModel):
+    """Never fits: every fold's card states why (the comparison shows it)."""
+
+    name = "refuser"
+    asset_name = "refuser_predictions"
+
+    def fit(self, inputs: FoldInputs, out_dir: Path | None) -> Fitted | Unavailable:
+        return Unavailable("no edge in this test")
+
+
+def test_the_comparison_takes_the_cards_from_the_card_assets(tmp_path):
+    """``model_comparison`` gets each model's cards as the value of ``<model>_model_card``
+    (through the IO manager), never from ``card.json`` files: with the files deleted and a stale
+    one planted in their place, the comparison states the reason the card assets hold."""
+    import shutil
+
+    zoo = registry(RefusingModel())
+    model = zoo["refuser"]
+    asset = zoo_assets.zoo_asset(model, zoo)
+    comparison = zoo_assets.comparison_asset(zoo)
+    features, labels, folds = _tables()
+    plan = [fold_to_dict(f) for f in folds]
+    empty = pd.DataFrame({"timestamp": pd.Series([], dtype="datetime64[ns, UTC]"), "symbol": []})
+
+    @dg.asset
+    def feature_table() -> pd.DataFrame:
+        return features
+
+    @dg.asset
+    def label_table() -> pd.DataFrame:
+        return labels
+
+    @dg.asset
+    def fold_plan() -> list:
+        return plan
+
+    @dg.asset
+    def dataset_info() -> dict:
+        return {"timeframe": "1h", "symbols": ["A", "B"]}
+
+    @dg.asset
+    def ohlcv() -> pd.DataFrame:
+        return empty
+
+    @dg.asset
+    def funding() -> pd.DataFrame:
+        return empty
+
+    out = tmp_path / "output"  # the human-readable copies (card.json)
+    resources = {
+        "pipeline": PipelineResource(profile="tiny", output_dir=str(out)),
+        "io_manager": ArtifactIOManager(base_dir=str(tmp_path / "store")),
+    }
+    upstream = [feature_table, label_table, fold_plan, dataset_info, run_settings, ohlcv, funding]
+    instance = dg.DagsterInstance.ephemeral()
+    assert dg.materialize(upstream, resources=resources, instance=instance).success
+    instance.add_dynamic_partitions(FOLDS, [f.key for f in folds])
+    for fold in folds:
+        result = dg.materialize(
+            [asset, *upstream],
+            selection=list(asset.keys),
+            partition_key=fold.key,
+            resources=resources,
+            instance=instance,
+        )
+        assert result.success
+        card = result.output_for_node(model.asset_name, model.card_asset_name)
+        assert card["reason"] == "no edge in this test"
+    assert (out / "models" / "refuser" / folds[0].key / "card.json").is_file()
+    shutil.rmtree(out / "models")  # the copies go; a stale one says something else
+    stale = out / "models" / "refuser" / folds[0].key / "card.json"
+    stale.parent.mkdir(parents=True)
+    stale.write_text(json.dumps({"status": "unavailable", "reason": "stale file"}))
+
+    result = dg.materialize(
+        [comparison, asset, *upstream],
+        selection=[comparison.key],
+        resources=resources,
+        instance=instance,
+    )
+    assert result.success
+    value = result.output_for_node("model_comparison")
+    refuser = value["models"]["refuser"]
+    assert refuser["available"] is False and refuser["reasons"] == ["no edge in this test"]
 
 
 # --- the serving half: the deployable models (strategy.model) ---------------------------------

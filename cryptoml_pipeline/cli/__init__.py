@@ -13,7 +13,16 @@ import argparse
 import logging
 import sys
 
-from cryptoml_pipeline.cli import dashboard, data, experiment, live, paper, run, signal
+from cryptoml_pipeline.cli import (
+    dashboard,
+    data,
+    experiment,
+    live,
+    paper,
+    parity,
+    run,
+    signal,
+)
 from cryptoml_pipeline.cli.args import EXIT_BAD_INPUT, OneLineParser
 from cryptoml_pipeline.errors import DataValidationError, InputError
 
@@ -25,7 +34,7 @@ SUBCOMMANDS = {
     "signal": (signal.add_parser, signal.cmd_signal),
     "experiment": (experiment.add_parser, experiment.cmd_experiment),
     "live": (live.add_parser, live.cmd_live),
-    "parity": (None, live.cmd_parity),  # its parser is added by live.add_parser
+    "parity": (parity.add_parser, parity.cmd_parity),
 }
 
 
@@ -33,8 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="cryptoml", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     for add_parser, _ in SUBCOMMANDS.values():
-        if add_parser is not None:
-            add_parser(sub)
+        add_parser(sub)
     return parser
 
 

@@ -1,12 +1,10 @@
-"""``cryptoml live``: the live service (paper fills by default) with its HTTP API, and
-``cryptoml parity``: a paper / live account replayed through the backtest (see docs/live.md)."""
+"""``cryptoml live``: the live service (paper fills by default) with its HTTP API (see
+docs/live.md)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import signal
-import sys
 from pathlib import Path
 
 from cryptoml_pipeline.cli.args import add_data_dir, add_output_dir, parse_symbols
@@ -35,10 +33,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--symbols", help="trade only these of the model's traded symbols")
     add_data_dir(p)
     add_output_dir(p, help="where the model is deployed and the database lives")
-
-    q = sub.add_parser("parity", help="replay a paper/live account's bars through the backtest")
-    q.add_argument("--run-name", required=True)
-    add_output_dir(q, help="the output directory holding the account's database")
 
 
 def cmd_live(args: argparse.Namespace) -> int:
@@ -91,12 +85,3 @@ def cmd_live(args: argparse.Namespace) -> int:
     finally:
         api.stop()
     return code
-
-
-def cmd_parity(args: argparse.Namespace) -> int:
-    from cryptoml_pipeline.live.parity import parity
-
-    result, equal = parity(Path(args.output_dir), args.run_name)
-    print(json.dumps(result, allow_nan=False))
-    print(f"[parity] {args.run_name}: {'EQUAL' if equal else 'NOT EQUAL'}", file=sys.stderr)
-    return 0 if equal else 1

@@ -21,7 +21,9 @@ from cryptoml_pipeline.dashboard.run_artifacts import (
     run_report,
     walk_forward_frame,
 )
+from cryptoml_pipeline.errors import InputError
 from cryptoml_pipeline.evaluation.metrics import accuracy_windows
+from cryptoml_pipeline.live.loader import resolve_served
 from cryptoml_pipeline.live.paper import orders_frame, run_state
 from cryptoml_pipeline.modeling.importance import summarise_importance
 from cryptoml_pipeline.modeling.persistence import to_jsonable
@@ -112,8 +114,13 @@ class DashboardData:
         self.output_dir = Path(output_dir) if output_dir is not None else default_output_dir(engine)
 
     def _version(self) -> str | None:
-        deployed = self.registry.deployed()
-        return deployed.version if deployed else None
+        """The served model's version, resolved by the one loader (``live/loader.py``) that
+        `cryptoml signal`, `paper`, `live` and the nightly signal asset use: the serving copy
+        under ``output_dir``, else the registry's deployed version."""
+        try:
+            return resolve_served(self.output_dir, registry=self.registry).version
+        except InputError:  # nothing deployed
+            return None
 
     def _source(self) -> PredictionSource:
         """The tracker's live records when there are any, else the run's walk-forward

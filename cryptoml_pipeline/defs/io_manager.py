@@ -1,8 +1,12 @@
 """Project IO manager: stores asset values with :mod:`cryptoml_pipeline.registry.artifact_store`
 (parquet, JSON or weights + JSON — never pickled) under ``<base_dir>/assets/<asset
 key>[/<partition key>]``. A non-partitioned asset that depends on a partitioned one receives
-``{partition_key: value}``. A pydantic model (``run_settings``: the run's ``PipelineSettings``)
-is stored as its JSON dump and validated back into the model class it was declared as.
+``{partition_key: value}``; one declared with ``dg.AssetIn(...,
+metadata={ALLOW_MISSING_PARTITIONS: True})`` loads every partition it can and gets, for one that
+cannot be loaded, the exception its load raised (``FileNotFoundError``: not materialized) as the
+value, instead of failing the input load. A pydantic model (``run_settings``: the run's
+``PipelineSettings``) is stored as its JSON dump and validated back into the model class it was
+declared as.
 """
 
 from pathlib import Path
@@ -11,9 +15,11 @@ from typing import Any
 import dagster as dg
 from pydantic import BaseModel
 
-from cryptoml_pipeline.registry.artifact_store import read_value, write_value
+from cryptoml_pipeline.registry.artifact_store import read_partitions, read_value, write_value
 
-__all__ = ["ArtifactIOManager", "read_value", "write_value"]
+__all__ = ["ALLOW_MISSING_PARTITIONS", "ArtifactIOManager", "read_value", "write_value"]
+# input metadata: a missing/unreadable upstream partition arrives as its exception, not a failure
+ALLOW_MISSING_PARTITIONS = "allow_missing_partitions"
 
 
 class ArtifactIOManager(dg.ConfigurableIOManager):
@@ -42,6 +48,8 @@ class ArtifactIOManager(dg.ConfigurableIOManager):
         if context.has_partition_key and len(keys) == 1:
             # partitioned -> same-partitioned dependency (fold_model[k] -> fold_predictions[k])
             return read_value(self._stem(key, keys[0]))
+        if (context.definition_metadata or {}).get(ALLOW_MISSING_PARTITIONS):
+            return read_partitions({k: self._stem(key, k) for k in keys})
         return {k: read_value(self._stem(key, k)) for k in keys}
 
 

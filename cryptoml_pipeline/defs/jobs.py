@@ -21,8 +21,16 @@ prepare_job = dg.define_asset_job(
     description="Ingest, validate, build features and labels, plan walk-forward folds",
 )
 # every fold-scoped model of the zoo's registry trains in the fold run (a new model joins it
-# by being registered in modeling/models/__init__.py)
-FOLD_MODEL_ASSETS = [m.asset_name for m in ZOO.values() if m.scope == "fold"]
+# by being registered in modeling/models/__init__.py); its asset emits predictions and card
+FOLD_MODEL_ASSETS = [
+    name for m in ZOO.values() if m.scope == "fold" for name in (m.asset_name, m.card_asset_name)
+]
+ALL_FOLD_MODEL_ASSETS = [
+    name
+    for m in ZOO.values()
+    if m.scope == "all_folds"
+    for name in (m.asset_name, m.card_asset_name)
+]
 train_folds_job = dg.define_asset_job(
     "train_folds_job",
     selection=dg.AssetSelection.assets(
@@ -40,7 +48,7 @@ evaluate_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(
         "oos_predictions",
         "backtest",
-        "ensemble_predictions",
+        *ALL_FOLD_MODEL_ASSETS,  # the stacking ensemble's predictions and cards
         "model_comparison",
         "candidate_model",
         "deployed_model",

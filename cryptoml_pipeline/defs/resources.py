@@ -21,7 +21,11 @@ from cryptoml_pipeline.market import (
 )
 from cryptoml_pipeline.market.layout import perpetual_symbol
 from cryptoml_pipeline.market.source import resolve_symbols, universe_in_window
-from cryptoml_pipeline.market.synthetic import DEFAULT_SIGNAL_STRENGTH
+from cryptoml_pipeline.market.synthetic import (
+    DEFAULT_SIGNAL_STRENGTH,
+    synthetic_timeframe_candles,
+    unsupported_timeframes,
+)
 from cryptoml_pipeline.monitoring.tracker import ModelPerformanceTracker
 from cryptoml_pipeline.registry.db import DB_URL_ENV, make_engine, redacted, sqlite_url, upgrade
 from cryptoml_pipeline.registry.model_registry import ModelRegistry
@@ -31,7 +35,7 @@ from cryptoml_pipeline.settings import (
     apply_overrides,
     profile_settings,
 )
-from cryptoml_pipeline.timing import to_utc
+from cryptoml_pipeline.timing import timeframe_to_timedelta, to_utc
 
 log = logging.getLogger(__name__)
 
@@ -188,11 +192,24 @@ class MarketDataResource(dg.ConfigurableResource):
         )
 
     def symbols_with_timeframes(
-        self, symbols: list[str], timeframes: list[str]
+        self,
+        symbols: list[str],
+        timeframes: list[str],
+        settings: PipelineSettings | None = None,
     ) -> tuple[list[str], dict[str, str]]:
-        """``(symbols whose every timeframe is stored, {skipped symbol: reason})``."""
-        if self.kind == "synthetic" or not self.data_dir:
-            return [], dict.fromkeys(symbols, "the synthetic market has no finer timeframes")
+        """``(symbols whose every timeframe is stored, {skipped symbol: reason})``. The synthetic
+        market derives every divisor / multiple of the run's timeframe (``settings``) from its
+        candles (:func:`~cryptoml_pipeline.market.synthetic.synthetic_timeframe_candles`)."""
+        if self.kind == "synthetic":
+            if settings is None:
+                reason = "the synthetic market derives other timeframes from the run's settings"
+                return [], dict.fromkeys(symbols, reason)
+            bad = unsupported_timeframes(settings.data.timeframe, timeframes)
+            if bad:
+                return [], dict.fromkeys(symbols, "; ".join(bad.values()))
+            return list(symbols), {}
+        if not self.data_dir:
+            return [], dict.fromkeys(symbols, "no data directory for the finer timeframes")
         store = self._store()
         have, skipped = [], {}
         for s in symbols:
@@ -209,10 +226,19 @@ class MarketDataResource(dg.ConfigurableResource):
         timeframes: list[str],
         start: pd.Timestamp,
         end: pd.Timestamp,
+        settings: PipelineSettings | None = None,
     ) -> dict[str, pd.DataFrame]:
         """Stored candles per timeframe for ``[start, end)`` (the multi-scale model's inputs);
-        a timeframe missing for any symbol is left out. Synthetic markets have none."""
-        if self.kind == "synthetic" or not self.data_dir:
+        a timeframe missing for any symbol is left out. The synthetic market cuts them out of
+        (or groups) the run's candles (``settings``: the run's, so that they are the very
+        candles :meth:`load` gives), only for the base bars of ``[start, end)``."""
+        if self.kind == "synthetic":
+            return (
+                {}
+                if settings is None
+                else self._synthetic_timeframes(symbols, timeframes, start, end, settings)
+            )
+        if not self.data_dir:
             return {}
         store = self._store()
         out = {}
@@ -223,6 +249,35 @@ class MarketDataResource(dg.ConfigurableResource):
             frame = pd.concat(parts, ignore_index=True)
             if not frame.empty:
                 out[tf] = frame
+        return out
+
+    def _synthetic_timeframes(
+        self,
+        symbols: list[str],
+        timeframes: list[str],
+        start: pd.Timestamp,
+        end: pd.Timestamp,
+        settings: PipelineSettings,
+    ) -> dict[str, pd.DataFrame]:
+        base = settings.data.timeframe
+        if unsupported_timeframes(base, timeframes):
+            return {}
+        start, end = to_utc(start), to_utc(end)
+        candles = self.load(settings).candles
+        stamps = candles["timestamp"]
+        keep = (
+            candles["symbol"].isin(list(symbols))
+            & (stamps >= start.floor(timeframe_to_timedelta(base)))
+            & (stamps < end)
+        )
+        derived = synthetic_timeframe_candles(
+            candles.loc[keep], base, timeframes, seed=self.synthetic_seed
+        )
+        out = {}
+        for tf, frame in derived.items():
+            frame = frame[(frame["timestamp"] >= start) & (frame["timestamp"] < end)]
+            if not frame.empty:
+                out[tf] = frame.reset_index(drop=True)
         return out
 
     def open_interest(

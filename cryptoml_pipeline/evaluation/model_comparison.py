@@ -128,6 +128,43 @@ def deflate(daily: pd.Series, trials: dict[str, Any]) -> dict[str, Any]:
     return deflated_sharpe_from_trials(daily.to_numpy(np.float64), per_day, trials["n_trials"])
 
 
+def training_folds(cards: list[dict[str, Any]], folds: list[Fold]) -> dict[str, Any]:
+    """Which of the plan's folds a model trained on, and on what window (from its cards):
+    ``folds`` (per fold: status, training window, training rows, reason) and ``summary``, e.g.
+    "22/22 folds, expanding from 2019-01-16" or "22/22 folds, rolling 180 d"."""
+    keys = {f.key for f in folds}
+    rows = []
+    for card in cards:
+        fold = card.get("fold") or {}
+        if fold.get("key") not in keys:
+            continue  # another run's card (a stale fold) or a model without folds
+        rows.append(
+            {
+                "fold": fold["key"],
+                "status": card.get("status"),
+                "train_start": fold.get("train_start"),
+                "train_end": fold.get("test_start"),
+                "n_train_samples": card.get("n_train_samples"),
+                "reason": card.get("reason"),
+            }
+        )
+    rows.sort(key=lambda r: r["fold"])
+    trained = [r for r in rows if r["status"] == "trained" and r["train_start"]]
+    summary = f"{len(trained)}/{len(folds)} folds"
+    if trained:
+        starts = {r["train_start"] for r in trained}
+        spans = [
+            (pd.Timestamp(r["train_end"]) - pd.Timestamp(r["train_start"])).days for r in trained
+        ]
+        if len(starts) == 1 and len(trained) > 1:
+            summary += f", expanding from {min(starts)[:10]}"
+        elif max(spans) - min(spans) <= 1:
+            summary += f", rolling {spans[0]} d"
+        else:
+            summary += f", windows of {min(spans)}-{max(spans)} d"
+    return {"summary": summary, "folds": rows}
+
+
 def compare_models(
     predictions: dict[str, pd.DataFrame],
     cards: dict[str, list[dict[str, Any]]],
@@ -159,9 +196,10 @@ def compare_models(
     per_fold: list[dict[str, Any]] = []
     models: dict[str, Any] = {}
     for name, preds in predictions.items():
+        training = training_folds(cards.get(name, []), folds)
         if preds.empty:
             reasons = sorted({c.get("reason") for c in cards.get(name, []) if c.get("reason")})
-            models[name] = {"available": False, "reasons": reasons}
+            models[name] = {"available": False, "reasons": reasons, "training": training}
             continue
         covered = []
         for fold in folds:
@@ -176,6 +214,7 @@ def compare_models(
         models[name] = {
             "available": True,
             "folds": [f.key for f in covered],
+            "training": training,  # the folds it trained on, and their training windows
             "span": [start.isoformat(), end.isoformat()],
             "metrics": classification_metrics(preds),
             "strategy": strategy_kpis(
@@ -268,9 +307,9 @@ def ensemble_lift(
 def comparison_markdown(comparison: dict[str, Any]) -> str:
     """A compact forecast-first table (asset metadata, README)."""
     lines = [
-        "| model | folds | rank IC | rank-IC t | IC | hit rate | net Sharpe | Sharpe by year "
-        "| break-even fee | trades | DSR | accuracy |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | folds | trained on | rank IC | rank-IC t | IC | hit rate | net Sharpe "
+        "| Sharpe by year | break-even fee | trades | DSR | accuracy |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def f(v: Any, pct: bool = False, digits: int = 3) -> str:
@@ -280,7 +319,8 @@ def comparison_markdown(comparison: dict[str, Any]) -> str:
 
     for name, m in comparison["models"].items():
         if not m["available"]:
-            lines.append(f"| {name} | - | unavailable: {'; '.join(m['reasons'])[:120]} |||||||||| ")
+            why = "; ".join(m["reasons"])[:120]
+            lines.append(f"| {name} | - | unavailable: {why} ||||||||||| ")
             continue
         met, st = m["metrics"], m["strategy"]
         fc = st.get("forecast") or {}
@@ -290,6 +330,7 @@ def comparison_markdown(comparison: dict[str, Any]) -> str:
         cells = [
             name,
             str(len(m["folds"])),
+            (m.get("training") or {}).get("summary", "n/a"),
             f(fc.get("rank_ic")),
             f(fc.get("rank_ic_t"), digits=2),
             f(fc.get("ic")),

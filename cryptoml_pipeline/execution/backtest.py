@@ -184,6 +184,18 @@ class BacktestResult:
     bars_in_market: int | None = None  # bars closed with at least one open position
     fills: Fills | None = None  # the round trips as a replay repeats them (kernel runs only)
     slippage_paid: float | None = None  # currency, >= 0 (kernel runs only)
+    # what the guards did (simulations only; keys GUARD_COUNTS, all 0 with the guards off)
+    guard_counts: dict[str, int] | None = None
+
+
+# BacktestResult.guard_counts: the kernel's account slot of each count (see the module docstring)
+GUARD_COUNTS: dict[str, int] = {
+    "daily_loss_limit_days": K.A_LOSS_DAYS,  # UTC days on which the loss limit tripped
+    "daily_loss_limit_bars": K.A_LOSS_BARS,  # bars that opened with entries blocked
+    "daily_loss_limit_entries": K.A_LOSS_ENTRIES,  # entry decisions refused
+    "max_notional_per_symbol_entries": K.A_SYM_CAPPED,  # entries the cap scaled down / skipped
+    "max_notional_total_entries": K.A_TOTAL_CAPPED,  # entries the cap scaled down / skipped
+}
 
 
 def settlements_by_bar(
@@ -323,6 +335,12 @@ def kernel_params(
     f[K.F_EDGE_MULT] = nan if edge is None else edge
     f[K.F_FIXED_QTY] = nan if fixed_quantity is None else fixed_quantity
     f[K.F_EQUITY] = costs.initial_equity
+    for slot, value in (
+        (K.F_LOSS_LIMIT, risk.daily_loss_limit),
+        (K.F_MAX_SYM_NOTIONAL, risk.max_notional_per_symbol),
+        (K.F_MAX_TOTAL_NOTIONAL, risk.max_notional_total),
+    ):
+        f[slot] = nan if value is None else value
     i = np.array([min_hold_bars, 1 if costs.order_type == "maker" else 0], dtype=np.int64)
     return i, f
 
@@ -345,6 +363,8 @@ def run_aligned(
     if exp_ret is None:
         exp_ret = np.full((len(grid.symbols), 1), np.nan)
     max_trades = int(np.count_nonzero(aligned["signal"])) + len(grid.symbols) + 1
+    # the UTC day of each bar, for the daily loss limit only
+    day = None if risk.daily_loss_limit is None else grid.timestamps.asi8 // K.NS_PER_DAY
     equity, exposure, trades, n_tr, totals, error = K.run_kernel(
         grid.open,
         grid.high,
@@ -364,6 +384,7 @@ def run_aligned(
         iparams,
         fparams,
         max_trades,
+        day,
     )
     _check_funding(error, grid, times, "a position")
     records = trades[:, :n_tr].T  # [n, N_TRADE_COLS], each field contiguous (no copy)
@@ -371,14 +392,15 @@ def run_aligned(
     return BacktestResult(
         equity=pd.Series(equity, index=index, name="equity"),
         trades=trades_frame(records, grid),
-        fees_paid=float(totals[0]),
-        funding_paid=float(totals[1]),
+        fees_paid=float(totals[K.A_FEES]),
+        funding_paid=float(totals[K.A_FUNDING]),
         initial_equity=float(costs.initial_equity),
         exposure=pd.Series(exposure, index=index, name="exposure"),
-        traded_notional=float(totals[2]),
-        bars_in_market=int(totals[3]),
+        traded_notional=float(totals[K.A_NOTIONAL]),
+        bars_in_market=int(totals[K.A_IN_MARKET]),
         fills=fills_from_records(records),
         slippage_paid=slippage_of_records(records),
+        guard_counts={name: int(totals[slot]) for name, slot in GUARD_COUNTS.items()},
     )
 
 

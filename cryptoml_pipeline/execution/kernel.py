@@ -74,8 +74,12 @@ I_MIN_HOLD, I_MAKER = 0, 1
     F_EDGE_MULT,
     F_FIXED_QTY,
     F_EQUITY,
-) = range(15)
-N_FLOAT_PARAMS = 15
+    F_LOSS_LIMIT,
+    F_MAX_SYM_NOTIONAL,
+    F_MAX_TOTAL_NOTIONAL,
+) = range(18)
+N_FLOAT_PARAMS = 18
+# the guards (NaN = off): the daily loss limit and the notional caps, fractions of equity
 # trade record fields; the first nine are the float columns of the trades frame in its order
 # (``records[:T_SYM]`` is that frame's float block as it is, see ``backtest.trades_frame``)
 (
@@ -119,10 +123,19 @@ N_TRADE_COLS = 18
 ) = range(12)
 N_POS_FIELDS = 12
 # account slots of ``acct``: the run's totals (fees paid, funding paid, traded notional, bars
-# closed with a position; the kernel returns these four), the cash, and the slippage paid
-# (counted by the replay; a simulation derives it from its records)
+# closed with a position), the cash, and the slippage paid (counted by the replay; a simulation
+# derives it from its records); then the daily loss limit's state (the current UTC day, NaN
+# before the first bar; the equity marked at its first open; 1.0 once the limit tripped that
+# day) and the guards' counts: days the loss limit tripped, bars whose open it blocked, entry
+# decisions it refused, entries the per-symbol / the total notional cap scaled down (or skipped)
 A_FEES, A_FUNDING, A_NOTIONAL, A_IN_MARKET, A_CASH, A_SLIPPAGE = range(6)
-N_TOTALS, N_ACCT = 4, 6
+A_DAY, A_DAY_EQUITY, A_HALTED = 6, 7, 8
+A_LOSS_DAYS, A_LOSS_BARS, A_LOSS_ENTRIES, A_SYM_CAPPED, A_TOTAL_CAPPED = range(9, 14)
+N_TOTALS, N_ACCT = 4, 14
+# which notional cap bound an entry's size (:func:`sized_entry`)
+CAP_NONE, CAP_SYMBOL, CAP_TOTAL = 0, 1, 2
+# nanoseconds in a UTC day: a bar's day is ``timestamp_ns // NS_PER_DAY``
+NS_PER_DAY = 86_400_000_000_000
 # exit phase of a fill inside its bar (trade records, replay): at the open, intrabar, at the close
 AT_OPEN, INTRABAR, AT_CLOSE = 0, 1, 2
 # error codes: a held position met a settlement without a rate; a replayed trade entered on a
@@ -167,29 +180,59 @@ def risk_amount(equity, sig, conf, vol, base_risk, vol_ref, max_risk):
 
 
 @_jit_inline
-def size_entry(equity, sig, conf, vol, stop_dist, open_risk, gross, fparams):
-    """``(risk amount, notional)`` of a new entry; ``(0.0, 0.0)`` when it is skipped.
+def sized_entry(equity, sig, conf, vol, stop_dist, open_risk, gross, fparams):
+    """``(risk amount, notional, cap)`` of a new entry; ``(0.0, 0.0, cap)`` when it is skipped.
 
     Risk = :func:`risk_amount`; notional = risk / ``stop_dist`` (a fraction of the entry
-    price); both are scaled down together so that open risk stays <= ``portfolio_heat * equity``
-    and gross notional <= ``max_leverage * equity`` (``open_risk``/``gross``: what is already
-    open). Skipped on NaN volatility or confidence, equity <= 0, a stop distance outside (0, 1),
-    or a notional that scales to <= :data:`MIN_NOTIONAL_FRACTION` of equity.
+    price); both are scaled down together (one factor) so that open risk stays <=
+    ``portfolio_heat * equity``, gross notional <= ``max_leverage * equity`` and, where the
+    guards are set, the entry's notional <= ``max_notional_per_symbol * equity`` (an entry is
+    made on a flat symbol only: its notional is the symbol's) and gross notional <=
+    ``max_notional_total * equity`` (``open_risk``/``gross``: what is already open). Skipped on
+    NaN volatility or confidence, equity <= 0, a stop distance outside (0, 1), or a notional
+    that scales to <= :data:`MIN_NOTIONAL_FRACTION` of equity. ``cap``: :data:`CAP_SYMBOL` /
+    :data:`CAP_TOTAL` where that notional cap lowered the factor below every other limit's
+    (the later one where both did), else :data:`CAP_NONE`.
     """
     if not (equity > 0.0 and stop_dist > 0.0 and stop_dist < 1.0) or vol != vol or conf != conf:
-        return 0.0, 0.0
+        return 0.0, 0.0, CAP_NONE
     amount = risk_amount(
         equity, sig, conf, vol, fparams[F_BASE_RISK], fparams[F_VOL_REF], fparams[F_MAX_RISK]
     )
     if not amount > 0.0:
-        return 0.0, 0.0
+        return 0.0, 0.0, CAP_NONE
     notional = amount / stop_dist
     heat_ok = max(0.0, min(amount, fparams[F_HEAT] * equity - open_risk))
     lev_ok = max(0.0, min(notional, fparams[F_MAX_LEV] * equity - gross))
     scale = min(1.0, heat_ok / amount, lev_ok / notional)
+    cap = CAP_NONE
+    cap_sym, cap_total = fparams[F_MAX_SYM_NOTIONAL], fparams[F_MAX_TOTAL_NOTIONAL]
+    if cap_sym == cap_sym:  # NaN = off
+        sym_ok = max(0.0, min(notional, cap_sym * equity))
+        if sym_ok / notional < scale:
+            scale, cap = sym_ok / notional, CAP_SYMBOL
+    if cap_total == cap_total:
+        total_ok = max(0.0, min(notional, cap_total * equity - gross))
+        if total_ok / notional < scale:
+            scale, cap = total_ok / notional, CAP_TOTAL
     if notional * scale <= MIN_NOTIONAL_FRACTION * equity:
-        return 0.0, 0.0
-    return amount * scale, notional * scale
+        return 0.0, 0.0, cap
+    return amount * scale, notional * scale, cap
+
+
+@_jit_inline
+def size_entry(equity, sig, conf, vol, stop_dist, open_risk, gross, fparams):
+    """``(risk amount, notional)`` of a new entry; ``(0.0, 0.0)`` when it is skipped: the
+    sizer :func:`sized_entry` (every limit, the notional caps included)."""
+    amount, notional, _ = sized_entry(equity, sig, conf, vol, stop_dist, open_risk, gross, fparams)
+    return amount, notional
+
+
+@_jit_inline
+def loss_limit_hit(day_equity, equity, limit):
+    """The daily loss limit trips: ``equity`` (marked at a close) <= ``(1 - limit) *
+    day_equity`` (the equity marked at the day's first open); never where ``limit`` is NaN."""
+    return limit == limit and equity <= (1.0 - limit) * day_equity
 
 
 # --- the ledger -----------------------------------------------------------------------------
@@ -216,6 +259,7 @@ def new_book(n_sym: int, cash: float) -> tuple[np.ndarray, np.ndarray]:
     pos[P_TP] = np.nan
     acct = np.zeros(N_ACCT)
     acct[A_CASH] = cash
+    acct[A_DAY] = np.nan
     return pos, acct
 
 
@@ -424,8 +468,9 @@ def _exits_at_open(i, grid, dec, book, n_tr, iparams, fparams):
 
 @_jit_inline
 def _entry_size(i, s, px, eq_now, risk_now, gross_now, dec, fparams):
-    """``(taken, quantity, risk amount, stop distance)`` of an entry filling at ``px``.
-    Fixed-quantity mode (``F_FIXED_QTY`` set: oracles, benchmarks) takes no limits."""
+    """``(taken, quantity, risk amount, stop distance, cap)`` of an entry filling at ``px``
+    (``cap``: :func:`sized_entry`'s). Fixed-quantity mode (``F_FIXED_QTY`` set: oracles,
+    benchmarks) takes no sizing limits (heat, leverage, notional caps)."""
     sig, conf, vol, atr, _, _ = dec
     stop_dist = fparams[F_ATR_MULT] * atr[s, i]
     fixed_qty = fparams[F_FIXED_QTY]
@@ -433,23 +478,25 @@ def _entry_size(i, s, px, eq_now, risk_now, gross_now, dec, fparams):
         amount = fixed_qty * px * stop_dist if stop_dist == stop_dist else 0.0
         if not (stop_dist > 0.0 and stop_dist < 1.0):
             stop_dist = np.nan
-        return True, fixed_qty, amount, stop_dist
-    amount, notional = size_entry(
+        return True, fixed_qty, amount, stop_dist, CAP_NONE
+    amount, notional, cap = sized_entry(
         eq_now, sig[s, i], conf[s, i], vol[s, i], stop_dist, risk_now, gross_now, fparams
     )
-    return notional != 0.0, notional / px, amount, stop_dist
+    return notional != 0.0, notional / px, amount, stop_dist, cap
 
 
 @_jit_inline
 def _entries(i, grid, dec, book, iparams, fparams):
     """Step 2, entries: flat symbols with an active decision, in symbol order, sized on the
-    equity marked at this open (after its exits) and on the risk and notional open by then."""
+    equity marked at this open (after its exits) and on the risk and notional open by then;
+    none while the daily loss limit has tripped today (each refused decision is counted)."""
     open_, high, low, _, has_bar, _ = grid
     atr, slip = dec[3], dec[5]
     pos, acct, _, prices, ordinal = book
     maker = iparams[I_MAKER] != 0
     entry_fee = fparams[F_MAKER] if maker else fparams[F_TAKER]
     tp_mult = fparams[F_TP_MULT]
+    halted = acct[A_HALTED] != 0.0
     sized = False
     eq_now = risk_now = gross_now = 0.0
     for s in range(pos.shape[1]):
@@ -457,6 +504,9 @@ def _entries(i, grid, dec, book, iparams, fparams):
             continue
         d = _direction(i, s, dec, iparams, fparams)
         if d == 0:
+            continue
+        if halted:
+            acct[A_LOSS_ENTRIES] += 1.0
             continue
         if not sized:  # what every entry of this open is sized on, before the first one
             eq_now = mark(acct[A_CASH], pos, prices)
@@ -471,9 +521,13 @@ def _entries(i, grid, dec, book, iparams, fparams):
             px = o
         else:
             px = fill_price(o, d, cell(slip, s, i))
-        taken, q, amount, stop_dist = _entry_size(
+        taken, q, amount, stop_dist, cap = _entry_size(
             i, s, px, eq_now, risk_now, gross_now, dec, fparams
         )
+        if cap == CAP_SYMBOL:
+            acct[A_SYM_CAPPED] += 1.0
+        elif cap == CAP_TOTAL:
+            acct[A_TOTAL_CAPPED] += 1.0
         if not taken:
             continue
         open_position(pos, acct, s, d, q, px, o, entry_fee, i, eq_now, amount)
@@ -583,15 +637,42 @@ def _mark_bar(i, book, out):
     return g
 
 
+@_jit_inline
+def _day_open(i, day, book):
+    """The daily loss limit at a bar's open (after :func:`_at_open`): the first bar of a UTC day
+    (``day[i]``) starts it (the equity marked at this open, before its settlements and fills;
+    the limit untripped); a bar opening with the limit tripped counts as blocked."""
+    pos, acct, _, prices, _ = book
+    today = float(day[i])
+    if today != acct[A_DAY]:
+        acct[A_DAY] = today
+        acct[A_DAY_EQUITY] = mark(acct[A_CASH], pos, prices)
+        acct[A_HALTED] = 0.0
+    elif acct[A_HALTED] != 0.0:
+        acct[A_LOSS_BARS] += 1.0
+
+
+@_jit_inline
+def _day_close(i, book, out, limit):
+    """The daily loss limit at a bar's close (after :func:`_mark_bar`): trips (for the rest of
+    the day) where the equity marked at this close is :func:`loss_limit_hit`."""
+    acct = book[1]
+    if acct[A_HALTED] == 0.0 and loss_limit_hit(acct[A_DAY_EQUITY], out[0][i], limit):
+        acct[A_HALTED] = 1.0
+        acct[A_LOSS_DAYS] += 1.0
+
+
 @_jit_loop
-def _simulate(grid, dec, fund, book, out, iparams, fparams, state):
+def _simulate(grid, dec, fund, book, out, iparams, fparams, state, day):
     """The bar loop of :func:`run_kernel`. ``state`` = (first bar, next settlement at an open,
     next settlement inside a bar, trade records written, settlements at an open): where it
     starts and, on return, where it stopped. It stops before a bar when the records might not
     hold that bar's closes (at most two per symbol: one at the open, one after a new entry);
     ``state[0]`` is then that bar (the caller gives more room and calls again), else the bar
-    count."""
+    count. ``day``: the UTC day of each bar (read only where the daily loss limit is set)."""
     acct, records, error = book[1], book[2], out[2]
+    loss_limit = fparams[F_LOSS_LIMIT]
+    guard_day = loss_limit == loss_limit
     k_open, k_inside, n_tr, n_open = state[1], state[2], state[3], state[4]
     n_settle, n_sym, n_bars = fund[0].shape[0], grid[0].shape[0], grid[0].shape[1]
     i = state[0]
@@ -599,6 +680,8 @@ def _simulate(grid, dec, fund, book, out, iparams, fparams, state):
         if n_tr + 2 * n_sym > records.shape[1]:
             break
         _at_open(i, grid, book)
+        if guard_day:
+            _day_open(i, day, book)
         # 1. settlements at this open instant, on positions carried into the bar
         k_open = _settle_bar(i, k_open, n_open, fund, book, error)
         if k_open < 0:
@@ -615,6 +698,8 @@ def _simulate(grid, dec, fund, book, out, iparams, fparams, state):
         n_tr = _liquidate(i, grid, dec, book, n_tr, fparams)
         n_tr = _at_close(i, grid, dec, book, n_tr, fparams)
         _mark_bar(i, book, out)
+        if guard_day:
+            _day_close(i, book, out, loss_limit)
         if _any_open(book[0]):
             acct[A_IN_MARKET] += 1.0
         i += 1
@@ -643,8 +728,9 @@ def run_kernel(
     iparams: np.ndarray,
     fparams: np.ndarray,
     max_trades: int,
+    day: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray, np.ndarray]:
-    """Run the bar loop. Returns (equity, exposure, trades[18, room], n_trades, totals[4],
+    """Run the bar loop. Returns (equity, exposure, trades[18, room], n_trades, totals,
     error); ``max_trades`` is an upper bound of the trades (it caps the first room).
 
     Trade records also carry the raw (pre-slippage) entry and exit prices, the exit's phase in
@@ -654,10 +740,19 @@ def run_kernel(
     ``settle_bar``: the bar of each funding settlement, the ``n_open`` at a bar's open first, then
     those inside a bar (each part sorted by bar); ``rates`` [n_settlements, n_symbols].
 
-    totals = (fees paid, funding paid, traded notional, bars with a position); error = (code,
-    symbol, settlement index) where code 1 = a held position met a settlement without a rate.
+    ``day``: the UTC day of each bar (int64, e.g. ``timestamp_ns // NS_PER_DAY``), needed where
+    the daily loss limit (``fparams[F_LOSS_LIMIT]``) is set.
+
+    totals = the final account ``acct`` [N_ACCT]: fees paid, funding paid, traded notional, bars
+    with a position (slots ``A_FEES``...``A_IN_MARKET``) and the guards' counts (``A_LOSS_DAYS``
+    ...); error = (code, symbol, settlement index) where code 1 = a held position met a
+    settlement without a rate.
     """
     n_sym, n_bars = open_.shape
+    if day is None:
+        if fparams[F_LOSS_LIMIT] == fparams[F_LOSS_LIMIT]:
+            raise ValueError("the daily loss limit needs the day of each bar")
+        day = np.zeros(1, dtype=np.int64)  # never read
     pos, acct = new_book(n_sym, fparams[F_EQUITY])
     # room for the records grows as they are written: a fresh buffer sized for every possible
     # trade costs more (memory the system zeroes) than the loop itself on long runs
@@ -676,6 +771,7 @@ def run_kernel(
             iparams,
             fparams,
             state,
+            day,
         )
         if state[0] >= n_bars or out[2][0] != OK:
             break
@@ -683,7 +779,7 @@ def run_kernel(
         grown = new_records(max(2 * trades.shape[1], n_tr + 2 * n_sym))
         grown[:, :n_tr] = trades[:, :n_tr]
         trades = grown
-    return out[0], out[1], trades, int(state[3]), acct[:N_TOTALS].copy(), out[2]
+    return out[0], out[1], trades, int(state[3]), acct.copy(), out[2]
 
 
 # --- the replay: given round trips through the same ledger ----------------------------------

@@ -10,6 +10,7 @@ training universe: the cross-asset features need every member's candles), ``time
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -109,18 +110,41 @@ def _registry(output_dir: Path) -> ModelRegistry | None:
     return ModelRegistry(open_database(output_dir))
 
 
-def load_served(output_dir: Path, *, candidate: bool = False) -> ServedModel:
-    """The deployed model under ``output_dir``; with ``candidate`` the latest registry candidate
-    instead (deployed or not). Raises :class:`NotDeployedError` when nothing is deployed."""
+@dataclass(frozen=True)
+class ServedRef:
+    """Which model is served, without loading its weights: ``path`` (the serving copy's
+    directory) or ``registry_version`` (load it verified from the registry)."""
+
+    version: str
+    deployed: bool
+    reason: str | None
+    path: Path | None = None
+    registry_version: str | None = None
+
+
+def resolve_served(
+    output_dir: Path, *, candidate: bool = False, registry: ModelRegistry | None = None
+) -> ServedRef:
+    """THE resolution of the served model (every consumer goes through it): the serving copy
+    ``OUTPUT/models/deployed/``, else the registry's deployed version; with ``candidate`` the
+    latest registry candidate instead. ``registry``: the registry to read (default: the output
+    directory's, never created). Raises :class:`NotDeployedError` when nothing is deployed."""
     output_dir = Path(output_dir)
     directory = deployed_dir(output_dir)
-    if not candidate and (directory / "manifest.json").is_file():
-        return served_from(load_saved(directory), deployed=True, reason=None)
-    registry = _registry(output_dir)
+    manifest_file = directory / "manifest.json"
+    if not candidate and manifest_file.is_file():
+        version = json.loads(manifest_file.read_text()).get("version")
+        return ServedRef(version=str(version), deployed=True, reason=None, path=directory)
+    registry = registry if registry is not None else _registry(output_dir)
     if not candidate and registry is not None:  # no serving copy: the registry's deployed one
         current = registry.deployed()
         if current is not None:
-            return served_from(load_verified(registry, current.version), deployed=True, reason=None)
+            return ServedRef(
+                version=current.version,
+                deployed=True,
+                reason=None,
+                registry_version=current.version,
+            )
     candidates = registry.list_versions(stage="candidate") if registry is not None else []
     if not candidate:
         if not candidates:
@@ -142,8 +166,28 @@ def load_served(output_dir: Path, *, candidate: bool = False) -> ServedModel:
         )
         raise InputError(f"no undeployed candidate model in {output_dir}{note}")
     latest = candidates[-1]
-    model = load_verified(registry, latest.version)  # type: ignore[union-attr]
-    return served_from(model, deployed=False, reason=latest.reason)
+    return ServedRef(
+        version=latest.version,
+        deployed=False,
+        reason=latest.reason,
+        registry_version=latest.version,
+    )
+
+
+def load_served(
+    output_dir: Path, *, candidate: bool = False, registry: ModelRegistry | None = None
+) -> ServedModel:
+    """The deployed model under ``output_dir``; with ``candidate`` the latest registry candidate
+    instead (deployed or not), resolved by :func:`resolve_served`. Raises
+    :class:`NotDeployedError` when nothing is deployed."""
+    ref = resolve_served(output_dir, candidate=candidate, registry=registry)
+    if ref.path is not None:
+        model = load_saved(ref.path)
+    else:
+        registry = registry if registry is not None else _registry(Path(output_dir))
+        assert registry is not None and ref.registry_version is not None
+        model = load_verified(registry, ref.registry_version)
+    return served_from(model, deployed=ref.deployed, reason=ref.reason)
 
 
 def narrow_symbols(served: ServedModel, symbols: Sequence[str] | None) -> list[str]:

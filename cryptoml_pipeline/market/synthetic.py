@@ -42,6 +42,16 @@ per trade on average (about a ~0.25 % round trip), holding 24 bars 0.64-0.71 %; 
 
 Each symbol's own shocks, wicks, volume and funding noise come from a generator seeded by
 (``seed``, symbol name), so adding universe members does not change the other symbols' series.
+
+Other timeframes (:func:`synthetic_timeframe_candles`, what the multi-timeframe LSTM-CNN reads):
+a finer bar (5m, 15m: any divisor of the base bar) is cut out of its base bar, never the other way
+round, so the base candles above (and their planted signal) stay exactly as they are. Inside each
+base bar a Brownian bridge in log price runs from its open to its close at the finest requested
+resolution, shrunk to stay inside the bar's low..high; the sub-bar with the highest body gets the
+bar's high as its high, the one with the lowest body its low, the bar's volume is split by random
+weights. Coarser timeframes are grouped from those sub-bars, so each finer series aggregates to the
+base bars exactly (open, high, low, close; volume up to rounding). The draws of a base bar depend
+on (``seed``, symbol, the bar's open time) only: any window gives the same sub-bars.
 """
 
 from __future__ import annotations
@@ -71,6 +81,8 @@ __all__ = [
     "PLANTED_WINDOW",
     "planted_score",
     "synthetic_market",
+    "synthetic_timeframe_candles",
+    "unsupported_timeframes",
 ]
 
 log = logging.getLogger(__name__)
@@ -330,3 +342,159 @@ def synthetic_market(
         traded=traded,
         universe=members,
     )
+
+
+_FINE_BLOCK = 512  # base bars per random block of the sub-bar draws (window-independent)
+
+
+def unsupported_timeframes(base: str, timeframes: Sequence[str]) -> dict[str, str]:
+    """``{timeframe: reason}`` for each of ``timeframes`` that :func:`synthetic_timeframe_candles`
+    cannot derive from ``base`` bars (neither a divisor nor a multiple of the base bar)."""
+    bar = timeframe_to_timedelta(base)
+    out = {}
+    for tf in timeframes:
+        try:
+            step = timeframe_to_timedelta(tf)
+        except ValueError as exc:
+            out[tf] = str(exc)
+            continue
+        if bar % step != pd.Timedelta(0) and step % bar != pd.Timedelta(0):
+            out[tf] = f"{tf} neither divides nor is a multiple of the synthetic {base} bar"
+    return out
+
+
+def _sub_bar_draws(seed: int, symbol: str, bar_no: np.ndarray, m: int) -> np.ndarray:
+    """``(n, m, 4)`` standard normals per base bar (bar number since the epoch) and sub-bar:
+    the bridge shock, two wicks and the volume weight. Blocks of :data:`_FINE_BLOCK` bars share a
+    generator seeded by (seed, symbol, m, block), so a bar's draws do not depend on the window."""
+    out = np.empty((len(bar_no), m, 4))
+    block = bar_no // _FINE_BLOCK
+    for b in np.unique(block):
+        sel = block == b
+        rng = np.random.default_rng([seed, zlib.crc32(symbol.encode()), 2, m, int(b)])
+        out[sel] = rng.standard_normal((_FINE_BLOCK, m, 4))[bar_no[sel] - b * _FINE_BLOCK]
+    return out
+
+
+def _split(
+    candles: pd.DataFrame, symbol: str, base_ns: int, m: int, seed: int
+) -> dict[str, np.ndarray]:
+    """``m`` sub-bars (arrays ``(n, m)``) of each base bar of ONE symbol, aggregating exactly."""
+    ts = candles["timestamp"].astype(TS_DTYPE).array.asi8
+    o, h, lw, c, v = (
+        candles[k].to_numpy(dtype=np.float64) for k in ("open", "high", "low", "close", "volume")
+    )
+    n = len(ts)
+    draws = _sub_bar_draws(seed, symbol, ts // base_ns, m)
+    lo, lc, lh, ll = np.log(o), np.log(c), np.log(h), np.log(lw)
+    scale = np.maximum(lh - ll, 1e-12) / (2.0 * np.sqrt(m))
+    frac = np.arange(1, m + 1) / m
+    walk = np.cumsum(draws[:, :, 0] * scale[:, None], axis=1)
+    bridge = walk - frac[None, :] * walk[:, -1:]  # 0 at the bar's close
+    line = lo[:, None] + (lc - lo)[:, None] * frac[None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        room = np.where(
+            bridge > 0,
+            (lh[:, None] - line) / bridge,
+            np.where(bridge < 0, (ll[:, None] - line) / bridge, np.inf),
+        )
+    shrink = np.minimum(1.0, 0.9 * room.min(axis=1))  # keep the path inside low..high
+    close = np.clip(np.exp(line + shrink[:, None] * bridge), lw[:, None], h[:, None])
+    close[:, -1] = c
+    open_ = np.concatenate([o[:, None], close[:, :-1]], axis=1)
+    top, bottom = np.maximum(open_, close), np.minimum(open_, close)
+    wick = 0.5 * scale[:, None]
+    high = np.maximum(np.minimum(h[:, None], top * np.exp(wick * np.abs(draws[:, :, 1]))), top)
+    low = np.minimum(
+        np.maximum(lw[:, None], bottom * np.exp(-wick * np.abs(draws[:, :, 2]))), bottom
+    )
+    rows = np.arange(n)
+    high[rows, top.argmax(axis=1)] = h  # the bar's extremes, each inside one sub-bar
+    low[rows, bottom.argmin(axis=1)] = lw
+    weight = np.exp(0.5 * draws[:, :, 3])
+    volume = v[:, None] * weight / weight.sum(axis=1, keepdims=True)
+    return {"open": open_, "high": high, "low": low, "close": close, "volume": volume}
+
+
+def _group(parts: dict[str, np.ndarray], k: int) -> dict[str, np.ndarray]:
+    """Consecutive groups of ``k`` sub-bars (along axis 1) as one bar each."""
+    n, m = parts["open"].shape
+    g = {name: a.reshape(n, m // k, k) for name, a in parts.items()}
+    return {
+        "open": g["open"][:, :, 0],
+        "high": g["high"].max(axis=2),
+        "low": g["low"].min(axis=2),
+        "close": g["close"][:, :, -1],
+        "volume": g["volume"].sum(axis=2),
+    }
+
+
+def _coarser(candles: pd.DataFrame, step_ns: int, base_ns: int) -> pd.DataFrame:
+    """Base bars of ONE symbol grouped into complete ``step`` bars on the epoch grid."""
+    ts = candles["timestamp"].astype(TS_DTYPE).array.asi8
+    key = ts // step_ns
+    grouped = candles.assign(_key=key).groupby("_key", sort=True)
+    out = grouped.agg(
+        open=("open", "first"),
+        high=("high", "max"),
+        low=("low", "min"),
+        close=("close", "last"),
+        volume=("volume", "sum"),
+        _n=("open", "size"),
+    )
+    out = out[out["_n"] == step_ns // base_ns]
+    stamps = pd.to_datetime(out.index.to_numpy() * step_ns, utc=True).astype(TS_DTYPE)
+    return pd.DataFrame(
+        {
+            "timestamp": stamps,
+            "symbol": candles["symbol"].iloc[0],
+            **{k: out[k].to_numpy() for k in ("open", "high", "low", "close", "volume")},
+        }
+    )
+
+
+def synthetic_timeframe_candles(
+    candles: pd.DataFrame, base: str, timeframes: Sequence[str], *, seed: int = 7
+) -> dict[str, pd.DataFrame]:
+    """Candles of each of ``timeframes`` derived from the synthetic ``base`` candles (module
+    docstring): finer ones cut out of each base bar, ``base`` itself as given, coarser ones
+    grouped (complete bars only). Long frames sorted by symbol, then time. Deterministic: the
+    sub-bars of a base bar depend on (``seed``, symbol, its open time), not on the window."""
+    bad = unsupported_timeframes(base, timeframes)
+    if bad:
+        raise InputError(f"synthetic market: {'; '.join(bad.values())}")
+    base_ns = timeframe_to_timedelta(base).value
+    steps = {tf: timeframe_to_timedelta(tf).value for tf in timeframes}
+    finer = [tf for tf, s in steps.items() if s < base_ns]
+    finest = int(np.gcd.reduce([base_ns, *(steps[tf] for tf in finer)]))
+    m = base_ns // finest
+    columns = list(CANDLE_COLUMNS)
+    frames: dict[str, list[pd.DataFrame]] = {tf: [] for tf in timeframes}
+    ordered = candles.sort_values(["symbol", "timestamp"], kind="stable")
+    for symbol, own in ordered.groupby("symbol", sort=True):
+        own = own.reset_index(drop=True)
+        parts = _split(own, str(symbol), base_ns, m, seed) if finer and len(own) else None
+        opens = own["timestamp"].astype(TS_DTYPE).array.asi8
+        for tf, step in steps.items():
+            if step == base_ns:
+                frames[tf].append(own[columns])
+            elif step > base_ns:
+                frames[tf].append(_coarser(own, step, base_ns)[columns])
+            elif parts is not None:
+                k = step // finest
+                bars = _group(parts, k) if k > 1 else parts
+                per = m // k
+                stamps = (opens[:, None] + step * np.arange(per)[None, :]).ravel()
+                frame = pd.DataFrame(
+                    {
+                        "timestamp": pd.to_datetime(stamps, utc=True).astype(TS_DTYPE),
+                        "symbol": str(symbol),
+                        **{name: a.ravel() for name, a in bars.items()},
+                    }
+                )
+                frames[tf].append(frame[columns])
+    empty = pd.DataFrame({c: pd.Series(dtype=candles[c].dtype) for c in columns})
+    return {
+        tf: pd.concat(parts, ignore_index=True) if parts else empty.copy()
+        for tf, parts in frames.items()
+    }

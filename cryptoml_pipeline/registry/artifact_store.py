@@ -102,29 +102,49 @@ def read_value(stem: Path) -> Any:
     raise FileNotFoundError(f"no stored artifact at {stem} (materialize the upstream asset first)")
 
 
+def read_partitions(stems: dict[str, Path]) -> dict[str, Any]:
+    """``{key: read_value(stem)}`` without failing on one: a partition that cannot be loaded
+    maps to the exception raised (``FileNotFoundError`` when nothing is stored)."""
+    out: dict[str, Any] = {}
+    for key, stem in stems.items():
+        try:
+            out[key] = read_value(stem)
+        except Exception as exc:  # a corrupt artifact must not take the reader down
+            out[key] = exc
+    return out
+
+
+def importance_tables(
+    values: dict[str, Any], fold_keys: list[str]
+) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
+    """Sort loaded ``feature_importance`` partitions (``{fold: table or the exception its load
+    raised}``, see :func:`read_partitions`) into ``({fold: table}, {fold: why it is missing})``:
+    a fold with no stored table, an unreadable one or one missing ``IMPORTANCE_COLUMNS`` is
+    listed as missing with the reason."""
+    found: dict[str, pd.DataFrame] = {}
+    missing: dict[str, str] = {}
+    for key in fold_keys:
+        table = values.get(key, FileNotFoundError(key))
+        if isinstance(table, FileNotFoundError):
+            missing[key] = "feature_importance partition not materialized (run train_folds_job)"
+        elif isinstance(table, Exception):
+            missing[key] = f"unreadable: {type(table).__name__}: {table}"
+        elif not isinstance(table, pd.DataFrame) or not set(IMPORTANCE_COLUMNS) <= set(table):
+            missing[key] = "stored value is not an importance table"
+        else:
+            found[key] = table
+    return found, missing
+
+
 def load_importance_partitions(
     base_dir: str | Path, fold_keys: list[str]
 ) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
-    """Read the stored ``feature_importance`` fold partitions without failing on a missing one.
+    """Read the stored ``feature_importance`` fold partitions without failing on a missing one
+    (outside the Dagster graph: the dashboard; inside it they reach ``backtest_report`` through
+    the IO manager).
 
-    Returns ``({fold: table}, {fold: why it is missing})``. Reads where ``ArtifactIOManager``
-    (``base_dir``/assets/feature_importance/<fold>) writes; a fold with no stored table, an
-    unreadable one or one missing ``IMPORTANCE_COLUMNS`` is listed as missing with the reason.
+    Returns ``({fold: table}, {fold: why it is missing})`` (:func:`importance_tables`). Reads
+    where ``ArtifactIOManager`` (``base_dir``/assets/feature_importance/<fold>) writes.
     """
-    found: dict[str, pd.DataFrame] = {}
-    missing: dict[str, str] = {}
     root = Path(base_dir, "assets", FEATURE_IMPORTANCE_ASSET)
-    for key in fold_keys:
-        try:
-            table = read_value(root / key)
-        except FileNotFoundError:
-            missing[key] = "feature_importance partition not materialized (run train_folds_job)"
-            continue
-        except Exception as exc:  # a corrupt artifact must not take the report down
-            missing[key] = f"unreadable: {type(exc).__name__}: {exc}"
-            continue
-        if not isinstance(table, pd.DataFrame) or not set(IMPORTANCE_COLUMNS) <= set(table):
-            missing[key] = "stored value is not an importance table"
-            continue
-        found[key] = table
-    return found, missing
+    return importance_tables(read_partitions({k: root / k for k in fold_keys}), fold_keys)

@@ -29,13 +29,17 @@ def models_html(section: dict[str, Any] | None) -> str:
     for name, m in section["models"].items():
         if not m["available"]:
             why = "; ".join(m.get("reasons") or []) or "no predictions"
-            rows.append([html.escape(name), "0", f"unavailable: {html.escape(why)}"] + [""] * 6)
+            trained = html.escape((m.get("training") or {}).get("summary", "n/a"))
+            rows.append(
+                [html.escape(name), "0", trained, f"unavailable: {html.escape(why)}"] + [""] * 6
+            )
             continue
         met, st = m["metrics"], m["strategy"]
         rows.append(
             [
                 html.escape(name),
                 str(len(m["folds"])),
+                html.escape((m.get("training") or {}).get("summary", "n/a")),
                 _f(met["accuracy"], True),
                 _f(met["macro_f1"]),
                 _f(met["log_loss"]),
@@ -49,6 +53,7 @@ def models_html(section: dict[str, Any] | None) -> str:
         [
             "model",
             "folds",
+            "trained on",
             "accuracy",
             "macro-F1",
             "log-loss",

@@ -18,8 +18,9 @@ import pandas as pd
 from cryptoml_pipeline.defs.resources import DatabaseResource, PipelineResource
 from cryptoml_pipeline.errors import InputError
 from cryptoml_pipeline.evaluation.model_comparison import headline_deflation
+from cryptoml_pipeline.live.loader import NotDeployedError, load_served
 from cryptoml_pipeline.modeling.folds import final_training_fold, training_origin
-from cryptoml_pipeline.modeling.models import ZOO, Fitted, FoldInputs, load_saved
+from cryptoml_pipeline.modeling.models import ZOO, Fitted, FoldInputs
 from cryptoml_pipeline.modeling.predictions import PROB_COLUMNS, empty_predictions
 from cryptoml_pipeline.monitoring.gate import (
     GateDecision,
@@ -29,7 +30,7 @@ from cryptoml_pipeline.monitoring.gate import (
 )
 from cryptoml_pipeline.monitoring.validation import score_on_window, validation_mask
 from cryptoml_pipeline.registry.candidates import load_verified, save_and_register
-from cryptoml_pipeline.registry.deployment_store import deploy, deployed_dir
+from cryptoml_pipeline.registry.deployment_store import deploy
 from cryptoml_pipeline.registry.model_registry import ArtifactIntegrityError, ModelRegistry
 from cryptoml_pipeline.settings import PipelineSettings
 from cryptoml_pipeline.timing import to_utc
@@ -318,14 +319,17 @@ def latest_signals(
     pipeline: PipelineResource,
 ) -> pd.DataFrame:
     """The deployed model's signal for the latest closed bar of each symbol (nightly)."""
-    # this chain's deployment, else the one deployed before (the deployment store live serves)
-    path = deployed_model.get("path") or str(deployed_dir(Path(pipeline.output_dir)))
-    if not Path(path, "manifest.json").exists():
+    # the served model, through the one loader `cryptoml signal` / `live` / the dashboard use:
+    # this chain's deployment (it wrote the serving copy), else the one deployed before
+    try:
+        model = load_served(Path(pipeline.output_dir)).model
+    except NotDeployedError:
         reason = f"no model deployed for trading ({deployed_model.get('reason')})"
         context.add_output_metadata({"status": reason})
         context.log.warning(reason)
         return empty_predictions()
-    model = load_saved(Path(path))
+    except InputError as exc:
+        raise dg.Failure(f"the deployed model cannot be served: {exc}") from None
     if model.manifest.get("timeframe") != dataset_info["timeframe"]:
         raise dg.Failure(
             f"the deployed model is for {model.manifest.get('timeframe')} bars, the data is "

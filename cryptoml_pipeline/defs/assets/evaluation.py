@@ -6,18 +6,16 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from cryptoml_pipeline.defs.assets.importance import (
-    FEATURE_IMPORTANCE_KEY,
-    feature_plan_metadata,
-    load_importance_partitions,
-)
+from cryptoml_pipeline.defs.assets.importance import FEATURE_IMPORTANCE_KEY, feature_plan_metadata
 from cryptoml_pipeline.defs.assets.modeling import plan_folds
+from cryptoml_pipeline.defs.io_manager import ALLOW_MISSING_PARTITIONS
 from cryptoml_pipeline.defs.resources import PipelineResource
 from cryptoml_pipeline.evaluation.model_comparison import headline_deflation
 from cryptoml_pipeline.evaluation.walk_forward import Evaluation, evaluate_walk_forward
 from cryptoml_pipeline.modeling.models import ZOO
 from cryptoml_pipeline.modeling.predictions import validate_predictions
 from cryptoml_pipeline.monitoring.retrain_policy import should_retrain
+from cryptoml_pipeline.registry.artifact_store import importance_tables
 from cryptoml_pipeline.reporting.features_section import features_section
 from cryptoml_pipeline.reporting.report import build_report, write_report
 from cryptoml_pipeline.reporting.ui_metadata import (
@@ -215,13 +213,18 @@ def backtest(
 
 @dg.asset(
     group_name=GROUP,
-    # every fold's importance; read by the asset itself so that a missing partition degrades to
-    # a stated reason in the report instead of failing the input load
-    ins={"feature_importance": dg.AssetIn(FEATURE_IMPORTANCE_KEY, dagster_type=dg.Nothing)},
+    # every fold's importance through the IO manager; a partition it cannot load arrives as its
+    # exception, so that it degrades to a stated reason in the report instead of failing the load
+    ins={
+        "feature_importance": dg.AssetIn(
+            FEATURE_IMPORTANCE_KEY, metadata={ALLOW_MISSING_PARTITIONS: True}
+        )
+    },
 )
 def backtest_report(
     context: dg.AssetExecutionContext,
     backtest: dict[str, Any],
+    feature_importance: dict[str, Any],
     deployed_model: dict[str, Any],
     dataset_info: dict,
     fold_plan: list[dict[str, Any]],
@@ -240,7 +243,7 @@ def backtest_report(
     )
     ev.strategy.update(deflated)
     fold_keys = [f["key"] for f in fold_plan]
-    importance, missing = load_importance_partitions(pipeline.output_dir, fold_keys)
+    importance, missing = importance_tables(feature_importance, fold_keys)
     plan, plan_source = feature_plan_metadata(
         context.instance, settings, list(dataset_info["symbols"])
     )

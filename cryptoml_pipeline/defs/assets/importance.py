@@ -5,20 +5,17 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from cryptoml_pipeline.defs.assets.modeling import find_fold, stale_reason
+from cryptoml_pipeline.defs.assets.modeling import find_fold, heavy_fold, stale_reason
 from cryptoml_pipeline.defs.partitions import fold_partitions
 from cryptoml_pipeline.features.build import plan_features
 from cryptoml_pipeline.modeling.importance import IMPORTANCE_COLUMNS, permutation_importance
 from cryptoml_pipeline.modeling.models import Fitted
-from cryptoml_pipeline.registry.artifact_store import (
-    FEATURE_IMPORTANCE_ASSET,
-    load_importance_partitions,
-)
+from cryptoml_pipeline.registry.artifact_store import FEATURE_IMPORTANCE_ASSET
 from cryptoml_pipeline.settings import PipelineSettings
 
 GROUP = "importance"
 FEATURE_IMPORTANCE_KEY = dg.AssetKey(FEATURE_IMPORTANCE_ASSET)
-__all__ = ["FEATURE_IMPORTANCE_KEY", "feature_importance", "load_importance_partitions"]
+__all__ = ["FEATURE_IMPORTANCE_KEY", "feature_importance"]
 
 
 @dg.asset(group_name=GROUP, partitions_def=fold_partitions)
@@ -37,7 +34,10 @@ def feature_importance(
     if not settings.features.importance.enabled:
         context.add_output_metadata({"status": "disabled (features.importance.enabled=False)"})
         return pd.DataFrame(columns=IMPORTANCE_COLUMNS)
-    stale = stale_reason(fold_model, fold, dataset_info)
+    # the transformer trains on the heavy (rolling) fold when the walk-forward expands
+    stale = stale_reason(
+        fold_model, heavy_fold(fold, settings, dataset_info["timeframe"]), dataset_info
+    )
     if stale:
         raise dg.Failure(f"fold_model[{fold.key}] is stale ({stale}); re-materialize it")
     table = permutation_importance(

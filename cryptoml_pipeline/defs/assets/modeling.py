@@ -5,10 +5,12 @@ The transformer implements the zoo's model interface
 hand-written assets instead of one factory-built asset: ``fold_model`` (its ``fit``) stores the
 trained model as an asset of its own — ``feature_importance`` consumes it and a retried run
 resumes its training from the per-epoch checkpoint — and ``fold_predictions`` (its ``predict`` and
-``card``) predicts the fold's test window from that stored model.
+``card``) predicts the fold's test window from that stored model and emits the card as
+``transformer_model_card`` (the zoo's ``<model>_model_card``, read by ``model_comparison``).
 """
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -156,7 +158,20 @@ def fold_model(
     return model
 
 
-@dg.asset(group_name=GROUP, partitions_def=fold_partitions)
+@dg.multi_asset(
+    name=TRANSFORMER.asset_name,
+    partitions_def=fold_partitions,
+    outs={
+        TRANSFORMER.asset_name: dg.AssetOut(
+            group_name=GROUP,
+            description="The fold's transformer predictions of its test window (only)",
+        ),
+        TRANSFORMER.card_asset_name: dg.AssetOut(
+            group_name=GROUP,
+            description="The fold's transformer model card, read by model_comparison",
+        ),
+    },
+)
 def fold_predictions(
     context: dg.AssetExecutionContext,
     fold_model: Fitted,
@@ -166,9 +181,10 @@ def fold_predictions(
     dataset_info: dict,
     run_settings: PipelineSettings,
     pipeline: PipelineResource,
-) -> pd.DataFrame:
-    """The fold's model predicts its test window only; its model card goes to
-    ``output/models/transformer/<fold>/card.json`` and the metadata."""
+) -> Iterator[dg.Output]:
+    """The fold's model predicts its test window only; its model card is the value of
+    ``transformer_model_card`` (a copy goes to ``output/models/transformer/<fold>/card.json``
+    for humans) and in the metadata."""
     plan_fold = find_fold(fold_plan, context.partition_key)
     inputs = transformer_inputs(plan_fold, feature_table, label_table, dataset_info, run_settings)
     stale = stale_reason(fold_model, TRANSFORMER.fold(inputs), dataset_info)
@@ -182,11 +198,12 @@ def fold_predictions(
     (out_dir / "card.json").write_text(json.dumps(card, indent=2, sort_keys=True))
     known = preds["label"].notna()
     acc = (preds.loc[known, "pred_class"] == preds.loc[known, "label"] + 2).mean()
-    context.add_output_metadata(
-        {
-            "rows": len(preds),
-            "accuracy": float(acc) if known.any() else None,
-            "model_card": dg.MetadataValue.json(card),
-        }
+    meta = {
+        "rows": len(preds),
+        "accuracy": float(acc) if known.any() else None,
+        "model_card": dg.MetadataValue.json(card),
+    }
+    yield dg.Output(preds, output_name=TRANSFORMER.asset_name, metadata=meta)
+    yield dg.Output(
+        card, output_name=TRANSFORMER.card_asset_name, metadata={"status": card.get("status")}
     )
-    return preds

@@ -7,12 +7,14 @@ the extra inputs the model ``needs`` (``ohlcv``, ``funding``, the ``market`` res
 prediction assets of the models it stacks). A scope ``"fold"`` model's asset is partitioned by
 walk-forward fold (``gbm_predictions[fold]``, ``lstm_cnn_predictions[fold]``,
 ``ppo_predictions[fold]``): it trains the model on the fold's purged training window, saves it
-under ``output/models/<model>/<fold>`` (tensors / LightGBM text, never pickles) with a model card
-(``card.json``, also in the asset's metadata), and returns the test-window predictions — so any
-one model, or any one fold of it, can be retrained alone from the UI. A scope ``"all_folds"``
-model (``ensemble_predictions``) runs fold by fold in one unpartitioned asset and writes
-``output/models/<model>/cards.json``. ``model_comparison`` scores every registered model per fold
-and as a strategy.
+under ``output/models/<model>/<fold>`` (tensors / LightGBM text, never pickles) and returns the
+test-window predictions — so any one model, or any one fold of it, can be retrained alone from the
+UI. A scope ``"all_folds"`` model (``ensemble_predictions``) runs fold by fold in one unpartitioned
+asset. Each model's asset also emits its model card as an asset of its own,
+``<model>_model_card`` (:attr:`ZooModel.card_asset_name`; per fold, or the list of every fold's
+card), shown in the metadata too; ``card.json`` / ``cards.json`` under ``output/models/<model>``
+are copies for humans, never read back. ``model_comparison`` takes every registered model's
+predictions and cards as inputs and scores each model per fold and as a strategy.
 
 The transformer's assets (``fold_model`` -> ``fold_predictions``) stay hand-written in
 ``defs/assets/modeling.py`` (``OWN_ASSETS``): its trained model is an asset of its own (reused by
@@ -20,7 +22,7 @@ The transformer's assets (``fold_model`` -> ``fold_predictions``) stay hand-writ
 """
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +53,9 @@ def _model_dir(pipeline: PipelineResource, model: str, fold_key: str) -> Path:
     return path
 
 
-def publish(context: dg.AssetExecutionContext, result: ZooResult, out_dir: Path | None) -> None:
-    """Write the model card next to the artifact and show it (and its headline) in the UI."""
+def publish(result: ZooResult, out_dir: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The model card (also written next to the artifact, for humans) and the UI metadata of the
+    predictions (the card and its headline)."""
     card = to_jsonable(result.card)
     if out_dir is not None:
         (out_dir / "card.json").write_text(json.dumps(card, indent=2, sort_keys=True))
@@ -70,7 +73,7 @@ def publish(context: dg.AssetExecutionContext, result: ZooResult, out_dir: Path 
     for key in ("train_seconds", "device", "n_train_samples"):
         if card.get(key) is not None:
             meta[key] = card[key]
-    context.add_output_metadata(meta)
+    return card, meta
 
 
 def all_folds(value: Any) -> pd.DataFrame:
@@ -128,37 +131,40 @@ def fold_inputs(
     )
 
 
-def _run_fold(context: dg.AssetExecutionContext, model: ZooModel, inputs: FoldInputs):
+Outcome = tuple[pd.DataFrame, Any, dict[str, Any]]  # predictions, card(s), UI metadata
+
+
+def _run_fold(context: dg.AssetExecutionContext, model: ZooModel, inputs: FoldInputs) -> Outcome:
     pipeline: PipelineResource = context.resources.pipeline
     if not model.enabled(inputs.settings):
-        result, out = run_model(model, inputs, None), None  # the disabled card, not saved
+        result, out = run_model(model, inputs, None), None  # the disabled card: no file written
     else:
         out = _model_dir(pipeline, model.name, inputs.fold.key)
         result = run_model(model, inputs, out)
-    publish(context, result, out)
-    return result.predictions
+    card, meta = publish(result, out)
+    return result.predictions, card, meta
 
 
 def _run_all_folds(
     context: dg.AssetExecutionContext, model: ZooModel, inputs: FoldInputs, folds: list[Fold]
-):
+) -> Outcome:
     reason = None if model.enabled(inputs.settings) else "disabled in settings"
     reason = reason or model.precondition(inputs)
     if reason:
-        context.add_output_metadata({"status": "unavailable", "reason": reason})
-        return unavailable(model.name, folds[0], reason).predictions
+        result = unavailable(model.name, folds[0], reason)
+        meta = {"status": "unavailable", "reason": reason}
+        return result.predictions, [to_jsonable(result.card)], meta
     preds, cards = run_all_folds(model, inputs, folds)
+    cards = to_jsonable(cards)
     out_dir = context.resources.pipeline.output_path / "models" / model.name
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "cards.json").write_text(json.dumps(to_jsonable(cards), indent=2))
-    context.add_output_metadata(
-        {
-            "rows": len(preds),
-            "folds_trained": sum(c.get("status") == "trained" for c in cards),
-            "model_cards": dg.MetadataValue.json(to_jsonable(cards)),
-        }
-    )
-    return preds
+    (out_dir / "cards.json").write_text(json.dumps(cards, indent=2))  # for humans
+    meta = {
+        "rows": len(preds),
+        "folds_trained": sum(c.get("status") == "trained" for c in cards),
+        "model_cards": dg.MetadataValue.json(cards),
+    }
+    return preds, cards, meta
 
 
 def zoo_asset(
@@ -170,29 +176,58 @@ def zoo_asset(
     resources = {"pipeline"} | ({"market"} if "market" in model.needs else set())
     per_fold = model.scope == "fold"
 
-    @dg.asset(
+    @dg.multi_asset(
         name=model.asset_name,
-        group_name=GROUP,
         partitions_def=fold_partitions if per_fold else None,
         ins=model_ins(model, registry),
+        outs=model_outs(model),
         required_resource_keys=resources,
-        description=model.description,
     )
-    def _asset(context: dg.AssetExecutionContext, **upstream: Any) -> pd.DataFrame:
+    def _asset(context: dg.AssetExecutionContext, **upstream: Any) -> Iterator[dg.Output]:
         plan = upstream["fold_plan"]
         if per_fold:
             fold = find_fold(plan, context.partition_key)
-            return _run_fold(context, model, fold_inputs(model, upstream, context, fold, registry))
-        folds = plan_folds(plan)
-        inputs = fold_inputs(model, upstream, context, folds[0], registry)
-        return _run_all_folds(context, model, inputs, folds)
+            inputs = fold_inputs(model, upstream, context, fold, registry)
+            preds, card, meta = _run_fold(context, model, inputs)
+        else:
+            folds = plan_folds(plan)
+            inputs = fold_inputs(model, upstream, context, folds[0], registry)
+            preds, card, meta = _run_all_folds(context, model, inputs, folds)
+        yield dg.Output(preds, output_name=model.asset_name, metadata=meta)
+        yield dg.Output(card, output_name=model.card_asset_name, metadata=card_metadata(card))
 
     return _asset
+
+
+def model_outs(model: ZooModel) -> dict[str, dg.AssetOut]:
+    """A zoo model's asset emits its predictions and its model card(s) (always both)."""
+    return {
+        model.asset_name: dg.AssetOut(group_name=GROUP, description=model.description),
+        model.card_asset_name: dg.AssetOut(
+            group_name=GROUP,
+            description=f"The model card(s) of {model.name} (what {model.asset_name} was "
+            "trained on, its test metrics, its artifact), read by model_comparison",
+        ),
+    }
+
+
+def card_metadata(card: dict[str, Any] | list[dict[str, Any]]) -> dict[str, Any]:
+    cards = card if isinstance(card, list) else [card]
+    return {"status": ", ".join(sorted({str(c.get("status")) for c in cards}))}
+
+
+def model_cards(model: ZooModel, value: Any) -> list[dict[str, Any]]:
+    """A model's cards as its card asset arrives: ``{fold: card}`` (scope ``"fold"``, in fold-key
+    order) or the all-fold model's list."""
+    if model.scope == "fold":
+        return [value[k] for k in sorted(value)]
+    return list(value)
 
 
 def comparison_asset(registry: Mapping[str, ZooModel]) -> dg.AssetsDefinition:
     """``model_comparison`` over every model of ``registry``."""
     ins = {m.asset_name: dg.AssetIn(m.asset_name) for m in registry.values()}
+    ins |= {m.card_asset_name: dg.AssetIn(m.card_asset_name) for m in registry.values()}
     for name in ("ohlcv", "funding", *BASE_INS):
         ins[name] = _asset_in(name)
 
@@ -200,13 +235,11 @@ def comparison_asset(registry: Mapping[str, ZooModel]) -> dg.AssetsDefinition:
         name="model_comparison",
         group_name=GROUP,
         ins=ins,
-        required_resource_keys={"pipeline"},
     )
     def model_comparison(context: dg.AssetExecutionContext, **upstream: Any) -> dict[str, Any]:
         """Rank IC / IC / t / hit rate, net Sharpe by year, break-even fee, accuracy, macro-F1,
         log-loss per model and fold; each model's strategy through the same
         engine and simulator; the ensemble's lift over its best base model."""
-        pipeline: PipelineResource = context.resources.pipeline
         preds = {}
         for m in registry.values():
             value = upstream[m.asset_name]
@@ -214,7 +247,7 @@ def comparison_asset(registry: Mapping[str, ZooModel]) -> dg.AssetsDefinition:
         for frame in preds.values():
             if len(frame):
                 frame["timestamp"] = frame["timestamp"].astype("datetime64[ns, UTC]")
-        cards = {name: read_cards(pipeline.output_path, name) for name in preds}
+        cards = {m.name: model_cards(m, upstream[m.card_asset_name]) for m in registry.values()}
         comparison = compare_models(
             preds,
             cards,
@@ -237,14 +270,6 @@ def comparison_asset(registry: Mapping[str, ZooModel]) -> dg.AssetsDefinition:
         return to_jsonable(comparison)
 
     return model_comparison
-
-
-def read_cards(output: Path, model: str) -> list[dict[str, Any]]:
-    """Model cards of one zoo model (``card.json`` per fold; the ensemble's ``cards.json``)."""
-    root = output / "models" / model
-    if (root / "cards.json").is_file():
-        return json.loads((root / "cards.json").read_text())
-    return [json.loads(p.read_text()) for p in sorted(root.glob("*/card.json"))]
 
 
 # the module's assets: one per registered model (bar the transformer's own) and the comparison

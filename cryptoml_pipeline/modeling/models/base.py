@@ -72,14 +72,15 @@ NEEDS = frozenset({"ohlcv", "funding", "market", "base_predictions"})
 
 
 class CandleSource(Protocol):
-    """What the multi-timeframe models need from the market resource."""
+    """What the multi-timeframe models need from the market resource (``settings``: the run's,
+    from which the synthetic market derives its other timeframes)."""
 
     def symbols_with_timeframes(
-        self, symbols: list[str], timeframes: list[str]
+        self, symbols: list[str], timeframes: list[str], settings: Any = None
     ) -> tuple[list[str], dict[str, Any]]: ...
 
     def candles_by_timeframe(
-        self, symbols: list[str], timeframes: list[str], start: Any, end: Any
+        self, symbols: list[str], timeframes: list[str], start: Any, end: Any, settings: Any = None
     ) -> dict[str, pd.DataFrame]: ...
 
 
@@ -192,6 +193,12 @@ class ZooModel(ABC):
     @property
     def description(self) -> str:
         return (type(self).__doc__ or self.name).strip()
+
+    @property
+    def card_asset_name(self) -> str:
+        """The Dagster asset emitted beside ``asset_name`` that holds its model card (scope
+        ``"fold"``: one per fold partition; ``"all_folds"``: the list of every fold's card)."""
+        return f"{self.name}_model_card"
 
     # --- the serving half (deployable models; see the module docstring) --------------------------
 

@@ -59,7 +59,7 @@ class LstmCnnModel(ZooModel):
             return Unavailable("no market data source for the finer timeframes", fold)
         # a traded symbol without the finer timeframes is skipped with its reason, never fatal
         have, skipped = inputs.market.symbols_with_timeframes(
-            list(inputs.traded), list(cfg.timeframes)
+            list(inputs.traded), list(cfg.timeframes), settings=settings
         )
         if not have:
             return Unavailable(f"no traded symbol has {cfg.timeframes}: {skipped}", fold)
@@ -69,6 +69,7 @@ class LstmCnnModel(ZooModel):
             list(cfg.timeframes),
             fold.train_start - (cfg.sequence_length + 2) * longest,
             fold.test_end + longest,
+            settings=settings,  # the synthetic market derives them from the run's candles
         )
         fitted = self.fit_on_scales(
             traded_only(inputs.features, have),
