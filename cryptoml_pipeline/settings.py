@@ -307,6 +307,13 @@ class WalkForwardConfig(_Frozen):
         description="train each fold on every purged row before its test window, from each "
         "universe member's first bar (False: a rolling window of train_days)",
     )
+    window_days: int | None = Field(
+        None,
+        gt=0,
+        description="with expanding: cap each fold's training window at the last window_days "
+        "before its validation slice ends (a rolling window on the SAME test folds as full "
+        "history, which train_days would move); None = full history",
+    )
 
     @model_validator(mode="after")
     def _no_overlapping_tests(self) -> WalkForwardConfig:

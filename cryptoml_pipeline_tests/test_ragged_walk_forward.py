@@ -241,3 +241,24 @@ def test_end_to_end_two_traded_symbols_with_different_start_dates(store: Parquet
     assert (pd.to_datetime(late["entry_time"], utc=True) > FIRST["BBB/USDT:USDT"]).all()
     assert np.isfinite(evaluation.equity["strategy"]).all()
     assert evaluation.baselines["buy_and_hold"]["n_trades"] == 2  # each symbol, from its start
+
+
+def test_window_days_is_a_rolling_window_on_the_full_history_test_folds() -> None:
+    config = WalkForwardConfig(train_days=30, test_days=10, step_days=10)
+    start = utc("2024-01-01")
+    origin = FIRST["CCC/USDT"]
+    full = walk_forward_plan(start, END, config, training_history_days=None, train_from=origin)
+    capped_config = config.model_copy(update={"window_days": 20})
+    capped = walk_forward_plan(
+        start, END, capped_config, training_history_days=None, train_from=origin
+    )
+    # the same test windows and validation slices as full history
+    assert [(f.test_start, f.test_end, f.val_start) for f in capped] == [
+        (f.test_start, f.test_end, f.val_start) for f in full
+    ]
+    # each fold trains on the last 20 days before its test window (never before the origin)
+    for f in capped:
+        assert f.train_start == max(origin, f.test_start - pd.Timedelta(days=20))
+    # while a plain rolling walk-forward of 20 days would start testing earlier
+    rolling = config.model_copy(update={"expanding": False, "train_days": 20})
+    assert walk_forward_plan(start, END, rolling)[0].test_start < full[0].test_start

@@ -215,14 +215,23 @@ def walk_forward_plan(
     origin (:func:`training_origin`: ``start - training_history_days``, or with ``None`` the
     first loaded bar ``train_from``) — universe history before ``start`` adds training rows,
     never test windows. Its validation slice is the rolling fold's (``validation_fraction`` of
-    ``train_days`` before the test window), so the fit slice grows with the history."""
+    ``train_days`` before the test window), so the fit slice grows with the history.
+    ``window_days`` caps an expanding fold at the last ``window_days`` before its test window
+    (a rolling window whose test folds are the full-history ones)."""
     start_ts = to_utc(start)
     rolling = config.model_copy(update={"expanding": False})
     folds = walk_forward_folds(start_ts, end, rolling, timeframe=timeframe)
     if not config.expanding:
         return folds
     origin = training_origin(start_ts, training_history_days, train_from)
-    return [dataclasses.replace(f, train_start=min(origin, f.train_start)) for f in folds]
+    window = None if config.window_days is None else pd.Timedelta(days=config.window_days)
+    out = []
+    for f in folds:
+        train_start = min(origin, f.train_start)
+        if window is not None:  # rolling, on the same test folds as full history
+            train_start = max(train_start, f.test_start - window)
+        out.append(dataclasses.replace(f, train_start=train_start))
+    return out
 
 
 def stride_mask(timestamps: pd.Series, timeframe: str, stride: int) -> np.ndarray:
