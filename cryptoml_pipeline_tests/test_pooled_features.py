@@ -274,3 +274,27 @@ def test_the_family_is_a_switch_and_raw_scale_inputs_can_be_kept_from_models() -
     assert families_turned_off(on_cfg, strict) == ()
     view = feature_set_view(on.table, ("pooled",))
     assert not [c for c in view.columns if c.startswith("pool_")] and "ret_1" in view.columns
+
+
+def test_live_feature_path_refuses_a_pooled_model_instead_of_nan_filling() -> None:
+    from cryptoml_pipeline.errors import InputError
+    from cryptoml_pipeline.live.fast_features import signal_rows
+    from cryptoml_pipeline.settings import FeatureConfig
+
+    ts = pd.date_range("2024-01-01", periods=50, freq="1h", tz="UTC")
+    tail = pd.DataFrame(
+        {
+            "timestamp": ts,
+            "symbol": "BTC/USDT",
+            "high": 2.0,
+            "low": 1.0,
+            "close": 1.5,
+            "volume": 1.0,
+        }
+    )
+    config = FeatureConfig.model_validate({"pooled": {"enabled": True}})
+    with pytest.raises(InputError, match="pooled feature family"):
+        signal_rows(tail, None, config, "1h", {"BTC/USDT": ts[-1]}, ["BTC/USDT"], 4)
+    # the default model's features still come out of the fast path
+    rows = signal_rows(tail, None, FeatureConfig(), "1h", {"BTC/USDT": ts[-1]}, ["BTC/USDT"], 4)
+    assert not any(name.startswith("pool_") for name in rows.names)

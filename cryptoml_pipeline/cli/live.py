@@ -28,7 +28,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--exit-at-end", action="store_true", help="replay: exit after the last bar")
     p.add_argument("--host", default="127.0.0.1", help="API bind address (loopback default)")
     p.add_argument("--port", type=int, default=8765, help="API port (0 = any free port)")
-    p.add_argument("--execute", action="store_true", help="send real orders via ccxt")
+    p.add_argument(
+        "--execute",
+        action="store_true",
+        help="live mode: send the decisions as orders on the USDT-M perpetuals via ccxt "
+        "(keys from CRYPTOML_EXCHANGE_API_KEY / CRYPTOML_EXCHANGE_SECRET)",
+    )
+    p.add_argument(
+        "--exchange-url",
+        help="point ccxt at another server (testnet, simulator); default CRYPTOML_EXCHANGE_URL "
+        "or Binance",
+    )
+    p.add_argument(
+        "--bar-deadline",
+        type=float,
+        default=60.0,
+        help="live: seconds after its close a late bar is awaited before it is skipped",
+    )
+    p.add_argument("--poll-seconds", type=float, help="live: seconds between exchange polls")
     p.add_argument("--run-name", default="live", help="the account (restart resumes it)")
     p.add_argument("--symbols", help="trade only these of the model's traded symbols")
     add_data_dir(p)
@@ -36,14 +53,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_live(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from cryptoml_pipeline.live.api import ApiServer, bind_token
     from cryptoml_pipeline.live.service import LiveOptions, LiveService, parse_utc, say
     from cryptoml_pipeline.locations import resolve_data_location
 
-    if args.execute:
-        raise InputError(
-            "--execute (real orders via ccxt) is not available in this build: paper fills only"
-        )
+    if args.execute and args.replay:
+        raise InputError("--execute sends real orders: live mode only, not with --replay")
     token = bind_token(args.host)
     replay = None
     if args.replay:
@@ -64,6 +81,10 @@ def cmd_live(args: argparse.Namespace) -> int:
             symbols=symbols,
             replay=replay,
             bar_delay=args.bar_delay,
+            poll_seconds=args.poll_seconds,
+            execute=args.execute,
+            exchange_url=args.exchange_url,
+            bar_deadline=pd.Timedelta(seconds=args.bar_deadline),
         )
     )
     api = ApiServer(service, args.host, args.port, token)
@@ -72,7 +93,8 @@ def cmd_live(args: argparse.Namespace) -> int:
     say(
         f"serving http://{args.host}:{port} account={args.run_name!r} "
         f"model={service.served.version} symbols={service.trading} "
-        f"mode={'replay' if replay else 'live (ccxt)'}, paper fills"
+        f"mode={'replay' if replay else 'live (ccxt)'}, "
+        + ("ORDERS SENT (--execute)" if args.execute else "paper fills")
     )
 
     def stop(signum, frame) -> None:  # SIGTERM / Ctrl-C: stop after the current bar

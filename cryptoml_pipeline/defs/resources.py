@@ -40,8 +40,11 @@ from cryptoml_pipeline.timing import timeframe_to_timedelta, to_utc
 log = logging.getLogger(__name__)
 
 SYNTHETIC_DEFAULT_END = "2025-10-01"
-# the synthetic market has no "all the data": without data.lookback_days it spans this many days
-SYNTHETIC_DEFAULT_DAYS = 730
+# the synthetic market has no "all the data": without data.lookback_days it spans this many days;
+# 460 = the demo profile's first 180-day training window, its warm-up and 3 walk-forward folds of
+# 90 days, so that a fresh clone's offline `make run` (install included) stays under 15 minutes on
+# 2 CPU cores with every zoo model and control (benchmarks/results/synthetic_run.json)
+SYNTHETIC_DEFAULT_DAYS = 460
 # ccxt downloads what it loads: without data.lookback_days / --start it fetches this many days
 CCXT_DEFAULT_DAYS = 730
 SYNTHETIC_TRADED: tuple[str, ...] = (*DEFAULT_SYMBOLS, "XRP/USDT")

@@ -231,8 +231,9 @@ def size_entry(equity, sig, conf, vol, stop_dist, open_risk, gross, fparams):
 @_jit_inline
 def loss_limit_hit(day_equity, equity, limit):
     """The daily loss limit trips: ``equity`` (marked at a close) <= ``(1 - limit) *
-    day_equity`` (the equity marked at the day's first open); never where ``limit`` is NaN."""
-    return limit == limit and equity <= (1.0 - limit) * day_equity
+    day_equity`` (the equity marked at the day's first open), or the day began with an equity
+    <= 0 (nothing left to lose a fraction of); never where ``limit`` is NaN."""
+    return limit == limit and (day_equity <= 0.0 or equity <= (1.0 - limit) * day_equity)
 
 
 # --- the ledger -----------------------------------------------------------------------------

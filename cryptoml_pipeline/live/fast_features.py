@@ -166,6 +166,13 @@ def signal_rows(
     plan = plan_features(
         config, symbols=members, has_volume="volume" in tail.columns, with_funding=with_funding
     )
+    if plan.families.get("pooled"):
+        # never NaN-filled silently: the pooled family needs the spot closes (basis) and the
+        # universe's ranks, which this path does not compute yet
+        raise InputError(
+            "the served model uses the pooled feature family, which the live feature path does "
+            "not compute yet; serve a model trained with features.pooled.enabled=false"
+        )
     prices = [k for k in ("high", "low", "close", "volume") if k in tail.columns]
     arrays = {k: tail[k].to_numpy(dtype=np.float64) for k in prices}
     blocks, read = [], []

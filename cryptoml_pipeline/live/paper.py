@@ -349,6 +349,37 @@ class PaperTrader:
                 .values(last_bar=at, cash=ledger.cash, model_version=model_version)
             )
 
+    def next_open_positions(
+        self, decisions: pd.DataFrame, closes: dict[str, float]
+    ) -> dict[str, float]:
+        """The account's positions (signed quantities) right after the next bar's open if it
+        opens at the last close (``closes``), with ``decisions`` filling there: what the
+        simulator will do at that open (entries sized on the equity, exits by signal or hold
+        review), known now. ``--execute`` sends the orders that bring the exchange there."""
+        if self.last_bar is None:
+            return {}
+        nxt = self.last_bar + self.step
+        line = {
+            "bar": nxt.isoformat(),
+            "stamp": self.last_bar.isoformat(),
+            "candles": {s: [float(c)] * 4 for s, c in closes.items()},
+            "decisions": {
+                str(s): [float(r[c]) for c in core.DECISION_FIELDS] for s, r in decisions.iterrows()
+            },
+            "funding": [],
+        }
+        if self.flat:
+            lines, equity = [line], self.last_equity
+        else:
+            lines, equity = [*self.window, line], self.window_equity
+        candles, funding, decided = _frames(lines)
+        options = core.simulator_options(self.settings, self.timeframe, initial_equity=equity)
+        ledger = core.ledger_at(candles, funding, decided, options=options)
+        return {
+            str(p.symbol): float(p.direction) * float(p.quantity)
+            for p in ledger.open.itertuples(index=False)
+        }
+
     # --- views ---------------------------------------------------------------------------
     @property
     def positions(self) -> dict[str, PaperPosition]:

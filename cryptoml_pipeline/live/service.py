@@ -33,7 +33,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +45,8 @@ import sqlalchemy as sa
 
 from cryptoml_pipeline.errors import InputError
 from cryptoml_pipeline.live import paper_adapter as core
+from cryptoml_pipeline.live.bar_intake import BarIntake
+from cryptoml_pipeline.live.exchange import ExchangeFeed, Executor, exchange_client
 from cryptoml_pipeline.live.loader import ServedModel, load_served, narrow_symbols
 from cryptoml_pipeline.live.market_tail import member_label, tail_span
 from cryptoml_pipeline.live.paper import (
@@ -71,6 +73,7 @@ from cryptoml_pipeline.timing import timeframe_to_timedelta
 logger = logging.getLogger(__name__)
 
 STALE_BARS = 2  # the last closed bar may lag the clock by this many bars
+BAR_DEADLINE = pd.Timedelta(seconds=60)  # live: how long after its close a late bar is awaited
 EMPTY_DECISIONS = pd.DataFrame(columns=list(core.DECISION_FIELDS), dtype=np.float64)
 EMPTY_FUNDING = pd.DataFrame(columns=["timestamp", "symbol", "funding_rate"])
 # settings that must not change under an open account (the simulator's rules)
@@ -159,26 +162,6 @@ class ReplaySource:
         return BarData(bar, self._by_bar[bar], self.funding.iloc[a:b])
 
 
-class CcxtSource:
-    """Newly closed bars from the exchange (ccxt), landed into the data directory first
-    (``market.source.load_via_ccxt``). Needs network; not exercised by the tests."""
-
-    def __init__(self, store: ParquetStore, served: ServedModel) -> None:
-        self.store, self.served = store, served
-        self.step = timeframe_to_timedelta(served.timeframe)
-
-    def poll(self, after: pd.Timestamp | None) -> tuple[pd.DataFrame, pd.DataFrame]:
-        from cryptoml_pipeline.market.source import load_via_ccxt
-
-        end = pd.Timestamp.now(tz="UTC").floor(self.step)  # bars before it are closed
-        start = (after + self.step) if after is not None else end - self.step
-        history = tail_span(self.served) + 2 * self.step
-        data = load_via_ccxt(
-            self.store, list(self.served.universe), self.served.timeframe, start - history, end
-        )
-        return data.candles, data.funding
-
-
 # --- metrics ------------------------------------------------------------------------------------
 class Metrics:
     """Prometheus metrics of one service (its own registry)."""
@@ -208,6 +191,19 @@ class Metrics:
         self.lag = Gauge("cryptoml_live_lag_bars", "bars the last closed bar lags", registry=r)
         self.model_swaps = Counter(
             "cryptoml_live_model_swaps", "newly deployed models picked up", registry=r
+        )
+        self.bar_events = Counter(
+            "cryptoml_live_bar_events",
+            "bar integrity events (late, missing, duplicate, revised, not_closed, invalid, "
+            "ignored)",
+            ["kind"],
+            registry=r,
+        )
+        self.orders = Counter(
+            "cryptoml_live_orders",
+            "--execute orders (sent, found = already on the exchange, rejected, partial)",
+            ["kind"],
+            registry=r,
         )
 
     def render(self) -> bytes:
@@ -266,6 +262,10 @@ class LiveOptions:
     replay: tuple[pd.Timestamp, pd.Timestamp] | None = None
     bar_delay: float = 0.0
     poll_seconds: float | None = None
+    execute: bool = False  # live mode: send the decisions as orders (keys from the environment)
+    exchange_url: str | None = None  # another server for ccxt (testnet, the test simulator)
+    bar_deadline: pd.Timedelta = BAR_DEADLINE  # wait this long for a late bar
+    clock: Callable[[], pd.Timestamp] | None = None  # live mode's clock (tests: simulated)
 
 
 class LiveService:
@@ -312,7 +312,17 @@ class LiveService:
         )
         funding_span = pd.Timedelta(hours=settings.data.funding_interval_hours) * 2
         self.tail = MarketTail(tail_span(self.served) + 2 * self.step, funding_span)
-        self.source: ReplaySource | CcxtSource
+        self.source: ReplaySource | ExchangeFeed
+        self.executor: Executor | None = None
+        self.halted: str | None = None
+        labels = [member_label(self.served, m) for m in self.served.universe]
+        self.intake = BarIntake(
+            labels,
+            self.step,
+            options.bar_deadline,
+            say,
+            lambda kind: self.metrics.bar_events.labels(kind=kind).inc(),
+        )
         if options.replay is not None:
             self.source = ReplaySource(self.store, self.served, *options.replay)
             if not self.source.bars:
@@ -321,8 +331,34 @@ class LiveService:
                     f"{options.replay[1]}) in {self.store.root}"
                 )
         else:
-            self.source = CcxtSource(self.store, self.served)
+            client = exchange_client(options.exchange_url, keys=options.execute)
+            self.source = ExchangeFeed(
+                client,
+                self.served.universe,
+                {m: member_label(self.served, m) for m in self.served.universe},
+                self.trading,
+                self.served.timeframe,
+                self._exchange_error,
+            )
+            if options.execute:
+                self.executor = Executor(
+                    client,
+                    run=options.run_name,
+                    symbols=self.trading,
+                    state_path=kill_dir / f"{options.run_name}.execution.json",
+                    say=say,
+                    on_error=self._exchange_error,
+                    count=lambda kind: self.metrics.orders.labels(kind=kind).inc(),
+                )
         self.metrics.equity.set(self.trader.equity())
+
+    def _exchange_error(self, exc: Exception) -> None:
+        self.metrics.exchange_errors.inc()
+        say(f"exchange error (retrying): {type(exc).__name__}: {str(exc)[:160]}")
+
+    def now(self) -> pd.Timestamp:
+        clock = self.options.clock
+        return clock() if clock is not None else pd.Timestamp.now(tz="UTC")
 
     # --- account record -----------------------------------------------------------------------
     def _account(self) -> dict[str, Any]:
@@ -513,10 +549,24 @@ class LiveService:
             self.metrics.bars.inc()
         self.maybe_swap(bar)
         self._decide(bar)
+        self._execute(bar, data.candles)
         self.last_bar, self.clock = bar, now
         self.metrics.equity.set(self.trader.equity())
         self.metrics.exposure.set(self.trader.exposure())
         self.metrics.latency.observe(time.perf_counter() - t0)
+
+    def _execute(self, bar: pd.Timestamp, candles: pd.DataFrame) -> None:
+        """``--execute``: bring the exchange to the account's positions after the next open
+        (the decisions just made); a reconciliation mismatch stops trading."""
+        if self.executor is None or self.halted:
+            return
+        traded = candles[candles["symbol"].isin(self.trading)]
+        closes = dict(zip(traded["symbol"].astype(str), traded["close"].astype(float), strict=True))
+        targets = self.trader.next_open_positions(self.pending, closes)
+        self.executor.sync(bar, targets)
+        if self.executor.halted:
+            self.halted = self.executor.halted
+            self.stopped.set()
 
     # --- the loop -------------------------------------------------------------------------------
     def warm_up(self) -> Iterator[BarData]:
@@ -571,39 +621,80 @@ class LiveService:
                 self.kill()
         return 0
 
-    def _run_live(self) -> int:  # pragma: no cover - needs network
-        src = self.source
-        assert isinstance(src, CcxtSource)
+    def _run_live(self) -> int:
+        """Poll the exchange (ccxt): closed bars through the bar intake (:mod:`.bar_intake`),
+        orders with ``--execute``; until stopped, killed or halted by a reconciliation mismatch
+        (exit 3)."""
+        feed = self.source
+        assert isinstance(feed, ExchangeFeed)
         poll = self.options.poll_seconds or self.served.settings.paper.poll_seconds
+        if self.executor is not None:
+            self.executor.start()
+            if self.executor.halted:
+                self.halted = self.executor.halted
+                return 3
+        now = self.now()
+        cursor = self.trader.last_bar
+        through = cursor if cursor is not None else now.floor(self.step) - self.step
+        if cursor is not None:
+            say(f"resuming account {self.options.run_name!r} after bar {cursor}")
+        candles = self._fetch_candles(feed, through - self.tail.span, through)
+        funding = feed.funding(through - self.tail.span - self.tail.funding_span)
+        funding = funding[funding["timestamp"] < through + self.step]
+        self.tail.extend(candles, funding)
+        at = candles[candles["timestamp"] == through]
+        self.intake.start_after(through, at)
+        if at["symbol"].nunique() >= len(self.served.universe):
+            self._decide(through)
+            self.last_bar = through
+            self._execute(through, at)
+        previous = through
         while not self.stopped.is_set() and not self.killed.is_set():
+            now = self.now()
             try:
-                candles, funding = src.poll(self.trader.last_bar)
-            except Exception as exc:
-                self.metrics.exchange_errors.inc()
-                say(f"exchange error: {exc}")
+                polled = self._fetch_candles(feed, self.intake.cursor + self.step, now)
+                funding = feed.funding(previous + self.step)
+            except Exception as exc:  # retries exhausted: the next poll tries again
+                say(f"exchange unavailable: {type(exc).__name__}: {str(exc)[:160]}")
                 self.stopped.wait(poll)
                 continue
-            candles = candles.assign(timestamp=pd.to_datetime(candles["timestamp"], utc=True))
-            funding = funding.assign(timestamp=pd.to_datetime(funding["timestamp"], utc=True))
-            if self.tail.candles is None:
-                self.tail.extend(candles, funding)
-            now = pd.Timestamp.now(tz="UTC")
-            previous = self.trader.last_bar
-            bars = sorted(candles["timestamp"].unique())
-            for bar in bars:
-                if previous is not None and bar <= previous:
+            for item in self.intake.offer(polled, now):
+                if item.candles is None:  # missing at its deadline: skipped
                     continue
-                rows = candles[candles["timestamp"] == bar]
-                if rows["symbol"].nunique() < len(self.served.universe):
-                    break  # a member has not closed it yet
-                lo = previous + self.step if previous is not None else bar
-                f = funding[(funding["timestamp"] >= lo) & (funding["timestamp"] < bar + self.step)]
-                self.step_bar(BarData(bar, rows, f), now)
+                bar = item.bar
+                f = funding[
+                    (funding["timestamp"] >= previous + self.step)
+                    & (funding["timestamp"] < bar + self.step)
+                ]
+                self.step_bar(BarData(bar, item.candles, f.reset_index(drop=True)), now)
                 previous = bar
+                if self.halted or self.killed.is_set() or self.guards.kill_file.exists():
+                    break
+            if self.guards.kill_file.exists():
+                self.killed.set()
+            if self.halted:
+                return 3
             self.stopped.wait(poll)
         if self.killed.is_set():
             self.kill()
-        return 0
+        return 3 if self.halted else 0
+
+    def _fetch_candles(
+        self, feed: ExchangeFeed, since: pd.Timestamp, until: pd.Timestamp
+    ) -> pd.DataFrame:
+        """Every member's candles from ``since`` to ``until`` (pages of 1000 bars)."""
+        frames, start = [], since
+        while True:
+            page = feed.candles(start)
+            frames.append(page)
+            if page.empty or len(page) < 1000 * len(feed.members) * 0.5:
+                break
+            last = page["timestamp"].max()
+            if last >= until:
+                break
+            start = last + self.step
+        out = pd.concat(frames, ignore_index=True)
+        return out[out["timestamp"] <= until].drop_duplicates(["timestamp", "symbol"])
 
     def stop(self) -> None:
         self.stopped.set()
@@ -665,6 +756,8 @@ class LiveService:
         else:
             with self.engine.begin() as conn:
                 self._mark_killed(conn)
+        if self.executor is not None and not self.halted and trader.last_bar is not None:
+            self.executor.sync(trader.last_bar, {}, leg="k")  # reduce-only exits of everything
         say(
             f"killed: {flattened} position(s) flattened at the close of {trader.last_bar}; "
             f"equity {trader.equity():.2f}; stopped"
@@ -697,7 +790,7 @@ class LiveService:
         return {
             "status": "killed"
             if self.killed.is_set()
-            else ("warming_up" if not self.signals else "ok"),
+            else ("halted" if self.halted else ("warming_up" if not self.signals else "ok")),
             "mode": "replay" if self.options.replay is not None else "live",
             "run_name": self.options.run_name,
             "last_bar": None if last is None else last.isoformat(),
@@ -710,6 +803,14 @@ class LiveService:
             "cash": state.get("cash"),
             "replay_finished": self.finished,
             "guards": self.guards.as_dict(),
+            "bar_events": dict(self.intake.counts),
+            "execution": None
+            if self.executor is None
+            else {
+                "orders": dict(self.executor.counts),
+                "book": self.executor.book,
+                "halted": self.halted,
+            },
         }
 
     def signal(self, symbol: str | None) -> Any:
