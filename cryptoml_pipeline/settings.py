@@ -198,6 +198,12 @@ class ImportanceConfig(_Frozen):
     """Per-fold permutation importance on the fold's test window."""
 
     enabled: bool = True
+    recent_folds: int | None = Field(
+        4,
+        ge=1,
+        description="on the most recent N walk-forward folds only (None: every fold): a "
+        "multi-year walk-forward's cost on CPUs; the report names the folds used",
+    )
     n_repeats: int = Field(1, gt=0)
     max_rows: int = Field(1500, gt=0, description="test rows sampled (evenly) for speed")
     seed: int = 0
@@ -632,6 +638,13 @@ class PpoConfig(_Frozen):
     """Reinforcement learning: PPO (Stable-Baselines3) per fold on the TradingEnv."""
 
     enabled: bool = True
+    recent_folds: int | None = Field(
+        4,
+        ge=1,
+        description="train on the most recent N walk-forward folds only (None: every fold); "
+        "bounds a multi-year walk-forward's cost on CPUs; the model comparison says which "
+        "folds each model trained on",
+    )
     total_timesteps: int = Field(20_000, gt=0)
     n_steps: int = Field(512, gt=0)
     position_fraction: float = Field(1.0, gt=0, description="notional / equity when in a trade")

@@ -7,7 +7,6 @@ order and recording it, reconciliation), and nothing sent without ``--execute``.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -40,7 +39,8 @@ class PollClock(StepClock):
 
     def __init__(self, start: pd.Timestamp, stop_at: pd.Timestamp) -> None:
         super().__init__(start)
-        self.stop_at, self.service: LiveService | None = stop_at, None
+        self.stop_at = stop_at
+        self.service: LiveService | None = None
 
     def tick(self) -> pd.Timestamp:
         self.advance(int(TICK / pd.Timedelta(milliseconds=1)))
@@ -86,7 +86,8 @@ def _stored(dep: Deployed, symbol: str, bar: pd.Timestamp) -> list[float]:
 
 # --- bar intake rules (unit) ----------------------------------------------------------------
 def _frame(rows: list[tuple]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=["timestamp", "symbol", "open", "high", "low", "close", "volume"])
+    columns = ["timestamp", "symbol", "open", "high", "low", "close", "volume"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def test_bar_intake_rules() -> None:
@@ -239,4 +240,3 @@ def test_client_order_ids_are_deterministic_and_legal() -> None:
     assert a != client_order_id("run", bar, "ETH/USDT", "e")
     assert a != client_order_id("other", bar, "BTC/USDT", "e")
     assert len(a) <= 36 and a.isalnum()
-

@@ -262,3 +262,22 @@ def test_window_days_is_a_rolling_window_on_the_full_history_test_folds() -> Non
     # while a plain rolling walk-forward of 20 days would start testing earlier
     rolling = config.model_copy(update={"expanding": False, "train_days": 20})
     assert walk_forward_plan(start, END, rolling)[0].test_start < full[0].test_start
+
+
+def test_recent_folds_policy_names_the_folds_a_model_skips() -> None:
+    from cryptoml_pipeline.modeling.models import ZOO
+
+    config = WalkForwardConfig(train_days=30, test_days=10, step_days=10)
+    folds = walk_forward_plan(utc("2024-01-01"), END, config)
+    settings = PipelineSettings()
+    assert settings.ppo.recent_folds == 4
+    ppo, gbm = ZOO["ppo"], ZOO["gbm"]
+    reasons = [ppo.skipped_fold(settings, f, len(folds)) for f in folds]
+    assert [r is None for r in reasons] == [i >= len(folds) - 4 for i in range(len(folds))]
+    assert "ppo.recent_folds = 4" in next(r for r in reasons if r)
+    # models without the setting train on every fold; None trains PPO on every fold too
+    assert all(gbm.skipped_fold(settings, f, len(folds)) is None for f in folds)
+    every = settings.model_copy(
+        update={"ppo": settings.ppo.model_copy(update={"recent_folds": None})}
+    )
+    assert all(ppo.skipped_fold(every, f, len(folds)) is None for f in folds)

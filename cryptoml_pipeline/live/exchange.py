@@ -208,6 +208,15 @@ class Executor:
                 out[perps[p["symbol"]]] = sign * float(p.get("contracts") or 0.0)
         return out
 
+    def _round(self, symbol: str, quantity: float) -> float:
+        """Down to the market's amount step (0 when below one step)."""
+        import ccxt
+
+        try:
+            return float(self.client.amount_to_precision(perpetual_symbol(symbol), quantity))
+        except ccxt.InvalidOrder:  # below the minimum amount precision
+            return 0.0
+
     def _tolerance(self, symbol: str) -> float:
         market = self.client.market(perpetual_symbol(symbol))
         step = (market.get("precision") or {}).get("amount") or 1e-8
@@ -270,7 +279,7 @@ class Executor:
             have, want = book.get(s, 0.0), float(targets.get(s, 0.0))
             tol = self._tolerance(s)
             have_dir = 0 if abs(have) <= tol else (1 if have > 0 else -1)
-            want_q = float(self.client.amount_to_precision(perpetual_symbol(s), abs(want)))
+            want_q = self._round(s, abs(want))
             want_dir = 0 if want_q <= tol else (1 if want > 0 else -1)
             if have_dir == want_dir:
                 continue  # no resizing
@@ -328,7 +337,7 @@ class Executor:
         params: dict[str, Any] = {"newClientOrderId": cid, "newOrderRespType": "RESULT"}
         if order["reduce_only"]:
             params["reduceOnly"] = True
-        amount = self.client.amount_to_precision(perpetual_symbol(symbol), order["amount"])
+        amount = self._round(symbol, order["amount"])
         try:
             result = call(
                 lambda: self.client.create_order(

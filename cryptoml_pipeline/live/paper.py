@@ -368,6 +368,12 @@ class PaperTrader:
             },
             "funding": [],
         }
+        # zero-rate settlements inside the provisional bar (they move no position at its open)
+        interval = pd.Timedelta(hours=self.settings.data.funding_interval_hours)
+        times = pd.date_range(nxt.ceil(interval), nxt + self.step, freq=interval, inclusive="left")
+        line["funding"] = [
+            [t.isoformat(), str(s), 0.0] for t in times if t < nxt + self.step for s in closes
+        ]
         if self.flat:
             lines, equity = [line], self.last_equity
         else:

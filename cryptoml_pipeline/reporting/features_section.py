@@ -94,7 +94,10 @@ def features_section(
         if frame is None:
             missing.setdefault(key, "not materialized")
         elif frame.empty:
-            missing.setdefault(key, "empty table (features.importance.enabled=False?)")
+            missing.setdefault(
+                key,
+                "empty table (importance disabled, or the fold is outside importance.recent_folds)",
+            )
         else:
             frames.append(frame.assign(fold=key))
             used.append(key)

@@ -34,6 +34,12 @@ def feature_importance(
     if not settings.features.importance.enabled:
         context.add_output_metadata({"status": "disabled (features.importance.enabled=False)"})
         return pd.DataFrame(columns=IMPORTANCE_COLUMNS)
+    recent = settings.features.importance.recent_folds
+    if recent is not None and fold.index < len(fold_plan) - recent:
+        context.add_output_metadata(
+            {"status": f"skipped: outside the most recent {recent} folds (importance.recent_folds)"}
+        )
+        return pd.DataFrame(columns=IMPORTANCE_COLUMNS)
     # the transformer trains on the heavy (rolling) fold when the walk-forward expands
     stale = stale_reason(
         fold_model, heavy_fold(fold, settings, dataset_info["timeframe"]), dataset_info

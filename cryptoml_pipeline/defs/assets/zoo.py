@@ -134,9 +134,14 @@ def fold_inputs(
 Outcome = tuple[pd.DataFrame, Any, dict[str, Any]]  # predictions, card(s), UI metadata
 
 
-def _run_fold(context: dg.AssetExecutionContext, model: ZooModel, inputs: FoldInputs) -> Outcome:
+def _run_fold(
+    context: dg.AssetExecutionContext, model: ZooModel, inputs: FoldInputs, n_folds: int
+) -> Outcome:
     pipeline: PipelineResource = context.resources.pipeline
-    if not model.enabled(inputs.settings):
+    skipped = model.skipped_fold(inputs.settings, inputs.fold, n_folds)
+    if skipped:  # outside the model's recent folds: a card with the reason, no training
+        result, out = unavailable(model.name, inputs.fold, skipped), None
+    elif not model.enabled(inputs.settings):
         result, out = run_model(model, inputs, None), None  # the disabled card: no file written
     else:
         out = _model_dir(pipeline, model.name, inputs.fold.key)
@@ -188,7 +193,7 @@ def zoo_asset(
         if per_fold:
             fold = find_fold(plan, context.partition_key)
             inputs = fold_inputs(model, upstream, context, fold, registry)
-            preds, card, meta = _run_fold(context, model, inputs)
+            preds, card, meta = _run_fold(context, model, inputs, len(plan_folds(plan)))
         else:
             folds = plan_folds(plan)
             inputs = fold_inputs(model, upstream, context, folds[0], registry)

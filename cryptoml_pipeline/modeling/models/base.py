@@ -177,6 +177,21 @@ class ZooModel(ABC):
         """``settings.<name>.enabled`` when that section exists, else always."""
         return bool(getattr(getattr(settings, self.name, None), "enabled", True))
 
+    def recent_folds(self, settings: PipelineSettings) -> int | None:
+        """``settings.<name>.recent_folds``: the model trains on the most recent N folds only
+        (None: every fold; the older folds get an unavailable card saying why)."""
+        return getattr(getattr(settings, self.name, None), "recent_folds", None)
+
+    def skipped_fold(self, settings: PipelineSettings, fold: Fold, n_folds: int) -> str | None:
+        """Why this model does not train on ``fold`` of a plan of ``n_folds`` folds, or None."""
+        recent = self.recent_folds(settings)
+        if recent is None or fold.index >= n_folds - recent:
+            return None
+        return (
+            f"not trained on this fold: {self.name}.recent_folds = {recent} "
+            f"(the most recent {recent} of {n_folds} folds)"
+        )
+
     def precondition(self, inputs: FoldInputs) -> str | None:
         """Why the model cannot run on any fold (checked once per asset run), or None."""
         return None
