@@ -374,6 +374,11 @@ def _handler(sim: ExchangeSim) -> type[BaseHTTPRequestHandler]:
                 )
             except SimError as exc:
                 status, payload = exc.status, exc.body
+            except Exception as exc:  # a simulator bug: say it (500), never hang the client
+                import traceback
+
+                traceback.print_exc()
+                status, payload = 500, {"code": -1000, "msg": f"simulator: {exc!r}"}
             data = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
