@@ -472,7 +472,7 @@ class RiskConfig(_Frozen):
         gt=0,
         lt=1,
         description="no new entry for the rest of a UTC day once the equity at a bar's close is "
-        "<= (1 - this) x the equity at the day's first open",
+        "<= (1 - this) x the day's starting equity (the close before its first bar)",
     )
     max_notional_per_symbol: float | None = Field(
         None, gt=0, description="an entry's notional <= this x equity (entries scaled down)"

@@ -10,8 +10,9 @@ market orders fill at the last closed bar's close, reduce-only orders never incr
 Faults to inject: a late candle (served only from a given time), a missing candle (never
 served), HTTP 429 / 5xx answers, a rejected order, a partially filled order, and a hook called
 after an order was accepted (a test kills the client there: "restart between sending and
-recording"). The simulator's state (orders, positions) lives in memory, or in a JSON file so a
-separate process can run it (``python -m cryptoml_pipeline_tests.exchange_sim``).
+recording"). The simulator's state (orders, positions) lives in memory; a service in another
+process (``cryptoml live --execute --exchange-clock``, the kill trials of ``live_kill.py``) talks
+to it over HTTP and reads its clock from ``GET /fapi/v1/time`` (``on_time``: advance it there).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class ExchangeSim:
         self.orders: dict[str, dict[str, Any]] = {}  # client order id -> order
         self.positions: dict[str, float] = {}
         self.on_order: Callable[[dict[str, Any]], None] | None = None
+        self.on_time: Callable[[], None] | None = None  # called at GET /fapi/v1/time
         self.posted: list[str] = []  # the client id of every order POST, in order
         self.bars: dict[str, pd.DataFrame] = {}
         for sym, frame in candles.groupby("symbol"):
@@ -317,7 +319,9 @@ class ExchangeSim:
                     raise SimError(status, -1001, "Internal error; unable to process your request.")
             if path == "/fapi/v1/exchangeInfo":
                 return self.exchange_info()
-            if path == "/fapi/v1/time":
+            if path == "/fapi/v1/time":  # a service on ``--exchange-clock`` asks once a poll
+                if self.on_time is not None:
+                    self.on_time()
                 return {"serverTime": self.clock()}
             if path == "/fapi/v1/klines":
                 return self.klines(q)

@@ -7,6 +7,8 @@ order and recording it, reconciliation), and nothing sent without ``--execute``.
 from __future__ import annotations
 
 import json
+import signal
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -17,6 +19,7 @@ from cryptoml_pipeline.live.exchange import KEY_ENV, SECRET_ENV, Executor, clien
 from cryptoml_pipeline.live.paper import account_bars
 from cryptoml_pipeline.live.service import LiveOptions, LiveService
 from cryptoml_pipeline_tests.exchange_sim import ExchangeSim, StepClock, binance_id
+from cryptoml_pipeline_tests.live_kill import compare, run_once
 from cryptoml_pipeline_tests.test_live_service import _redeploy
 from cryptoml_pipeline_tests.test_trading_realtime import Deployed, build_deployed
 
@@ -230,6 +233,25 @@ def test_execute_rejected_partial_restart_and_reconciliation(
         sim2.stop()
     assert "mismatch" in (third.halted or "") and "BTC/USDT" in third.halted
     assert third.health()["status"] == "halted"
+
+
+def test_sigkill_of_the_real_process_after_an_accepted_order_then_restart(
+    env: Deployed, keys, tmp_path: Path
+) -> None:
+    """One ``kill -9`` trial (``benchmarks/live_kill.py`` runs 20): ``cryptoml live --execute
+    --exchange-clock`` as a real subprocess, SIGKILLed right after the simulator accepted its
+    first order (before the answer arrived), restarted with the same ``--run-name``: the orders
+    the simulator received equal a never-killed run's (nothing lost, nothing sent twice), and so
+    do the positions and the paper fills."""
+    reference = run_once(env, tmp_path / "reference", 12, in_process=True)
+    assert reference.returncodes == [0] and reference.orders
+    trial = run_once(env, tmp_path / "trial", 12, kill_at_order=1)
+    assert trial.returncodes == [-signal.SIGKILL, 0], trial.stderr_tail
+    assert trial.killed_after_orders is not None and trial.killed_after_orders >= 1
+    result = compare(reference, trial)
+    assert result["lost"] == result["doubled"] == result["extra"] == result["different"] == 0
+    assert result["positions_equal"] and result["paper_fills_equal"] and result["finished"]
+    assert "taken, not resent" in trial.stderr_tail
 
 
 def test_client_order_ids_are_deterministic_and_legal() -> None:

@@ -15,7 +15,7 @@ from cryptoml_pipeline.modeling.fold_training import (
     predict_fold,
     train_fold,
 )
-from cryptoml_pipeline.modeling.folds import fold_row_masks, walk_forward_folds
+from cryptoml_pipeline.modeling.folds import fold_row_masks, strided, walk_forward_folds
 from cryptoml_pipeline.modeling.labels import make_labels
 from cryptoml_pipeline.modeling.persistence import load_model, save_model
 from cryptoml_pipeline.modeling.predictions import (
@@ -127,6 +127,8 @@ def test_windows_across_a_gap_are_not_predicted(trained: tuple) -> None:
 def test_scaler_is_fit_on_fit_rows_only(trained: tuple) -> None:
     features, labels, _, fold, fm = trained
     masks = fold_row_masks(features["timestamp"], fold, horizon=3, timeframe="1h", embargo_bars=2)
+    # the training rows are thinned to one every training.row_stride bars per symbol
+    masks = strided(masks, features["timestamp"], "1h", SETTINGS.training.row_stride)
     expected = fit_scaler(features.loc[masks.fit, fm.feature_cols].to_numpy())
     np.testing.assert_array_equal(fm.scaler.mean, expected.mean)
     poisoned = features.copy()

@@ -14,6 +14,7 @@ from cryptoml_pipeline.settings import (
     GbmConfig,
     PipelineSettings,
     TargetConfig,
+    TrainingConfig,
     WalkForwardConfig,
 )
 
@@ -25,6 +26,7 @@ SETTINGS = PipelineSettings(
         train_days=25, test_days=7, step_days=7, validation_fraction=0.25, embargo_bars=2
     ),
     gbm=GbmConfig(n_estimators=30, min_child_samples=20, early_stopping_rounds=5, num_threads=1),
+    training=TrainingConfig(row_stride=1),  # every hourly row: a 40-day toy market is small
 )
 
 

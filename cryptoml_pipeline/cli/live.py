@@ -45,6 +45,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=60.0,
         help="live: seconds after its close a late bar is awaited before it is skipped",
     )
+    p.add_argument(
+        "--exchange-clock",
+        action="store_true",
+        help="live: take the bar clock from the exchange's server time (GET /fapi/v1/time at "
+        "every poll) instead of this machine's (a skewed local clock; a simulator's clock)",
+    )
     p.add_argument("--poll-seconds", type=float, help="live: seconds between exchange polls")
     p.add_argument("--run-name", default="live", help="the account (restart resumes it)")
     p.add_argument("--symbols", help="trade only these of the model's traded symbols")
@@ -61,6 +67,8 @@ def cmd_live(args: argparse.Namespace) -> int:
 
     if args.execute and args.replay:
         raise InputError("--execute sends real orders: live mode only, not with --replay")
+    if args.exchange_clock and args.replay:
+        raise InputError("--exchange-clock: live mode only, not with --replay")
     token = bind_token(args.host)
     replay = None
     if args.replay:
@@ -84,6 +92,7 @@ def cmd_live(args: argparse.Namespace) -> int:
             poll_seconds=args.poll_seconds,
             execute=args.execute,
             exchange_url=args.exchange_url,
+            exchange_clock=args.exchange_clock,
             bar_deadline=pd.Timedelta(seconds=args.bar_deadline),
         )
     )

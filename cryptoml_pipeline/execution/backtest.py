@@ -46,6 +46,31 @@ Entry (symbol flat, decision active)
     positions' risk at entry; gross notional = sum of quantity * latest price.
     The stop sits at ``entry_fill * (1 -/+ stop_distance)`` and never moves.
 
+Guards at the point of execution (``risk.daily_loss_limit``, ``risk.max_notional_per_symbol``,
+``risk.max_notional_total``; None = off, the default: results are then bit for bit those without
+them). They are part of the entry step above, so the backtest, the paper trader (which runs this
+simulator) and the live decision (:func:`cryptoml_pipeline.live.decision.decide`, the same sizer)
+apply the same rules. A replay (:mod:`.replay`) repeats given fills and applies none.
+    Notional caps, fractions of the equity the entry is sized on: the scaling factor above is
+    also capped so that the entry's notional <= ``max_notional_per_symbol * equity`` (entries are
+    made on flat symbols only, so this is the symbol's notional) and the gross notional after
+    the entry <= ``max_notional_total * equity``; risk scales with it; an entry scaled to <= 1e-6
+    of equity is skipped. Fixed-quantity runs (oracles, benchmarks) take no sizing limits.
+    Daily loss limit, a fraction: a UTC day (of the bars' open times) starts with the equity
+    marked at the close of the last bar before it (the initial equity on a run's first day).
+    Once the equity marked at a bar's close is <= ``(1 - daily_loss_limit) * that start``
+    (or the day started with equity <= 0), the limit trips: no new entry from the next bar's
+    open to the end of the day, the fixed-quantity mode included. Nothing is flattened: open
+    positions keep their stops, take-profits, liquidation and hold reviews (a review may hold a
+    position on; a flip exits but does not enter the other side). The next day starts afresh.
+    Counted in ``BacktestResult.guard_counts``: days the limit tripped, bars that opened with it
+    tripped, entry decisions it refused (active decisions on flat symbols with a bar), and the
+    entries each notional cap scaled down or skipped (counted to the cap whose factor is the
+    smallest, strictly below heat's, leverage's and, for the total cap, the per-symbol cap's).
+    A run that starts inside a day (the paper
+    trader's window after a flat close) is given the day's state (``loss_limit_start``,
+    :func:`loss_limit_day` from the earlier marks) and continues it.
+
 Holding
     The hold period ends at the open of the symbol's bar ``entry_bar + min_hold_bars``. There the
     decision filling at that open (the row just before) is read: same direction with
@@ -198,6 +223,35 @@ GUARD_COUNTS: dict[str, int] = {
 }
 
 
+@dataclass(frozen=True)
+class LossLimitDay:
+    """The daily loss limit's state at the close of a bar (:func:`loss_limit_day`): that bar's
+    UTC day, the equity the day started with, whether the limit has tripped in it. Given to
+    :func:`simulate`, a run that starts later in the same day (a paper trader's window after a
+    flat close) carries on the day as a run from the account's first bar would."""
+
+    day: pd.Timestamp  # UTC midnight
+    start_equity: float
+    tripped: bool
+
+
+def loss_limit_day(
+    equity: pd.Series, initial_equity: float, limit: float, bar: pd.Timestamp
+) -> LossLimitDay:
+    """:class:`LossLimitDay` at the close of ``bar`` from a run's marks (``equity``, by bar open
+    time): the day started with the mark at the last close before it (``initial_equity`` where
+    the run has none); tripped where a close of the day up to ``bar`` hit the limit."""
+    ts = pd.DatetimeIndex(equity.index).tz_convert("UTC")
+    bar = pd.Timestamp(bar).tz_convert("UTC")
+    day = bar.floor("D")
+    marks = equity.to_numpy(np.float64)
+    before = marks[ts < day]
+    start = float(before[-1]) if len(before) else float(initial_equity)
+    today = marks[(ts >= day) & (ts <= bar)]
+    tripped = bool(start <= 0.0 or np.any(today <= (1.0 - limit) * start))
+    return LossLimitDay(day=day, start_equity=start, tripped=tripped)
+
+
 def settlements_by_bar(
     schedule: FundingSchedule, n_bars: int
 ) -> tuple[list[list[int]], list[list[int]]]:
@@ -274,11 +328,14 @@ def simulate(
     funding_interval_hours: int = 8,
     slippage: SlippageConfig | None = None,
     fixed_quantity: float | None = None,
+    loss_limit_start: LossLimitDay | None = None,
 ) -> BacktestResult:
     """Simulate ``decisions`` on ``candles``: fees, slippage, funding, sizing, risk limits.
 
     ``fixed_quantity`` (base units per entry) replaces the risk sizer; it exists for oracle
     comparisons and benchmarks against libraries that trade fixed sizes.
+    ``loss_limit_start``: the daily loss limit's state where the run starts inside a UTC day
+    (:class:`LossLimitDay`; it applies where the first bar is in that day).
     """
     if min_hold_bars < 1:
         raise InputError(f"min_hold_bars must be >= 1, got {min_hold_bars}")
@@ -294,6 +351,7 @@ def simulate(
         min_hold_bars=min_hold_bars,
         slip=slippage_matrix(aligned, grid, costs, slippage, timeframe),
         fixed_quantity=fixed_quantity,
+        loss_limit_start=loss_limit_start,
     )
     logger.info(
         "simulated %d bars x %d symbols: %d trades, final equity %.2f",
@@ -355,6 +413,7 @@ def run_aligned(
     min_hold_bars: int,
     slip: np.ndarray,
     fixed_quantity: float | None = None,
+    loss_limit_start: LossLimitDay | None = None,
 ) -> BacktestResult:
     """Run the kernel on already aligned arrays (the Monte-Carlo controls reuse the grid)."""
     settle_bar, n_open, rates, times = settlements(schedule)
@@ -365,6 +424,14 @@ def run_aligned(
     max_trades = int(np.count_nonzero(aligned["signal"])) + len(grid.symbols) + 1
     # the UTC day of each bar, for the daily loss limit only
     day = None if risk.daily_loss_limit is None else grid.timestamps.asi8 // K.NS_PER_DAY
+    day_state = None
+    if loss_limit_start is not None:
+        start_day = pd.Timestamp(loss_limit_start.day).tz_convert("UTC").value // K.NS_PER_DAY
+        day_state = (
+            float(start_day),
+            float(loss_limit_start.start_equity),
+            bool(loss_limit_start.tripped),
+        )
     equity, exposure, trades, n_tr, totals, error = K.run_kernel(
         grid.open,
         grid.high,
@@ -385,6 +452,7 @@ def run_aligned(
         fparams,
         max_trades,
         day,
+        day_state,
     )
     _check_funding(error, grid, times, "a position")
     records = trades[:, :n_tr].T  # [n, N_TRADE_COLS], each field contiguous (no copy)

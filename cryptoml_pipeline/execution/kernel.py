@@ -6,9 +6,10 @@ Every input is a float/int/bool array; symbols are rows, grid bars are columns.
 
 It is also the ONE ledger of the package: the accounting rules (a fill's fee, the cash and P&L of
 closing a position, a funding settlement, the mark to market) and the entry rules (the decision's
-direction, the hold review, the risk sizer) are the compiled helpers below, which
-:mod:`~cryptoml_pipeline.execution.replay`, :mod:`~cryptoml_pipeline.execution.book` and
-:mod:`cryptoml_pipeline.live.decision` call as they are. The book of one run is two arrays: the
+direction, the hold review, the risk sizer and its notional caps, the daily loss limit) are the
+compiled helpers below, which :mod:`~cryptoml_pipeline.execution.replay`,
+:mod:`~cryptoml_pipeline.execution.book` and :mod:`cryptoml_pipeline.live.decision` call as they
+are. The book of one run is two arrays: the
 open positions (``pos``, one column per symbol, rows :data:`P_DIR` ...) and the account
 (``acct``: :data:`A_FEES` ... :data:`A_CASH`); closed round trips are trade records (rows
 :data:`T_SYM` ...).
@@ -125,9 +126,10 @@ N_POS_FIELDS = 12
 # account slots of ``acct``: the run's totals (fees paid, funding paid, traded notional, bars
 # closed with a position), the cash, and the slippage paid (counted by the replay; a simulation
 # derives it from its records); then the daily loss limit's state (the current UTC day, NaN
-# before the first bar; the equity marked at its first open; 1.0 once the limit tripped that
-# day) and the guards' counts: days the loss limit tripped, bars whose open it blocked, entry
-# decisions it refused, entries the per-symbol / the total notional cap scaled down (or skipped)
+# before the first bar; the equity the day started with: marked at the close before its first
+# bar; 1.0 once the limit tripped that day) and the guards' counts: days the loss limit tripped,
+# bars whose open it blocked, entry decisions it refused, entries the per-symbol / the total
+# notional cap scaled down (or skipped)
 A_FEES, A_FUNDING, A_NOTIONAL, A_IN_MARKET, A_CASH, A_SLIPPAGE = range(6)
 A_DAY, A_DAY_EQUITY, A_HALTED = 6, 7, 8
 A_LOSS_DAYS, A_LOSS_BARS, A_LOSS_ENTRIES, A_SYM_CAPPED, A_TOTAL_CAPPED = range(9, 14)
@@ -231,7 +233,7 @@ def size_entry(equity, sig, conf, vol, stop_dist, open_risk, gross, fparams):
 @_jit_inline
 def loss_limit_hit(day_equity, equity, limit):
     """The daily loss limit trips: ``equity`` (marked at a close) <= ``(1 - limit) *
-    day_equity`` (the equity marked at the day's first open), or the day began with an equity
+    day_equity`` (the equity the UTC day started with), or the day began with an equity
     <= 0 (nothing left to lose a fraction of); never where ``limit`` is NaN."""
     return limit == limit and (day_equity <= 0.0 or equity <= (1.0 - limit) * day_equity)
 
@@ -487,27 +489,36 @@ def _entry_size(i, s, px, eq_now, risk_now, gross_now, dec, fparams):
 
 
 @_jit_inline
+def _refuse_entries(i, grid, dec, book, iparams, fparams):
+    """The entries of a bar opening with the daily loss limit tripped: none; each active
+    decision on a flat symbol is counted as refused."""
+    has_bar = grid[4]
+    pos, acct = book[0], book[1]
+    for s in range(pos.shape[1]):
+        if has_bar[s, i] and pos[P_DIR, s] == 0.0 and _direction(i, s, dec, iparams, fparams):
+            acct[A_LOSS_ENTRIES] += 1.0
+
+
+@_jit_inline
 def _entries(i, grid, dec, book, iparams, fparams):
     """Step 2, entries: flat symbols with an active decision, in symbol order, sized on the
-    equity marked at this open (after its exits) and on the risk and notional open by then;
-    none while the daily loss limit has tripped today (each refused decision is counted)."""
+    equity marked at this open (after its exits) and on the risk and notional open by then
+    (:func:`_refuse_entries` instead while the daily loss limit has tripped today)."""
     open_, high, low, _, has_bar, _ = grid
     atr, slip = dec[3], dec[5]
     pos, acct, _, prices, ordinal = book
     maker = iparams[I_MAKER] != 0
     entry_fee = fparams[F_MAKER] if maker else fparams[F_TAKER]
     tp_mult = fparams[F_TP_MULT]
-    halted = acct[A_HALTED] != 0.0
     sized = False
     eq_now = risk_now = gross_now = 0.0
+    # the caps' counts, kept in registers: a store to ``acct`` inside the loop costs every bar
+    n_sym_cap = n_total_cap = 0
     for s in range(pos.shape[1]):
         if not has_bar[s, i] or pos[P_DIR, s] != 0.0:
             continue
         d = _direction(i, s, dec, iparams, fparams)
         if d == 0:
-            continue
-        if halted:
-            acct[A_LOSS_ENTRIES] += 1.0
             continue
         if not sized:  # what every entry of this open is sized on, before the first one
             eq_now = mark(acct[A_CASH], pos, prices)
@@ -525,10 +536,8 @@ def _entries(i, grid, dec, book, iparams, fparams):
         taken, q, amount, stop_dist, cap = _entry_size(
             i, s, px, eq_now, risk_now, gross_now, dec, fparams
         )
-        if cap == CAP_SYMBOL:
-            acct[A_SYM_CAPPED] += 1.0
-        elif cap == CAP_TOTAL:
-            acct[A_TOTAL_CAPPED] += 1.0
+        n_sym_cap += cap == CAP_SYMBOL
+        n_total_cap += cap == CAP_TOTAL
         if not taken:
             continue
         open_position(pos, acct, s, d, q, px, o, entry_fee, i, eq_now, amount)
@@ -537,6 +546,9 @@ def _entries(i, grid, dec, book, iparams, fparams):
         pos[P_TP, s] = px * (1.0 + d * tp_mult * atr[s, i]) if tp_mult == tp_mult else np.nan
         risk_now += amount
         gross_now += q * px
+    if n_sym_cap + n_total_cap > 0:
+        acct[A_SYM_CAPPED] += n_sym_cap
+        acct[A_TOTAL_CAPPED] += n_total_cap
 
 
 @_jit_inline
@@ -639,15 +651,15 @@ def _mark_bar(i, book, out):
 
 
 @_jit_inline
-def _day_open(i, day, book):
-    """The daily loss limit at a bar's open (after :func:`_at_open`): the first bar of a UTC day
-    (``day[i]``) starts it (the equity marked at this open, before its settlements and fills;
-    the limit untripped); a bar opening with the limit tripped counts as blocked."""
-    pos, acct, _, prices, _ = book
+def _day_open(i, day, book, out):
+    """The daily loss limit at a bar's open: the first bar of a UTC day (``day[i]``) starts the
+    day (its equity: the mark at the previous bar's close, the cash on the run's first bar; the
+    limit untripped); a bar opening with the limit tripped counts as blocked."""
+    acct = book[1]
     today = float(day[i])
     if today != acct[A_DAY]:
         acct[A_DAY] = today
-        acct[A_DAY_EQUITY] = mark(acct[A_CASH], pos, prices)
+        acct[A_DAY_EQUITY] = out[0][i - 1] if i > 0 else acct[A_CASH]
         acct[A_HALTED] = 0.0
     elif acct[A_HALTED] != 0.0:
         acct[A_LOSS_BARS] += 1.0
@@ -663,17 +675,18 @@ def _day_close(i, book, out, limit):
         acct[A_LOSS_DAYS] += 1.0
 
 
-@_jit_loop
-def _simulate(grid, dec, fund, book, out, iparams, fparams, state, day):
+@_jit_inline
+def _bar_loop(grid, dec, fund, book, out, iparams, fparams, state, day, guarded):
     """The bar loop of :func:`run_kernel`. ``state`` = (first bar, next settlement at an open,
     next settlement inside a bar, trade records written, settlements at an open): where it
     starts and, on return, where it stopped. It stops before a bar when the records might not
     hold that bar's closes (at most two per symbol: one at the open, one after a new entry);
     ``state[0]`` is then that bar (the caller gives more room and calls again), else the bar
-    count. ``day``: the UTC day of each bar (read only where the daily loss limit is set)."""
+    count. ``guarded`` (a constant of each compiled loop, :func:`_simulate` /
+    :func:`_simulate_guarded`): the daily loss limit, on ``day``, the UTC day of each bar. A
+    loop without it has no trace of it: a branch in the bar loop costs ~5 % even never taken."""
     acct, records, error = book[1], book[2], out[2]
     loss_limit = fparams[F_LOSS_LIMIT]
-    guard_day = loss_limit == loss_limit
     k_open, k_inside, n_tr, n_open = state[1], state[2], state[3], state[4]
     n_settle, n_sym, n_bars = fund[0].shape[0], grid[0].shape[0], grid[0].shape[1]
     i = state[0]
@@ -681,15 +694,18 @@ def _simulate(grid, dec, fund, book, out, iparams, fparams, state, day):
         if n_tr + 2 * n_sym > records.shape[1]:
             break
         _at_open(i, grid, book)
-        if guard_day:
-            _day_open(i, day, book)
+        if guarded:
+            _day_open(i, day, book, out)
         # 1. settlements at this open instant, on positions carried into the bar
         k_open = _settle_bar(i, k_open, n_open, fund, book, error)
         if k_open < 0:
             break
         # 2. the open: gapped stops, hold reviews, then entries
         n_tr = _exits_at_open(i, grid, dec, book, n_tr, iparams, fparams)
-        _entries(i, grid, dec, book, iparams, fparams)
+        if guarded and acct[A_HALTED] != 0.0:
+            _refuse_entries(i, grid, dec, book, iparams, fparams)
+        else:
+            _entries(i, grid, dec, book, iparams, fparams)
         # 3. settlements strictly inside the bar
         k_inside = _settle_bar(i, k_inside, n_settle, fund, book, error)
         if k_inside < 0:
@@ -699,12 +715,24 @@ def _simulate(grid, dec, fund, book, out, iparams, fparams, state, day):
         n_tr = _liquidate(i, grid, dec, book, n_tr, fparams)
         n_tr = _at_close(i, grid, dec, book, n_tr, fparams)
         _mark_bar(i, book, out)
-        if guard_day:
+        if guarded:
             _day_close(i, book, out, loss_limit)
         if _any_open(book[0]):
             acct[A_IN_MARKET] += 1.0
         i += 1
     state[0], state[1], state[2], state[3] = i, k_open, k_inside, n_tr
+
+
+@_jit_loop
+def _simulate(grid, dec, fund, book, out, iparams, fparams, state):
+    """:func:`_bar_loop` without the daily loss limit."""
+    _bar_loop(grid, dec, fund, book, out, iparams, fparams, state, state, False)
+
+
+@_jit_loop
+def _simulate_guarded(grid, dec, fund, book, out, iparams, fparams, state, day):
+    """:func:`_bar_loop` with the daily loss limit (``fparams[F_LOSS_LIMIT]``) on ``day``."""
+    _bar_loop(grid, dec, fund, book, out, iparams, fparams, state, day, True)
 
 
 INITIAL_ROOM = 4096  # least trade records first allocated by :func:`run_kernel` (it grows them)
@@ -730,6 +758,7 @@ def run_kernel(
     fparams: np.ndarray,
     max_trades: int,
     day: np.ndarray | None = None,
+    day_state: tuple[float, float, bool] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray, np.ndarray]:
     """Run the bar loop. Returns (equity, exposure, trades[18, room], n_trades, totals,
     error); ``max_trades`` is an upper bound of the trades (it caps the first room).
@@ -742,7 +771,9 @@ def run_kernel(
     those inside a bar (each part sorted by bar); ``rates`` [n_settlements, n_symbols].
 
     ``day``: the UTC day of each bar (int64, e.g. ``timestamp_ns // NS_PER_DAY``), needed where
-    the daily loss limit (``fparams[F_LOSS_LIMIT]``) is set.
+    the daily loss limit (``fparams[F_LOSS_LIMIT]``) is set; ``day_state`` = (day, the equity it
+    started with, whether the limit tripped in it): the limit's state where the run starts
+    inside that day (it applies where the first bar is in that day).
 
     totals = the final account ``acct`` [N_ACCT]: fees paid, funding paid, traded notional, bars
     with a position (slots ``A_FEES``...``A_IN_MARKET``) and the guards' counts (``A_LOSS_DAYS``
@@ -750,11 +781,13 @@ def run_kernel(
     settlement without a rate.
     """
     n_sym, n_bars = open_.shape
-    if day is None:
-        if fparams[F_LOSS_LIMIT] == fparams[F_LOSS_LIMIT]:
-            raise ValueError("the daily loss limit needs the day of each bar")
-        day = np.zeros(1, dtype=np.int64)  # never read
+    guarded = fparams[F_LOSS_LIMIT] == fparams[F_LOSS_LIMIT]
+    if guarded and day is None:
+        raise ValueError("the daily loss limit needs the day of each bar")
     pos, acct = new_book(n_sym, fparams[F_EQUITY])
+    if day_state is not None:
+        acct[A_DAY], acct[A_DAY_EQUITY] = day_state[0], day_state[1]
+        acct[A_HALTED] = 1.0 if day_state[2] else 0.0
     # room for the records grows as they are written: a fresh buffer sized for every possible
     # trade costs more (memory the system zeroes) than the loop itself on long runs
     room = min(max_trades, max(INITIAL_ROOM, n_sym * n_bars // 8))  # a trade per 8 bars
@@ -763,7 +796,7 @@ def run_kernel(
     out = (np.empty(n_bars), np.empty(n_bars), np.zeros(3, dtype=np.int64))
     state = np.array([0, 0, n_open, 0, n_open], dtype=np.int64)
     while True:
-        _simulate(
+        args = (
             (open_, high, low, close, has_bar, last_bar),
             (sig, conf, vol, atr, exp_ret, slip),
             (settle_bar, rates),
@@ -772,8 +805,11 @@ def run_kernel(
             iparams,
             fparams,
             state,
-            day,
         )
+        if guarded:
+            _simulate_guarded(*args, day)
+        else:
+            _simulate(*args)
         if state[0] >= n_bars or out[2][0] != OK:
             break
         n_tr = int(state[3])

@@ -5,8 +5,14 @@
   the entry fee of the order type) and the fill's slippage (:func:`execution.backtest.
   slippage_matrix`: half-spread + volatility term of this decision) — so the cost filter is
   ``expected_return * direction >= edge_cost_multiple * 2 * (fee + slippage)``; the size from
-  the kernel's sizer :func:`execution.kernel.size_entry` (equity = ``costs.initial_equity``
-  unless given, no other open position: open risk and gross notional 0).
+  the kernel's sizer :func:`execution.kernel.size_entry` with every limit of the backtest, the
+  notional caps (``risk.max_notional_per_symbol`` / ``max_notional_total``) included (equity =
+  ``costs.initial_equity`` unless given; ``open_risk`` / ``gross_notional``: what the account
+  already holds, default none).
+* The daily loss limit (``risk.daily_loss_limit``), where the caller gives ``day_open_equity``
+  (the equity at the UTC day's first open): the kernel's rule
+  :func:`execution.kernel.loss_limit_hit` on the lowest equity marked at a close so far that day
+  (``day_low_equity``, default ``equity``); tripped, no entry (a flip only exits).
 * Review of a held position (``position`` = +1 / -1, at the end of its hold period): held on when
   the kernel's review :func:`execution.kernel.holds` keeps it (same direction with
   ``confidence >= hold threshold``, no cost filter); otherwise exit, and when the entry rules
@@ -69,6 +75,10 @@ def decide(
     timeframe: str,
     position: int = 0,
     equity: float | None = None,
+    open_risk: float = 0.0,
+    gross_notional: float = 0.0,
+    day_open_equity: float | None = None,
+    day_low_equity: float | None = None,
 ) -> Decision:
     """The backtest's decision on this signal (module docstring)."""
     iparams, f = kernel_params(settings.costs, settings.risk, settings.min_hold_bars, None)
@@ -81,11 +91,26 @@ def decide(
     direction = int(K.entry_direction(sig, conf, exp, slip, fee, float(f[K.F_ENTRY_CONF]), edge))
     common = {"equity": equity, "cost_threshold": threshold, "slippage": slip, "fee": fee}
     flat = {"risk_amount": None, "notional": None, "stop_distance": None}
+    low = equity if day_low_equity is None else float(day_low_equity)
+    halted = day_open_equity is not None and bool(
+        K.loss_limit_hit(float(day_open_equity), low, float(f[K.F_LOSS_LIMIT]))
+    )
 
     def entry(d: int, action: str, side: str | None, flip: str | None, why: str) -> Decision:
+        if halted:
+            fallback = "exit" if position else "hold"
+            why = f"{why}; the daily loss limit blocks new entries for the rest of the UTC day"
+            return Decision(fallback, SIDES[position], None, **flat, **common, reason=why)
         stop_distance = float(f[K.F_ATR_MULT] * atr_pct)
         amount, notional = K.size_entry(
-            equity, sig, conf, float(volatility), stop_distance, 0.0, 0.0, f
+            equity,
+            sig,
+            conf,
+            float(volatility),
+            stop_distance,
+            float(open_risk),
+            float(gross_notional),
+            f,
         )
         if notional == 0.0:
             fallback = "exit" if position else "hold"

@@ -46,7 +46,7 @@ import sqlalchemy as sa
 from cryptoml_pipeline.errors import InputError
 from cryptoml_pipeline.live import paper_adapter as core
 from cryptoml_pipeline.live.bar_intake import BarIntake
-from cryptoml_pipeline.live.exchange import ExchangeFeed, Executor, exchange_client
+from cryptoml_pipeline.live.exchange import ExchangeFeed, Executor, call, exchange_client
 from cryptoml_pipeline.live.loader import ServedModel, load_served, narrow_symbols
 from cryptoml_pipeline.live.market_tail import member_label, tail_span
 from cryptoml_pipeline.live.paper import (
@@ -266,6 +266,7 @@ class LiveOptions:
     exchange_url: str | None = None  # another server for ccxt (testnet, the test simulator)
     bar_deadline: pd.Timedelta = BAR_DEADLINE  # wait this long for a late bar
     clock: Callable[[], pd.Timestamp] | None = None  # live mode's clock (tests: simulated)
+    exchange_clock: bool = False  # live mode: the clock is the exchange's server time
 
 
 class LiveService:
@@ -357,8 +358,16 @@ class LiveService:
         say(f"exchange error (retrying): {type(exc).__name__}: {str(exc)[:160]}")
 
     def now(self) -> pd.Timestamp:
+        """Live mode's clock: ``options.clock``, else with ``exchange_clock`` the exchange's
+        server time (``GET /fapi/v1/time``, retried like every exchange call), else this
+        machine's."""
         clock = self.options.clock
-        return clock() if clock is not None else pd.Timestamp.now(tz="UTC")
+        if clock is not None:
+            return clock()
+        if self.options.exchange_clock and isinstance(self.source, ExchangeFeed):
+            ms = call(self.source.client.fetch_time, self._exchange_error)
+            return pd.Timestamp(int(ms), unit="ms", tz="UTC")
+        return pd.Timestamp.now(tz="UTC")
 
     # --- account record -----------------------------------------------------------------------
     def _account(self) -> dict[str, Any]:
@@ -650,8 +659,8 @@ class LiveService:
             self._execute(through, at)
         previous = through
         while not self.stopped.is_set() and not self.killed.is_set():
-            now = self.now()
             try:
+                now = self.now()
                 polled = self._fetch_candles(feed, self.intake.cursor + self.step, now)
                 funding = feed.funding(previous + self.step)
             except Exception as exc:  # retries exhausted: the next poll tries again
