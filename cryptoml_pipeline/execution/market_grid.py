@@ -59,6 +59,16 @@ class FundingSchedule:
 
 
 @_jit
+def _positive_finite(values):
+    """Whether every value is finite and > 0 (NaN fails), in one pass."""
+    ok = True
+    for k in range(values.shape[0]):
+        v = values[k]
+        ok &= (v > 0.0) & (v < np.inf)
+    return ok
+
+
+@_jit
 def _scan_bars(sym, ts, bar_ns, n_symbols):
     """On rows sorted by (symbol, time): the first row whose step from the row before (same
     symbol) is not a whole number of bars (-1: none), and the first row of each symbol."""
@@ -91,7 +101,7 @@ def build_grid(candles: pd.DataFrame, timeframe: str) -> MarketGrid:
     values = [candles[name].to_numpy(np.float64) for name in OHLC]
     if order is not None:
         values = [v[order] for v in values]
-    if not all(v.min() > 0 and v.max() < np.inf for v in values):  # NaN fails both
+    if not all(_positive_finite(v) for v in values):
         bad = np.zeros(len(ts), dtype=bool)
         for v in values:
             bad |= ~np.isfinite(v) | (v <= 0)
