@@ -287,6 +287,23 @@ def test_fee_sensitivity_reprices_the_same_trades_overall_and_per_period() -> No
     assert sum(out["periods"][p][0]["n_trades"] for p in out["periods"]) == len(net.trades)
 
 
+def test_fee_sensitivity_trades_smaller_on_a_costlier_path_never_through_zero_equity() -> None:
+    candles, funding, decisions = _market()
+    net = simulate(
+        candles, funding, decisions, costs=COSTS, risk=RISK, min_hold_bars=4, timeframe="1h"
+    )
+    costs = COSTS.model_copy(update={"fee_multiples": (1.0, 20.0, 60.0)})
+    out = fee_sensitivity(
+        candles, funding, decisions, net, costs=costs, slippage=None, timeframe="1h"
+    )
+    rows = {r["fee_multiple"]: r for r in out["overall"]}
+    # each trade keeps its notional as a fraction of the equity at its entry: a fee that eats
+    # most of the account shrinks the positions with it, the equity never crosses zero
+    assert rows[1.0]["total_return"] > rows[20.0]["total_return"] > rows[60.0]["total_return"]
+    assert rows[60.0]["total_return"] > -1.0
+    assert rows[60.0]["sharpe"] < rows[20.0]["sharpe"] < rows[1.0]["sharpe"]
+
+
 def test_report_carries_fee_sensitivity_top_level_and_validates_it() -> None:
     rows = [
         {"fee_multiple": m, "taker_fee": m * 0.0005, "sharpe": 1.0 - m, "total_return": 0.1 - m,

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from cryptoml_pipeline.evaluation.forecast import break_even_fee
@@ -36,11 +37,19 @@ def _repricer(
     slippage: SlippageConfig | None,
     timeframe: str,
     funding_interval_hours: int,
+    compounding: bool = False,
 ) -> Callable[[float], BacktestResult]:
     """``fee -> the net run's own fills replayed at that fee per fill`` (slippage and funding
-    kept); ``net`` must have fills."""
+    kept); ``net`` must have fills. ``compounding``: each trade keeps the net run's notional as
+    a fraction of the equity at its entry (a costlier path trades smaller, as the sizer would),
+    instead of its quantity (the break-even search: the very same fills)."""
     assert net.fills is not None
     fills = net.fills
+    fraction = None
+    if compounding:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fraction = fills.quantity * fills.entry_raw / fills.entry_equity
+        fraction = np.where(np.isfinite(fraction), fraction, 0.0)
     grid = build_grid(candles, timeframe)
     aligned = align_decisions(decisions, grid)
     slip = slippage_matrix(aligned, grid, costs, slippage, timeframe)
@@ -55,6 +64,7 @@ def _repricer(
             exit_fee=fee,
             slip=slip,
             schedule=schedule,
+            equity_fraction=fraction,
         )
 
     return at
@@ -123,7 +133,10 @@ def fee_sensitivity(
 ) -> dict[str, Any]:
     """The net run's own decisions re-priced at ``costs.taker_fee x m`` per fill for each
     ``m`` of ``costs.fee_multiples``: ``{"overall": rows, "periods": {name: rows}}``, each row
-    ``{fee_multiple, taker_fee, sharpe, total_return, n_trades}`` (Sharpe and total return as
+    ``{fee_multiple, taker_fee, sharpe, total_return, n_trades}``; each trade keeps its notional
+    as a fraction of the equity at its entry, so a costlier path trades smaller as the sizer
+    would, never on more notional than its equity carries (re-pricing fixed quantities let a
+    costlier path run through zero equity, where a Sharpe means nothing) (Sharpe and total return as
     :func:`forecast_section.equity_summary` measures a period: daily returns, the period's first
     day against the equity before it; a period's trades are those entered in it). The same
     trades at every multiple: ``n_trades`` never changes, a higher fee only costs more."""
@@ -141,6 +154,7 @@ def fee_sensitivity(
             slippage=slippage,
             timeframe=timeframe,
             funding_interval_hours=funding_interval_hours,
+            compounding=True,
         )
         runs = []
         for m, fee in fees:
