@@ -162,6 +162,13 @@ class PaperTrader:
         initial_equity: float,
         account: dict[str, Any] | None = None,
     ) -> None:
+        if settings.risk.daily_loss_limit is not None:
+            # the account re-simulates from its last flat close: the day's state would restart
+            # there and the account would drift from the backtest; refused, never silently wrong
+            raise InputError(
+                "risk.daily_loss_limit is not carried across the paper account's window restarts "
+                "yet: unset it for paper/live trading (the backtest applies it)"
+            )
         self.engine = engine
         self.run = run_name
         self.settings = settings
