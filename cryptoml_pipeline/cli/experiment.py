@@ -52,7 +52,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_universe(exp)
     add_timeframe(exp)
-    exp.add_argument("--start", help="UTC date/time, inclusive (default: end - 730 days)")
+    exp.add_argument(
+        "--start", help="UTC date/time, inclusive (default: all the traded symbols' data)"
+    )
+    exp.add_argument(
+        "--config",
+        help="YAML of setting overrides for the sweep's base settings (its shared feature "
+        "table), e.g. examples/grids/pooled_table.yaml",
+    )
     exp.add_argument("--end", help="UTC date/time, exclusive (default: last common bar + 1 bar)")
     add_profile(exp)
     add_output_dir(exp)
