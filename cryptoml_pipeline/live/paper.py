@@ -145,6 +145,43 @@ def _check_prefix(what: str, recorded: pd.DataFrame, now: pd.DataFrame) -> None:
         raise PaperParityError(f"re-simulation changed already recorded {what}")
 
 
+def record_fill(
+    conn: sa.Connection,
+    run: str,
+    fill: Any,
+    *,
+    client_order_id: str,
+    reason: str,
+    at: datetime,
+    now: datetime,
+) -> None:
+    """One paper order and its fill (``fill``: a row of ``trade_fills``: symbol, side,
+    quantity, price, fee) inside the caller's transaction."""
+    order_id = conn.execute(
+        paper_orders.insert()
+        .values(
+            run=run,
+            client_order_id=client_order_id,
+            symbol=fill.symbol,
+            bar=at,
+            side=int(fill.side),
+            quantity=float(fill.quantity),
+            reason=reason,
+            created_at=now,
+        )
+        .returning(paper_orders.c.id)
+    ).scalar_one()
+    conn.execute(
+        paper_fills.insert().values(
+            order_id=order_id,
+            price=float(fill.price),
+            quantity=float(fill.quantity),
+            fee=float(fill.fee),
+            at=at,
+        )
+    )
+
+
 class PaperTrader:
     """A paper account (``run_name``) in the database; see the module docstring.
 
@@ -308,28 +345,14 @@ class PaperTrader:
                 )
             )
             for k, o in enumerate(new.itertuples(index=False)):
-                order_id = conn.execute(
-                    paper_orders.insert()
-                    .values(
-                        run=self.run,
-                        client_order_id=f"{self.run}:{o.symbol}:{bar.isoformat()}:{k}:{o.reason}",
-                        symbol=o.symbol,
-                        bar=at,
-                        side=int(o.side),
-                        quantity=float(o.quantity),
-                        reason=o.reason,
-                        created_at=now,
-                    )
-                    .returning(paper_orders.c.id)
-                ).scalar_one()
-                conn.execute(
-                    paper_fills.insert().values(
-                        order_id=order_id,
-                        price=float(o.price),
-                        quantity=float(o.quantity),
-                        fee=float(o.fee),
-                        at=at,
-                    )
+                record_fill(
+                    conn,
+                    self.run,
+                    o,
+                    client_order_id=f"{self.run}:{o.symbol}:{bar.isoformat()}:{k}:{o.reason}",
+                    reason=o.reason,
+                    at=at,
+                    now=now,
                 )
             conn.execute(paper_positions.delete().where(paper_positions.c.run == self.run))
             if len(ledger.open):

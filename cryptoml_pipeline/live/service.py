@@ -53,6 +53,7 @@ from cryptoml_pipeline.live.paper import (
     BarInput,
     PaperTrader,
     account_config,
+    record_fill,
     run_state,
 )
 from cryptoml_pipeline.live.signal import forecast_rows, signal_arrays, signal_records
@@ -63,8 +64,6 @@ from cryptoml_pipeline.registry.db import open_database
 from cryptoml_pipeline.registry.deployment_store import deployed_dir
 from cryptoml_pipeline.registry.schema import (
     paper_accounts,
-    paper_fills,
-    paper_orders,
     paper_positions,
     paper_runs,
 )
@@ -729,29 +728,15 @@ class LiveService:
             now = datetime.now(UTC)
             with self.engine.begin() as conn:
                 for k, o in enumerate(ends.itertuples(index=False)):
-                    order_id = conn.execute(
-                        paper_orders.insert()
-                        .values(
-                            run=trader.run,
-                            client_order_id=f"{trader.run}:{o.symbol}:{trader.last_bar.isoformat()}"
-                            f":kill{k}:end",
-                            symbol=o.symbol,
-                            bar=at,
-                            side=int(o.side),
-                            quantity=float(o.quantity),
-                            reason="end",
-                            created_at=now,
-                        )
-                        .returning(paper_orders.c.id)
-                    ).scalar_one()
-                    conn.execute(
-                        paper_fills.insert().values(
-                            order_id=order_id,
-                            price=float(o.price),
-                            quantity=float(o.quantity),
-                            fee=float(o.fee),
-                            at=at,
-                        )
+                    record_fill(
+                        conn,
+                        trader.run,
+                        o,
+                        client_order_id=f"{trader.run}:{o.symbol}:{trader.last_bar.isoformat()}"
+                        f":kill{k}:end",
+                        reason="end",
+                        at=at,
+                        now=now,
                     )
                 conn.execute(paper_positions.delete().where(paper_positions.c.run == trader.run))
                 conn.execute(
