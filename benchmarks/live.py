@@ -73,11 +73,12 @@ UNIVERSE = (
 
 def build_default_shaped(output_dir: Path, data_dir: Path, train_end: pd.Timestamp) -> str:
     """Deploy into ``output_dir`` a model of the default shape: the strategy's LightGBM member
-    (``ZOO["gbm"]``, the demo profile's settings, default feature families) pooled over the
+    (``ZOO["gbm"]``, the demo profile's settings, default feature families: the pooled family
+    with its perpetual-spot basis included) pooled over the
     11-member universe, trading the 4 perpetuals, trained on the final fold ending at
     ``train_end`` (180 days) of the real data in ``data_dir``. Returns its description."""
     from cryptoml_pipeline.features.build import compute_features
-    from cryptoml_pipeline.market.source import load_market_data
+    from cryptoml_pipeline.market.source import load_market_data, perpetual_spot_closes
     from cryptoml_pipeline.market.store import ParquetStore
     from cryptoml_pipeline.modeling.folds import final_training_fold
     from cryptoml_pipeline.modeling.labels import make_labels
@@ -97,7 +98,12 @@ def build_default_shaped(output_dir: Path, data_dir: Path, train_end: pd.Timesta
         universe=UNIVERSE,
         funding_interval_hours=settings.data.funding_interval_hours,
     )
-    features = compute_features(market.candles, market.funding, settings.features, timeframe="1h")
+    spot = perpetual_spot_closes(  # the pooled family's basis, as the run's feature table
+        ParquetStore(data_dir), TRADED, "1h", market.candles["timestamp"].min(), train_end
+    )
+    features = compute_features(
+        market.candles, market.funding, settings.features, timeframe="1h", spot=spot
+    )
     labels = make_labels(market.candles, settings.target, settings.labels, timeframe="1h")
     fold = final_training_fold(train_end, settings.walk_forward, timeframe="1h")
     model = ZOO["gbm"].fit_window(FoldInputs(features, labels, fold, settings, "1h", traded=TRADED))

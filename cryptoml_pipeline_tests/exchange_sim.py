@@ -2,7 +2,8 @@
 
 ccxt's own ``binanceusdm`` client is pointed at it (``urls['api']`` override, see
 ``live/exchange.py``), so the requests, their signing and the parsing of the answers are ccxt's.
-It serves stored bars (``/fapi/v1/klines``, the forming bar included as Binance does) and funding
+It serves stored bars (``/fapi/v1/klines``, the forming bar included as Binance does; spot bars,
+when given, at the spot API's ``/api/v3/klines``) and funding
 (``/fapi/v1/fundingRate``) up to its clock, the markets (``/fapi/v1/exchangeInfo``), and accepts
 orders in the exchange's REST shape (``POST/GET /fapi/v1/order``, ``/fapi/v3/positionRisk``):
 market orders fill at the last closed bar's close, reduce-only orders never increase a position.
@@ -55,6 +56,7 @@ class ExchangeSim:
         timeframe_ms: int,
         clock: Callable[[], int],
         api_key: str = "test-key",
+        spot: pd.DataFrame | None = None,
     ) -> None:
         """``candles``: timestamp, symbol (``BTC/USDT``), open, high, low, close, volume;
         ``funding``: timestamp, symbol, funding_rate. ``clock()``: the exchange's time (ms)."""
@@ -74,6 +76,11 @@ class ExchangeSim:
             frame = frame.sort_values("timestamp")
             opens = pd.to_datetime(frame["timestamp"], utc=True).astype("int64") // 10**6
             self.bars[binance_id(str(sym))] = frame.assign(open_ms=opens.to_numpy())
+        self.spot_bars: dict[str, pd.DataFrame] = {}  # spot klines (``/api/v3/klines``)
+        for sym, frame in (spot if spot is not None else candles.iloc[:0]).groupby("symbol"):
+            frame = frame.sort_values("timestamp")
+            opens = pd.to_datetime(frame["timestamp"], utc=True).astype("int64") // 10**6
+            self.spot_bars[binance_id(str(sym))] = frame.assign(open_ms=opens.to_numpy())
         self.funding: dict[str, pd.DataFrame] = {}
         for sym, frame in funding.groupby("symbol"):
             ms = pd.to_datetime(frame["timestamp"], utc=True).astype("int64") // 10**6
@@ -151,9 +158,11 @@ class ExchangeSim:
             "symbols": symbols,
         }
 
-    def klines(self, q: dict[str, str]) -> list[list[Any]]:
+    def klines(
+        self, q: dict[str, str], bars: dict[str, pd.DataFrame] | None = None
+    ) -> list[list[Any]]:
         sid, now = q["symbol"], self.clock()
-        frame = self.bars.get(sid)
+        frame = (self.bars if bars is None else bars).get(sid)
         if frame is None:
             raise SimError(400, -1121, "Invalid symbol.")
         start = int(q.get("startTime", 0))
@@ -325,6 +334,8 @@ class ExchangeSim:
                 return {"serverTime": self.clock()}
             if path == "/fapi/v1/klines":
                 return self.klines(q)
+            if path == "/api/v3/klines":  # the spot market's klines (the basis)
+                return self.klines(q, self.spot_bars)
             if path == "/fapi/v1/fundingRate":
                 return self.funding_rates(q)
             if key != self.api_key:

@@ -17,7 +17,6 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from cryptoml_pipeline.errors import InputError
 from cryptoml_pipeline.execution.backtest import simulate
 from cryptoml_pipeline.live import paper_adapter
 from cryptoml_pipeline.live.paper import (
@@ -364,13 +363,3 @@ def test_crash_before_the_commit_resumes_exactly(tmp_path, monkeypatch) -> None:
     assert trader.last_bar == crash_bar - pd.Timedelta(TF)  # the uncommitted bar was not kept
     assert replay(trader, data[5]) == N_BARS - 70
     assert_matches_backtest(trader, engine, "crash", settings, data)
-
-
-def test_a_daily_loss_limit_is_refused_for_paper_trading_not_silently_dropped(tmp_path) -> None:
-    settings = scenario_settings("taker")
-    limited = settings.model_copy(
-        update={"risk": settings.risk.model_copy(update={"daily_loss_limit": 0.05})}
-    )
-    with pytest.raises(InputError, match="daily_loss_limit"):
-        _trader(_engine(tmp_path), limited, "limited")
-    assert _trader(_engine(tmp_path), settings, "plain").run == "plain"

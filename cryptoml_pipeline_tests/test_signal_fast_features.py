@@ -13,7 +13,7 @@ from cryptoml_pipeline.features.build import compute_features, warmup_period
 from cryptoml_pipeline.live import fast_features
 from cryptoml_pipeline.live.fast_features import signal_features
 from cryptoml_pipeline.market.synthetic import synthetic_market
-from cryptoml_pipeline.settings import FeatureConfig
+from cryptoml_pipeline.settings import FeatureConfig, PooledConfig
 
 TRADED = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
 UNIVERSE = (*TRADED, "DOGE/USDT", "LINK/USDT", "BCH/USDT")
@@ -122,3 +122,60 @@ def test_a_cross_asset_window_cut_short_is_caught(
     fast = signal_features(short, funding_tail, CONFIG, "1h", bars, TRADED, HISTORY_ROWS)
     with pytest.raises(AssertionError):
         _compare(fast, batch, rtol=1e-6, atol=1e-9)
+
+
+POOLED = FeatureConfig(pooled=PooledConfig(enabled=True))
+
+
+def _with_spot(candles: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The traded rows' perpetual-spot pairs: a spot close near each perpetual close (a seeded
+    basis), one spot bar missing inside the z-score window; as the tail's ``spot_close`` column
+    and as the batch's ``spot`` frame."""
+    rng = np.random.default_rng(5)
+    traded = candles["symbol"].isin(TRADED).to_numpy()
+    spot = np.full(len(candles), np.nan)
+    spot[traded] = candles["close"].to_numpy()[traded] * (1 + rng.normal(0, 4e-4, traded.sum()))
+    hole = (candles["symbol"] == "ETH/USDT") & (candles["timestamp"] == END - 60 * BAR)
+    spot[hole.to_numpy()] = np.nan
+    tail = candles.assign(spot_close=spot)
+    frame = tail.loc[np.isfinite(spot), ["timestamp", "symbol"]].assign(
+        close=spot[np.isfinite(spot)]
+    )
+    return tail, frame.reset_index(drop=True)
+
+
+@pytest.mark.parametrize("back", [0, 3, 59, 61])
+def test_the_pooled_family_at_the_read_rows_equals_the_batch_table(
+    market: tuple[pd.DataFrame, pd.DataFrame], back: int
+) -> None:
+    """Every pooled column (vol units, ranges, extremes, volume, market / BTC moves, ranks,
+    basis and its z-score, funding carry) at the read rows equals the batch family's on the
+    same tail (numpy windows vs pandas' online rolling: float rounding) and on the whole
+    history; the basis window around the missing spot bar is NaN in both."""
+    candles, funding = market
+    with_spot, spot = _with_spot(candles)
+    last = END - BAR - back * BAR
+    first = last + BAR - (warmup_period(POOLED, "1h") + (HISTORY_ROWS + 2) * BAR)
+    ts, fts = with_spot["timestamp"], funding["timestamp"]
+    tail = with_spot.loc[(ts >= first) & (ts <= last)]
+    funding_tail = funding.loc[(fts >= first - pd.Timedelta(hours=8)) & (fts <= last)]
+    bars = dict.fromkeys(TRADED, last)
+    fast = signal_features(tail, funding_tail, POOLED, "1h", bars, TRADED, HISTORY_ROWS)
+    pooled = [c for c in fast.columns if c.startswith("pool_")]
+    assert {"pool_basis", "pool_basis_z_168", "pool_rank_ret_720", "pool_btc_ret_24"} <= set(pooled)
+    assert {"pool_funding_ph", "pool_funding_z_90", "pool_volume_720"} <= set(pooled)
+    at_bar = fast[fast["timestamp"] == last]
+    assert at_bar[["pool_ret_720", "pool_rank_ret_720", "pool_mkt_ret_168"]].notna().all().all()
+    plain = tail.drop(columns="spot_close")
+    batch_tail = compute_features(plain, funding_tail, POOLED, timeframe="1h", spot=spot)
+    worst = _compare(fast, batch_tail, rtol=1e-9, atol=1e-9)
+    assert set(pooled) <= set(worst)
+    batch_full = compute_features(
+        candles, funding, POOLED, timeframe="1h", spot=spot[spot["timestamp"] <= last]
+    )
+    _compare(fast, batch_full, rtol=1e-6, atol=1e-9)
+    eth = fast[fast["symbol"] == "ETH/USDT"]
+    hole = END - 60 * BAR
+    window = (eth["timestamp"] >= hole) & (eth["timestamp"] < hole + 168 * BAR)
+    assert eth.loc[window, "pool_basis_z_168"].isna().all()
+    assert eth.loc[eth["timestamp"] == hole, "pool_basis"].isna().all()

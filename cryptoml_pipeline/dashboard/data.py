@@ -15,6 +15,7 @@ import pandas as pd
 from sqlalchemy import Engine, make_url
 
 from cryptoml_pipeline.dashboard import plots
+from cryptoml_pipeline.dashboard.live_accounts import EMPTY_NOTE, equity_curves, live_accounts
 from cryptoml_pipeline.dashboard.run_artifacts import (
     importance_reason,
     run_equity,
@@ -41,6 +42,7 @@ PANELS = (
     "confidence",
     "signals",
     "paper",
+    "live",
 )
 TOP_FEATURES = 20
 IMPORTANCE_LABELS = {
@@ -262,9 +264,9 @@ class DashboardData:
                 "note": None,
             }
         version = self._version()
-        imp = (
-            self.registry.require(version).metrics.get("feature_importance", {}) if version else {}
-        )
+        # a serving copy deployed without the registry (no record of its version): no proxy
+        record = self.registry.get(version) if version else None
+        imp = record.metrics.get("feature_importance", {}) if record is not None else {}
         source = "weight_norm" if imp else "none"
         rows = [{"feature": k, "share": v} for k, v in imp.items()]
         note = None
@@ -333,8 +335,16 @@ class DashboardData:
             "note": note,
         }
 
+    def _json_live(self) -> dict:
+        """Every live-service account: its state, equity and guards (``live_accounts``)."""
+        return live_accounts(self.engine, self.output_dir)
+
     # --- PNG ---------------------------------------------------------------------------
     def plot(self, name: str) -> bytes:
+        if name == "live":
+            curves = equity_curves(self.engine)
+            note = "no account has processed a bar yet" if curves else EMPTY_NOTE
+            return plots.live_equity_png(curves, note=note)
         if name == "predictions":
             source = self._source()
             return plots.predictions_vs_outcomes_png(source.frame, note=source.note)

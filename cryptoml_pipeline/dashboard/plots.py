@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import textwrap
+from collections.abc import Mapping
 
 import matplotlib
 
@@ -139,4 +140,20 @@ def feature_importance_png(
     ax.barh([k for k, _ in items], [v for _, v in items])
     ax.tick_params(axis="y", labelsize=6)
     ax.set_title(title, fontsize=8)
+    return _png(fig)
+
+
+def live_equity_png(curves: Mapping[str, pd.Series], note: str | None = None) -> bytes:
+    """Each live-service account's equity marked at its processed bars' closes."""
+    title = "live accounts: equity at each processed bar's close"
+    drawn = {run: eq for run, eq in curves.items() if len(eq)}
+    if not drawn:
+        return message_png(title, note)
+    fig, ax = plt.subplots(figsize=(7, 2.8))
+    for run, equity in drawn.items():
+        ax.plot(equity.index, equity.to_numpy(dtype=float), lw=1, label=run)
+    ax.legend(loc="upper left", fontsize=7)
+    ax.tick_params(labelsize=7)
+    ax.tick_params(axis="x", rotation=20)
+    ax.set_title(title, fontsize=9)
     return _png(fig)

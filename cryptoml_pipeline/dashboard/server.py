@@ -13,7 +13,7 @@ from cryptoml_pipeline.dashboard.data import PANELS, DashboardData
 
 logger = logging.getLogger(__name__)
 STATIC = Path(__file__).with_name("static")
-PLOTS = ("backtest", "predictions", "rolling", "confidence", "importance")
+PLOTS = ("backtest", "predictions", "rolling", "confidence", "importance", "live")
 CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript", ".css": "text/css"}
 
 

@@ -312,21 +312,9 @@ class MarketDataResource(dg.ConfigurableResource):
         holds none (the basis is then absent, with the reason in the feature plan)."""
         if self.kind == "synthetic" or not self.data_dir:
             return None
-        from cryptoml_pipeline.market import derived
-        from cryptoml_pipeline.market.layout import spot_symbol
+        from cryptoml_pipeline.market.source import perpetual_spot_closes
 
-        store = self._store()
-        parts = []
-        for symbol in symbols:
-            spot = spot_symbol(symbol)
-            if not derived.has_candles(store, spot, timeframe):
-                continue
-            frame = derived.read_candles(store, spot, timeframe, start, end, as_symbol=spot)
-            if len(frame):
-                parts.append(frame[["timestamp", "close"]].assign(symbol=spot))
-        if not parts:
-            return None
-        return pd.concat(parts, ignore_index=True)[["timestamp", "symbol", "close"]]
+        return perpetual_spot_closes(self._store(), symbols, timeframe, start, end)
 
     def load(self, settings: PipelineSettings) -> MarketData:
         resolved = self.resolved(settings)

@@ -12,7 +12,9 @@
 * The daily loss limit (``risk.daily_loss_limit``), where the caller gives ``day_open_equity``
   (the equity at the UTC day's first open): the kernel's rule
   :func:`execution.kernel.loss_limit_hit` on the lowest equity marked at a close so far that day
-  (``day_low_equity``, default ``equity``); tripped, no entry (a flip only exits).
+  (``day_low_equity``, default ``equity``); tripped, no entry (a flip only exits). The live
+  service (``/signal``) gives its paper account's day
+  (:meth:`.paper.PaperTrader.loss_limit_inputs`: none where the fill opens a new UTC day).
 * Review of a held position (``position`` = +1 / -1, at the end of its hold period): held on when
   the kernel's review :func:`execution.kernel.holds` keeps it (same direction with
   ``confidence >= hold threshold``, no cost filter); otherwise exit, and when the entry rules

@@ -31,7 +31,7 @@ from typing import Any
 import pandas as pd
 
 from cryptoml_pipeline.errors import CryptoMLError, InputError
-from cryptoml_pipeline.market.layout import perpetual_symbol
+from cryptoml_pipeline.market.layout import perpetual_symbol, spot_symbol
 
 KEY_ENV, SECRET_ENV, URL_ENV = (
     "CRYPTOML_EXCHANGE_API_KEY",
@@ -39,6 +39,7 @@ KEY_ENV, SECRET_ENV, URL_ENV = (
     "CRYPTOML_EXCHANGE_URL",
 )
 BINANCE_FAPI = "https://fapi.binance.com"
+BINANCE_SPOT = "https://api.binance.com"
 RETRIES = 4  # per request, on 429 / 5xx / network errors (backoff 0.2 s, doubling)
 
 
@@ -64,8 +65,9 @@ def exchange_client(url: str | None = None, *, keys: bool = False) -> Any:
     if url:
         api = client.urls["api"]
         for name, value in list(api.items()):
-            if isinstance(value, str) and value.startswith(BINANCE_FAPI):
-                api[name] = url.rstrip("/") + value[len(BINANCE_FAPI) :]
+            for host in (BINANCE_FAPI, BINANCE_SPOT):  # the spot host: the basis' spot klines
+                if isinstance(value, str) and value.startswith(host):
+                    api[name] = url.rstrip("/") + value[len(host) :]
         client.rateLimit = 1
     return client
 
@@ -116,6 +118,28 @@ class ExchangeFeed:
         frame = pd.DataFrame(
             rows, columns=["timestamp", "symbol", "open", "high", "low", "close", "volume"]
         )
+        frame["timestamp"] = pd.to_datetime(frame["timestamp"], unit="ms", utc=True)
+        return frame
+
+    def spot_closes(self, symbols: Sequence[str], since: pd.Timestamp) -> pd.DataFrame:
+        """Spot closes (``timestamp, symbol, close``) of ``symbols`` from ``since`` (one page of
+        up to 1000 bars each): the perpetual-spot basis of a model that reads it. The spot
+        klines come from the exchange's public spot API through the same ccxt client
+        (``publicGetKlines``, parsed by ccxt's ``parse_ohlcvs``); the forming bar is served too
+        and is dropped by the caller with the perpetual's."""
+        rows = []
+        for symbol in symbols:
+            market_id = spot_symbol(symbol).replace("/", "")
+            params = {
+                "symbol": market_id,
+                "interval": self.timeframe,
+                "startTime": int(since.value // 10**6),
+                "limit": 1000,
+            }
+            got = call(lambda p=params: self.client.publicGetKlines(p), self.on_error)
+            parsed = self.client.parse_ohlcvs(got, None, self.timeframe)
+            rows += [[r[0], symbol, float(r[4])] for r in parsed]
+        frame = pd.DataFrame(rows, columns=["timestamp", "symbol", "close"])
         frame["timestamp"] = pd.to_datetime(frame["timestamp"], unit="ms", utc=True)
         return frame
 

@@ -11,7 +11,10 @@ their signal bar up to it (the GBM lags / the sequence). Here, on the SAME tail 
 * cross-asset features only at the read rows (:mod:`.cross_tail`, numpy), from the union of the
   tail's timestamps as the batch pivot builds it;
 * funding: the as-of settlement and its z-score over the trailing settlements, per read row;
-* calendar features per read row.
+* calendar features per read row;
+* the pooled family at the read rows (:mod:`.pooled_tail`, numpy), every member at every read
+  timestamp for the market move and the ranks; the basis from the traded rows' ``spot_close``
+  (the perpetual's spot close on the same bar, where the tail carries it).
 
 The values equal ``compute_features``' on the tail to float rounding (tested to 1e-9 in
 ``test_signal_fast_features.py``).
@@ -38,6 +41,7 @@ from cryptoml_pipeline.features.microstructure import microstructure_features, v
 from cryptoml_pipeline.features.regimes import regime_features
 from cryptoml_pipeline.features.temporal import temporal_features
 from cryptoml_pipeline.live.cross_tail import cross_lookback, cross_rows
+from cryptoml_pipeline.live.pooled_tail import pooled_rows
 from cryptoml_pipeline.market.settlements import rate_per_hour
 from cryptoml_pipeline.settings import FeatureConfig
 from cryptoml_pipeline.timing import timeframe_to_timedelta
@@ -163,16 +167,15 @@ def signal_rows(
     members = [str(name) for name in names]  # sorted: the batch pivot's column order
     flow = config.sentiment_flow
     with_funding = funding is not None and flow.enabled
+    spot = tail["spot_close"].to_numpy(dtype=np.float64) if "spot_close" in tail else None
     plan = plan_features(
-        config, symbols=members, has_volume="volume" in tail.columns, with_funding=with_funding
+        config,
+        symbols=members,
+        has_volume="volume" in tail.columns,
+        with_funding=with_funding,
+        with_spot=spot is not None and bool(np.isfinite(spot).any()),
+        with_pooled_funding=funding is not None,
     )
-    if plan.families.get("pooled"):
-        # never NaN-filled silently: the pooled family needs the spot closes (basis) and the
-        # universe's ranks, which this path does not compute yet
-        raise InputError(
-            "the served model uses the pooled feature family, which the live feature path does "
-            "not compute yet; serve a model trained with features.pooled.enabled=false"
-        )
     prices = [k for k in ("high", "low", "close", "volume") if k in tail.columns]
     arrays = {k: tail[k].to_numpy(dtype=np.float64) for k in prices}
     blocks, read = [], []
@@ -203,6 +206,19 @@ def signal_rows(
         columns |= temporal_features(times, config)
     if plan.families["cross_asset"]:
         columns |= _cross(stamp, codes, arrays["close"], members, stamps, symbols, read, config)
+    if plan.families.get("pooled"):
+        pooled_arrays = arrays if spot is None else {**arrays, "spot_close": spot}
+        columns |= pooled_rows(
+            stamp,
+            codes,
+            pooled_arrays,
+            members,
+            symbols,
+            read,
+            funding,
+            config.pooled,
+            plan.families["pooled"],
+        )
     out: dict[str, np.ndarray] = {}
     for name in plan.names:
         if name in columns:

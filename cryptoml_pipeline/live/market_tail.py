@@ -20,7 +20,11 @@ from cryptoml_pipeline.features.build import warmup_period
 from cryptoml_pipeline.live.loader import ServedModel
 from cryptoml_pipeline.market import derived
 from cryptoml_pipeline.market.layout import perpetual_symbol, spot_symbol
-from cryptoml_pipeline.market.source import load_market_data
+from cryptoml_pipeline.market.source import (
+    load_market_data,
+    perpetual_spot_closes,
+    with_spot_close,
+)
 from cryptoml_pipeline.market.store import ParquetStore
 from cryptoml_pipeline.timing import timeframe_to_timedelta
 
@@ -40,6 +44,28 @@ def _funding_interval(served: ServedModel) -> pd.Timedelta:
 
 def _needs_funding(served: ServedModel) -> bool:
     return served.settings.features.sentiment_flow.enabled
+
+
+def needs_spot(served: ServedModel) -> bool:
+    """Whether the model reads the perpetual-spot basis (the pooled family's ``pool_basis*``):
+    the traded rows then carry their spot close (``spot_close``)."""
+    return any(c.startswith("pool_basis") for c in served.model.feature_cols)
+
+
+def attach_spot(store: ParquetStore, served: ServedModel, candles: pd.DataFrame) -> pd.DataFrame:
+    """``candles`` with the traded rows' stored spot closes (``spot_close``) when the model
+    reads the basis; unchanged otherwise."""
+    if not needs_spot(served) or candles.empty:
+        return candles
+    ts = candles["timestamp"]
+    spot = perpetual_spot_closes(
+        store,
+        list(served.symbols),
+        served.timeframe,
+        ts.min(),
+        ts.max() + timeframe_to_timedelta(served.timeframe),
+    )
+    return with_spot_close(candles, spot)
 
 
 def member_label(served: ServedModel, member: str) -> str:
@@ -140,4 +166,4 @@ def store_tail(
         funding_interval_hours=served.settings.data.funding_interval_hours,
         universe=list(served.universe),
     )
-    return data.candles, data.funding
+    return attach_spot(store, served, data.candles), data.funding

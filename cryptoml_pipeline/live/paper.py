@@ -18,9 +18,17 @@ long it has run. The simulator is causal, so a run over more bars must agree wit
 run on the earlier bars; each bar CHECKS that (prefix stability) against what was recorded,
 and raises :class:`PaperParityError` if not.
 
+The daily loss limit (``risk.daily_loss_limit``) is the one piece of simulator state that
+outlives a flat close: the UTC day's start equity and whether the limit has tripped that day.
+Each window is given that state at its flat close (``loss_limit_start``, ``window_day``): read
+off the recorded marks when the trader (re)starts (:func:`recorded_loss_limit_day`), carried on
+from the previous window's marks otherwise (:func:`paper_adapter.loss_limit_state`; the same
+value), so the account books every day exactly as one simulation from its first bar does.
+
 Durability: ONE database transaction per bar writes the bar's inputs and equity mark
 (``paper_bars``: candles, decisions, funding, whether the account is flat at its close, the
-model that decided), its orders and fills, the open positions, the cash and the cursor
+model that decided, what the simulator's guards counted at the bar, the live service's guard
+states), its orders and fills, the open positions, the cash and the cursor
 (``paper_runs.last_bar``). A process killed at any point resumes at the first bar after the
 cursor: the window is re-read from ``paper_bars`` (the bars after the last flat close),
 re-simulated and checked against the recorded fills and marks. Client order ids
@@ -42,7 +50,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from cryptoml_pipeline.errors import CryptoMLError, InputError
-from cryptoml_pipeline.execution.backtest import BacktestResult
+from cryptoml_pipeline.execution.backtest import BacktestResult, LossLimitDay, loss_limit_day
 from cryptoml_pipeline.live import paper_adapter as core
 from cryptoml_pipeline.registry.schema import (
     paper_accounts,
@@ -145,6 +153,12 @@ def _check_prefix(what: str, recorded: pd.DataFrame, now: pd.DataFrame) -> None:
         raise PaperParityError(f"re-simulation changed already recorded {what}")
 
 
+def _increase(before: dict[str, int], now: dict[str, int]) -> dict[str, int]:
+    """The guard counts ``now`` has above ``before`` (the nonzero ones)."""
+    out = {str(k): int(v) - int(before.get(k, 0)) for k, v in now.items()}
+    return {k: v for k, v in out.items() if v}
+
+
 def record_fill(
     conn: sa.Connection,
     run: str,
@@ -199,13 +213,6 @@ class PaperTrader:
         initial_equity: float,
         account: dict[str, Any] | None = None,
     ) -> None:
-        if settings.risk.daily_loss_limit is not None:
-            # the account re-simulates from its last flat close: the day's state would restart
-            # there and the account would drift from the backtest; refused, never silently wrong
-            raise InputError(
-                "risk.daily_loss_limit is not carried across the paper account's window restarts "
-                "yet: unset it for paper/live trading (the backtest applies it)"
-            )
         self.engine = engine
         self.run = run_name
         self.settings = settings
@@ -236,6 +243,13 @@ class PaperTrader:
                 if known is None:
                     conn.execute(paper_accounts.insert().values(run=run_name, config=account))
         self.window, self.window_start, self.window_equity = self._load_window()
+        # the daily loss limit's state at the window's start (None: off, or the first bar)
+        self.window_day: LossLimitDay | None = None
+        limit = settings.risk.daily_loss_limit
+        if limit is not None and self.window_start is not None:
+            self.window_day = recorded_loss_limit_day(
+                engine, run_name, self.initial_equity, limit, self.window_start
+            )
         self.ledger: core.AccountSnapshot | None = None
         self.last_equity = self.window_equity
         self.flat = True
@@ -280,7 +294,10 @@ class PaperTrader:
 
     def _options(self) -> dict[str, Any]:
         return core.simulator_options(
-            self.settings, self.timeframe, initial_equity=self.window_equity
+            self.settings,
+            self.timeframe,
+            initial_equity=self.window_equity,
+            loss_limit_start=self.window_day,
         )
 
     # --- the execution core: the backtest simulator over the window ---------------------------
@@ -292,17 +309,27 @@ class PaperTrader:
         recorded = pd.DataFrame({"equity": [float(ln["equity"]) for ln in self.window]})
         _check_prefix("equity", recorded, ledger.equity.to_frame("equity"))
 
-    def process(self, bar_input: BarInput, *, model_version: str | None = None) -> int:
+    def process(
+        self,
+        bar_input: BarInput,
+        *,
+        model_version: str | None = None,
+        guards: dict[str, bool] | None = None,
+    ) -> int:
         """Process one closed bar; returns the number of fills. Bars at or before the cursor are
         skipped (already committed). ``model_version``: the model whose decisions fill at this
-        bar (default: the trader's)."""
+        bar (default: the trader's); ``guards``: the live service's guard states at the bar's
+        close, recorded with the bar (the simulator never reads them)."""
         bar = bar_input.bar
         if self.last_bar is not None and bar <= self.last_bar:
             return 0
         if self.flat and self.window:  # the last close was flat: a new window starts here
+            self.window_day = self.loss_limit_now()
             self.window, self.window_start = [], self.last_bar
             self.window_equity, self.ledger = self.last_equity, None
         line = _record(bar_input, self.step)
+        if guards is not None:
+            line["guards"] = {str(k): bool(v) for k, v in guards.items()}
         ledger = self._simulate([*self.window, line])
         if ledger.bar != bar:
             raise InputError(f"bar {bar} has no candles")
@@ -314,6 +341,8 @@ class PaperTrader:
             raise PaperParityError(f"re-simulation at {bar} added fills at earlier bars")
         equity = float(ledger.equity.iloc[-1])
         flat = bool(ledger.open.empty)
+        counted = self.ledger.guard_counts if self.ledger is not None else {}
+        line["guard_counts"] = _increase(counted, ledger.guard_counts)  # what the bar added
         self._commit(bar, ledger, new, line, equity, flat, model_version or self.model_version)
         line["equity"] = equity
         self.window.append(line)
@@ -405,11 +434,13 @@ class PaperTrader:
             [t.isoformat(), str(s), 0.0] for t in times if t < nxt + self.step for s in closes
         ]
         if self.flat:
-            lines, equity = [line], self.last_equity
+            lines, equity, start = [line], self.last_equity, self.loss_limit_now()
         else:
-            lines, equity = [*self.window, line], self.window_equity
+            lines, equity, start = [*self.window, line], self.window_equity, self.window_day
         candles, funding, decided = _frames(lines)
-        options = core.simulator_options(self.settings, self.timeframe, initial_equity=equity)
+        options = core.simulator_options(
+            self.settings, self.timeframe, initial_equity=equity, loss_limit_start=start
+        )
         ledger = core.ledger_at(candles, funding, decided, options=options)
         return {
             str(p.symbol): float(p.direction) * float(p.quantity)
@@ -434,6 +465,68 @@ class PaperTrader:
             )
             for p in self.ledger.open.itertuples(index=False)
         }
+
+    def loss_limit_now(self) -> LossLimitDay | None:
+        """The daily loss limit's state at the last processed bar's close (None: the limit is
+        off or no bar is processed yet), from the window's marks and its start state."""
+        limit = self.settings.risk.daily_loss_limit
+        if limit is None or self.last_bar is None:
+            return None
+        if self.ledger is None:  # an empty window: it starts at the last bar
+            return self.window_day
+        return core.loss_limit_state(
+            self.ledger.equity, self.window_equity, limit, self.last_bar, self.window_day
+        )
+
+    def loss_limit_inputs(self, fill_bar: pd.Timestamp) -> tuple[float | None, float | None]:
+        """:func:`.decision.decide`'s ``day_open_equity``, ``day_low_equity`` for a decision
+        filling at the open of ``fill_bar``: the account's UTC day at its last close (the equity
+        it started with, its lowest close, from the recorded marks) where ``fill_bar`` opens in
+        that day; (None, None) where the limit is off, no bar is processed yet or ``fill_bar``
+        opens a new day (the kernel starts a day afresh: its first open blocks nothing)."""
+        limit = self.settings.risk.daily_loss_limit
+        last = self.last_bar
+        if limit is None or last is None:
+            return None, None
+        if pd.Timestamp(fill_bar).tz_convert("UTC").floor("D") != last.tz_convert("UTC").floor("D"):
+            return None, None
+        marks = recorded_day_marks(self.engine, self.run, last)
+        day = loss_limit_day(marks, self.initial_equity, limit, last)
+        return day.start_equity, float(marks[marks.index >= day.day].min())
+
+    def guard_counts(self) -> dict[str, int]:
+        """What the guards did in the account since its first bar (the keys of
+        ``BacktestResult.guard_counts``): the windows before the current one simulated again
+        from the database as the account ran them (each from its flat close's equity and day
+        state), plus the current window's. Reads the whole history: for reports, not per bar."""
+        counts = self._past_guard_counts()
+        for name, n in (self.ledger.guard_counts if self.ledger is not None else {}).items():
+            counts[name] = counts.get(name, 0) + int(n)
+        return counts
+
+    def _past_guard_counts(self) -> dict[str, int]:
+        """The guards' counts of the windows that ended at or before the window start."""
+        counts: dict[str, int] = {}
+        if self.window_start is None:
+            return counts
+        limit = self.settings.risk.daily_loss_limit
+        equity, start, window = self.initial_equity, None, []
+        for line in account_bars(self.engine, self.run):
+            if pd.Timestamp(line["bar"]) > self.window_start:
+                break
+            window.append(line)
+            if not line["flat"]:
+                continue
+            options = core.simulator_options(
+                self.settings, self.timeframe, initial_equity=equity, loss_limit_start=start
+            )
+            ledger = core.ledger_at(*_frames(window), options=options)
+            for name, n in ledger.guard_counts.items():
+                counts[name] = counts.get(name, 0) + int(n)
+            if limit is not None:
+                start = core.loss_limit_state(ledger.equity, equity, limit, ledger.bar, start)
+            equity, window = float(line["equity"]), []
+        return counts
 
     def equity(self) -> float:
         """Marked at the last processed bar's close."""
@@ -607,6 +700,40 @@ def equity_marks(engine: Engine, run_name: str) -> pd.Series:
         rows = conn.execute(query).all()
     index = pd.DatetimeIndex([pd.Timestamp(utc(r.bar)) for r in rows], name="timestamp")
     return pd.Series([float(r.equity) for r in rows], index=index, name="equity", dtype=float)
+
+
+def recorded_day_marks(engine: Engine, run_name: str, bar: pd.Timestamp) -> pd.Series:
+    """The account's recorded marks that the daily loss limit reads at the close of ``bar``:
+    the last one before ``bar``'s UTC day (none on the account's first day) and the day's up
+    to ``bar``."""
+    bar = pd.Timestamp(bar).tz_convert("UTC")
+    day = bar.floor("D").to_pydatetime()
+    cols, mine = (paper_bars.c.bar, paper_bars.c.equity), paper_bars.c.run == run_name
+    with engine.connect() as conn:
+        before = conn.execute(
+            sa.select(*cols)
+            .where(mine & (paper_bars.c.bar < day))
+            .order_by(paper_bars.c.bar.desc())
+            .limit(1)
+        ).all()
+        today = conn.execute(
+            sa.select(*cols)
+            .where(mine & (paper_bars.c.bar >= day) & (paper_bars.c.bar <= bar.to_pydatetime()))
+            .order_by(paper_bars.c.bar)
+        ).all()
+    rows = [*before, *today]
+    index = pd.DatetimeIndex([pd.Timestamp(utc(r.bar)) for r in rows], name="timestamp")
+    return pd.Series([float(r.equity) for r in rows], index=index, name="equity", dtype=float)
+
+
+def recorded_loss_limit_day(
+    engine: Engine, run_name: str, initial_equity: float, limit: float, bar: pd.Timestamp
+) -> LossLimitDay:
+    """The daily loss limit's state at the close of ``bar`` from the account's recorded marks
+    (:func:`recorded_day_marks`; ``initial_equity`` starts its first day), by the kernel's
+    definition (:func:`backtest.loss_limit_day`): what a window starting after ``bar`` carries."""
+    marks = recorded_day_marks(engine, run_name, bar)
+    return loss_limit_day(marks, initial_equity, limit, bar)
 
 
 def account_config(engine: Engine, run_name: str) -> dict | None:

@@ -23,7 +23,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cryptoml_pipeline.execution.backtest import BacktestResult, simulate
+from cryptoml_pipeline.execution.backtest import (
+    BacktestResult,
+    LossLimitDay,
+    loss_limit_day,
+    simulate,
+)
 from cryptoml_pipeline.settings import CostConfig, PipelineSettings
 from cryptoml_pipeline.strategy.from_predictions import decisions_from_predictions
 from cryptoml_pipeline.strategy.options import simulation_options
@@ -46,12 +51,42 @@ def decisions(
 
 
 def simulator_options(
-    settings: PipelineSettings, timeframe: str, *, initial_equity: float
+    settings: PipelineSettings,
+    timeframe: str,
+    *,
+    initial_equity: float,
+    loss_limit_start: LossLimitDay | None = None,
 ) -> dict[str, Any]:
-    """The backtest's simulator keywords, starting from the paper account's equity."""
+    """The backtest's simulator keywords, starting from the paper account's equity and, for a
+    run that starts inside a UTC day, the daily loss limit's state there (``loss_limit_start``,
+    :func:`loss_limit_state`; None = a run from the account's first bar)."""
     common = simulation_options(settings, timeframe)[0]
     costs = settings.costs.model_copy(update={"initial_equity": float(initial_equity)})
-    return common | {"costs": costs}
+    return common | {"costs": costs, "loss_limit_start": loss_limit_start}
+
+
+def loss_limit_state(
+    equity: pd.Series,
+    initial_equity: float,
+    limit: float,
+    bar: pd.Timestamp,
+    start: LossLimitDay | None,
+) -> LossLimitDay:
+    """The daily loss limit's state at the close of ``bar`` of a run (its marks ``equity``, from
+    ``initial_equity``) given ``start`` (the state it began with, as :func:`simulate`'s
+    ``loss_limit_start``): :func:`backtest.loss_limit_day`, except that where ``bar`` is still in
+    ``start``'s day the run began inside it and the kernel carries that day on -- its start
+    equity, and tripped if it had tripped or a close of the run hit the limit since."""
+    state = loss_limit_day(equity, initial_equity, limit, bar)
+    ts = pd.DatetimeIndex(equity.index).tz_convert("UTC")
+    if start is None or pd.Timestamp(start.day).tz_convert("UTC") != state.day:
+        return state
+    if bool(np.any(ts < state.day)):  # the run has a close before that day: it began earlier
+        return state
+    today = equity.to_numpy(np.float64)[ts <= pd.Timestamp(bar).tz_convert("UTC")]
+    begun = float(start.start_equity)
+    tripped = start.tripped or begun <= 0.0 or bool(np.any(today <= (1.0 - limit) * begun))
+    return LossLimitDay(day=state.day, start_equity=begun, tripped=bool(tripped))
 
 
 @dataclass(frozen=True)
@@ -66,6 +101,8 @@ class AccountSnapshot:
     fees_paid: float
     funding_paid: float
     cash: float  # equity less the open positions' unrealised P&L
+    # what the guards did in the simulated bars up to ``bar`` (BacktestResult.guard_counts)
+    guard_counts: dict[str, int]
 
 
 def entry_fee_rate(costs: CostConfig) -> float:
@@ -188,7 +225,26 @@ def ledger_at(
         fees_paid=float(fills["fee"].sum()),
         funding_paid=float(trades["funding"].sum()),
         cash=float(equity.iloc[-1] - unrealised.sum()),
+        guard_counts=_guard_counts(result, bar, options),
     )
+
+
+def _guard_counts(result: BacktestResult, bar: pd.Timestamp, options: dict[str, Any]) -> dict:
+    """The guards' counts up to the close of ``bar``: the run's, less what the sentinel bar
+    added. No decision fills at the sentinel, so that is at most the daily loss limit's: a bar
+    opening blocked (the limit had tripped that day by ``bar``'s close) or a trip at its close."""
+    counts = dict(result.guard_counts or {})
+    limit = options["risk"].daily_loss_limit
+    if limit is None:
+        return counts
+    start = options.get("loss_limit_start")
+    initial = float(options["costs"].initial_equity)
+    at_bar = loss_limit_state(result.equity, initial, limit, bar, start)
+    at_end = loss_limit_state(result.equity, initial, limit, result.equity.index[-1], start)
+    carried = at_end.day == at_bar.day and at_bar.tripped
+    counts["daily_loss_limit_bars"] -= int(carried)
+    counts["daily_loss_limit_days"] -= int(at_end.tripped and not carried)
+    return counts
 
 
 def _open_positions(

@@ -24,7 +24,10 @@ warn): ``stale`` (the last closed bar lags the clock by more than ``STALE_BARS``
 tracker's recent accuracy < (1 - degradation) x prior), ``kill`` (``POST /kill`` or the kill
 file ``OUTPUT/live/<run>.kill``: the account is flattened by the backtest's end-of-data rule and
 the service stops). A blocking guard (live mode) withholds new decisions: positions are still
-managed (stops, reviews) by the simulator.
+managed (stops, reviews) by the simulator. Recorded for the dashboard's live panel: each bar's
+record (``paper_bars.inputs``) holds these guards' state at its close (``guards``) and what the
+simulator's guards counted at it (``guard_counts``), the account record
+(``paper_accounts.config["guards"]``) every guard's threshold, ``killed_at`` the kill.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from cryptoml_pipeline.live import paper_adapter as core
 from cryptoml_pipeline.live.bar_intake import BarIntake
 from cryptoml_pipeline.live.exchange import ExchangeFeed, Executor, call, exchange_client
 from cryptoml_pipeline.live.loader import ServedModel, load_served, narrow_symbols
-from cryptoml_pipeline.live.market_tail import member_label, tail_span
+from cryptoml_pipeline.live.market_tail import attach_spot, member_label, needs_spot, tail_span
 from cryptoml_pipeline.live.paper import (
     BarInput,
     PaperTrader,
@@ -58,7 +61,7 @@ from cryptoml_pipeline.live.paper import (
 )
 from cryptoml_pipeline.live.signal import forecast_rows, signal_arrays, signal_records
 from cryptoml_pipeline.market.layout import perpetual_symbol
-from cryptoml_pipeline.market.source import load_market_data
+from cryptoml_pipeline.market.source import load_market_data, with_spot_close
 from cryptoml_pipeline.market.store import ParquetStore
 from cryptoml_pipeline.registry.db import open_database
 from cryptoml_pipeline.registry.deployment_store import deployed_dir
@@ -135,7 +138,8 @@ class ReplaySource:
             funding_interval_hours=served.settings.data.funding_interval_hours,
             universe=list(served.universe),
         )
-        candles = data.candles.assign(timestamp=pd.to_datetime(data.candles["timestamp"], utc=True))
+        candles = attach_spot(store, served, data.candles)
+        candles = candles.assign(timestamp=pd.to_datetime(candles["timestamp"], utc=True))
         self.candles = candles.sort_values(["timestamp", "symbol"], kind="stable")
         funding = data.funding if data.funding is not None else EMPTY_FUNDING
         funding = funding.assign(timestamp=pd.to_datetime(funding["timestamp"], utc=True))
@@ -313,6 +317,7 @@ class LiveService:
         funding_span = pd.Timedelta(hours=settings.data.funding_interval_hours) * 2
         self.tail = MarketTail(tail_span(self.served) + 2 * self.step, funding_span)
         self.source: ReplaySource | ExchangeFeed
+        self.spot_cache = pd.DataFrame(columns=["timestamp", "symbol", "close"])
         self.executor: Executor | None = None
         self.halted: str | None = None
         labels = [member_label(self.served, m) for m in self.served.universe]
@@ -382,6 +387,20 @@ class LiveService:
             "model_version": self.served.version,
             "candidate": not self.served.deployed,
             "initial_equity": self.served.settings.paper.initial_equity,
+            "execute": bool(self.options.execute),
+            "guards": self._guard_limits(),
+        }
+
+    def _guard_limits(self) -> dict[str, float | int | None]:
+        """Each guard's threshold as the account starts (None = off; shown by the dashboard)."""
+        s = self.served.settings
+        return {
+            "stale": STALE_BARS,
+            "expired": s.retrain.max_model_age_days,
+            "degraded": s.retrain.degradation,
+            "daily_loss_limit": s.risk.daily_loss_limit,
+            "max_notional_per_symbol": s.risk.max_notional_per_symbol,
+            "max_notional_total": s.risk.max_notional_total,
         }
 
     def _check_account(self) -> None:
@@ -485,6 +504,7 @@ class LiveService:
         self.pending = decisions.set_index("symbol")[list(core.DECISION_FIELDS)]
         self.pending_stamp, self.pending_model = bar, served.version
         positions = {s: p.direction for s, p in self.trader.positions.items()}
+        day_open, day_low = self.trader.loss_limit_inputs(bar + self.step)  # the loss limit's day
         records = signal_records(
             served,
             rows,
@@ -493,6 +513,8 @@ class LiveService:
             ok,
             position=positions,
             equity=self.trader.equity(),
+            day_open_equity=day_open,
+            day_low_equity=day_low,
         )
         self.signals = {r["symbol"]: r for r in records}
 
@@ -553,6 +575,7 @@ class LiveService:
                     funding=funding[["timestamp", "symbol", "funding_rate"]].reset_index(drop=True),
                 ),
                 model_version=self.pending_model,
+                guards=self.guards.state,
             )
             self.metrics.bars.inc()
         self.maybe_swap(bar)
@@ -647,6 +670,8 @@ class LiveService:
         if cursor is not None:
             say(f"resuming account {self.options.run_name!r} after bar {cursor}")
         candles = self._fetch_candles(feed, through - self.tail.span, through)
+        self._poll_spot(feed, through - self.tail.span, now)
+        candles = self._with_spot(candles)
         funding = feed.funding(through - self.tail.span - self.tail.funding_span)
         funding = funding[funding["timestamp"] < through + self.step]
         self.tail.extend(candles, funding)
@@ -661,6 +686,7 @@ class LiveService:
             try:
                 now = self.now()
                 polled = self._fetch_candles(feed, self.intake.cursor + self.step, now)
+                self._poll_spot(feed, self.intake.cursor + self.step, now)
                 funding = feed.funding(previous + self.step)
             except Exception as exc:  # retries exhausted: the next poll tries again
                 say(f"exchange unavailable: {type(exc).__name__}: {str(exc)[:160]}")
@@ -674,7 +700,8 @@ class LiveService:
                     (funding["timestamp"] >= previous + self.step)
                     & (funding["timestamp"] < bar + self.step)
                 ]
-                self.step_bar(BarData(bar, item.candles, f.reset_index(drop=True)), now)
+                bar_candles = self._with_spot(item.candles)
+                self.step_bar(BarData(bar, bar_candles, f.reset_index(drop=True)), now)
                 previous = bar
                 if self.halted or self.killed.is_set() or self.guards.kill_file.exists():
                     break
@@ -686,6 +713,27 @@ class LiveService:
         if self.killed.is_set():
             self.kill()
         return 3 if self.halted else 0
+
+    def _poll_spot(self, feed: ExchangeFeed, since: pd.Timestamp, now: pd.Timestamp) -> None:
+        """When the served model reads the basis: the traded symbols' spot bars closed at
+        ``now`` (a forming spot bar is never taken), polled from ``since`` and kept for the
+        tail's span."""
+        if not needs_spot(self.served):
+            return
+        spot = feed.spot_closes(self.trading, since)
+        spot = spot[spot["timestamp"] + self.step <= now]
+        cache = pd.concat([self.spot_cache, spot], ignore_index=True)
+        cache = cache.drop_duplicates(["timestamp", "symbol"], keep="last")
+        edge = now - self.tail.span - 2 * self.step
+        self.spot_cache = cache[cache["timestamp"] >= edge].reset_index(drop=True)
+
+    def _with_spot(self, candles: pd.DataFrame) -> pd.DataFrame:
+        """``candles`` with the traded rows' spot closes (``spot_close``) from the polled spot
+        bars when the model reads the basis; a spot bar the exchange has not served when its
+        perpetual bar is processed leaves that bar's basis NaN (never filled)."""
+        if not needs_spot(self.served):
+            return candles
+        return with_spot_close(candles, self.spot_cache)
 
     def _fetch_candles(
         self, feed: ExchangeFeed, since: pd.Timestamp, until: pd.Timestamp

@@ -32,6 +32,7 @@ from cryptoml_pipeline.live.loader import ServedModel
 from cryptoml_pipeline.live.market_tail import check_symbols, closed_bars, tail_span
 from cryptoml_pipeline.market.repair import repair_candles
 from cryptoml_pipeline.market.schemas import CANDLE_COLUMNS
+from cryptoml_pipeline.market.source import SPOT_CLOSE, with_spot_close
 from cryptoml_pipeline.modeling.predictions import PROB_COLUMNS, signal_from_expected
 from cryptoml_pipeline.timing import timeframe_to_timedelta
 
@@ -64,6 +65,11 @@ def signal_tail(
             outlier_window=ingest.outlier_window,
         )
         tail = repaired[[*CANDLE_COLUMNS, "is_filled"]]
+        if SPOT_CLOSE in candles.columns:
+            # the spot closes ride on the rows they came with: a bar the repair filled has none
+            # here, where the batch basis could find the stored spot bar (max_fill_bars > 0)
+            spot = candles.loc[candles[SPOT_CLOSE].notna(), ["timestamp", "symbol", SPOT_CLOSE]]
+            tail = with_spot_close(tail, spot.rename(columns={SPOT_CLOSE: "close"}))
     # otherwise the repair changes no value: store reads and the synthetic market are validated
     # candles already, and compute_features orders rows and refuses duplicates itself
     interval = pd.Timedelta(hours=settings.data.funding_interval_hours)
@@ -202,8 +208,12 @@ def signal_records(
     *,
     position: dict[str, int] | None = None,
     equity: float | None = None,
+    day_open_equity: float | None = None,
+    day_low_equity: float | None = None,
 ) -> list[dict[str, Any]]:
-    """The signal records (``cryptoml signal``'s JSON) of :func:`forecast_rows`' predictions."""
+    """The signal records (``cryptoml signal``'s JSON) of :func:`forecast_rows`' predictions
+    (``day_open_equity`` / ``day_low_equity``: the account's UTC day for the daily loss limit,
+    :func:`.decision.decide`; the live service passes its paper account's)."""
     settings, tf = served.settings, served.timeframe
     vol = rows.columns[f"rv_{settings.risk.volatility_window}"]
     atr = rows.columns[f"atr_pct_{settings.risk.atr_period}"]
@@ -228,6 +238,8 @@ def signal_records(
             timeframe=tf,
             position=(position or {}).get(symbol, 0),
             equity=equity,
+            day_open_equity=day_open_equity,
+            day_low_equity=day_low_equity,
         )
         out.append(
             {

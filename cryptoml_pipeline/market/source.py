@@ -464,3 +464,49 @@ def load_via_ccxt(
     return dataclasses.replace(
         load_market_data(store, symbols, timeframe, start, end), source="ccxt"
     )
+
+
+SPOT_CLOSE = "spot_close"  # a traded (perpetual) row's spot close at the same bar
+
+
+def perpetual_spot_closes(
+    store: ParquetStore,
+    symbols: Sequence[str],
+    timeframe: str,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+) -> pd.DataFrame | None:
+    """Spot closes (``timestamp, symbol, close``; ``symbol`` = the spot spelling, which is the
+    traded symbol's) of ``symbols`` in ``[start, end)`` — the pooled family's perpetual-spot
+    basis — or None when the store holds none (the basis is then absent, with the reason in
+    the feature plan)."""
+    parts = []
+    for symbol in symbols:
+        spot = spot_symbol(symbol)
+        if not derived.has_candles(store, spot, timeframe):
+            continue
+        frame = derived.read_candles(store, spot, timeframe, start, end, as_symbol=spot)
+        if len(frame):
+            parts.append(frame[["timestamp", "close"]].assign(symbol=spot))
+    if not parts:
+        return None
+    return pd.concat(parts, ignore_index=True)[["timestamp", "symbol", "close"]]
+
+
+def with_spot_close(candles: pd.DataFrame, spot: pd.DataFrame | None) -> pd.DataFrame:
+    """``candles`` with :data:`SPOT_CLOSE`: the spot close of the row's symbol at the row's
+    bar (same open time, never filled; NaN where there is none)."""
+    out = candles.drop(columns=[SPOT_CLOSE], errors="ignore")
+    if spot is None or spot.empty:
+        return out.assign(**{SPOT_CLOSE: float("nan")})
+    right = pd.DataFrame(
+        {
+            "timestamp": pd.Series(spot["timestamp"]).astype("datetime64[ns, UTC]").array,
+            "symbol": spot["symbol"].astype(str).array,
+            SPOT_CLOSE: spot["close"].to_numpy(dtype="float64"),
+        }
+    ).drop_duplicates(["timestamp", "symbol"], keep="last")
+    left = out[["timestamp", "symbol"]].astype({"symbol": str})
+    left = left.assign(timestamp=left["timestamp"].astype("datetime64[ns, UTC]"))
+    merged = left.merge(right, on=["timestamp", "symbol"], how="left")
+    return out.assign(**{SPOT_CLOSE: merged[SPOT_CLOSE].to_numpy()})

@@ -54,6 +54,7 @@ async function loadPanel(panel) {
     table(section.querySelector("table"), rows);
     if (panel === "registry") document.getElementById("deployed").textContent = "deployed model: " + fmt(data.deployed);
     if (panel === "importance") section.querySelector(".source").textContent = "shown: " + data.label;
+    if (panel === "live") table(section.querySelector("table.guards"), data.guards || []);
     if (panel === "paper" && data.state) {
       section.querySelector(".state").textContent =
         "run " + data.state.name + ", last bar " + data.state.last_bar + ", cash " + fmt(data.state.cash) + ", orders " + data.n_orders;
@@ -72,5 +73,5 @@ async function loadPanel(panel) {
   }
 }
 
-const PANELS = ["backtest", "registry", "predictions", "rolling", "importance", "confidence", "signals", "paper"];
+const PANELS = ["backtest", "registry", "predictions", "rolling", "importance", "confidence", "signals", "paper", "live"];
 Promise.all(PANELS.map(loadPanel)).then(() => { document.body.dataset.ready = "yes"; });
