@@ -5,19 +5,24 @@ the WHOLE history's batch table (to the fast path's 1e-9)."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 
+from cryptoml_pipeline.cli import main
 from cryptoml_pipeline.features.build import compute_features
 from cryptoml_pipeline.live import load_served, signals, store_tail
 from cryptoml_pipeline.live.market_tail import needs_spot
+from cryptoml_pipeline.live.paper import orders_frame
 from cryptoml_pipeline.live.service import LiveOptions, LiveService
 from cryptoml_pipeline.market.store import ParquetStore
 from cryptoml_pipeline.market.synthetic import synthetic_market
 from cryptoml_pipeline.modeling.folds import final_training_fold
 from cryptoml_pipeline.modeling.labels import make_labels
 from cryptoml_pipeline.modeling.models import ZOO, FoldInputs
+from cryptoml_pipeline.registry.db import open_database
 from cryptoml_pipeline.registry.deployment_store import deploy
 from cryptoml_pipeline_tests.exchange_sim import ExchangeSim, StepClock
 from cryptoml_pipeline_tests.test_trading_realtime import (
@@ -153,3 +158,29 @@ def test_the_live_service_polls_spot_klines_for_the_basis_through_ccxt(pooled) -
         mask = ((table["symbol"] == "ETH/USDT") & (table["timestamp"] == bar)).to_numpy()
         ref = ZOO["gbm"].predict_rows(model, table, None, mask, settings, "1h", tag="r").iloc[0]
         assert record["expected_return"] == pytest.approx(ref["expected_return"], abs=1e-9)
+
+
+def test_a_replay_of_the_pooled_model_equals_the_backtest(pooled, capsys) -> None:
+    """``cryptoml live --replay`` with the basis-reading model, then ``cryptoml parity``: the
+    batch pipeline (features with the stored spot closes, the model, the backtest) gives the
+    account's fills and equity exactly."""
+    root, model, settings, _ = pooled
+    risk = settings.risk.model_copy(update={"edge_cost_multiple": None})
+    traded = settings.model_copy(update={"risk": risk})
+    manifest = dict(model.manifest) | {
+        "version": "pooled-often",
+        "settings": traded.model_dump(mode="json"),
+    }
+    deploy(root / "output", model, manifest)
+    start, end = (END - pd.Timedelta(days=3)).isoformat(), END.isoformat()
+    common = ["--output-dir", str(root / "output"), "--run-name", "pooled-replay"]
+    replay = ["live", "--replay", start, end, "--exit-at-end", "--port", "0"]
+    code = main([*replay, "--data-dir", str(root / "data"), *common])
+    assert code == 0
+    capsys.readouterr()
+    code = main(["parity", *common[:2], "--run-name", "pooled-replay"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0, result
+    assert result["bars"] == 72 and result["trades_equal"] is True
+    orders = orders_frame(open_database(root / "output"), "pooled-replay")
+    assert len(orders) >= 2  # it traded

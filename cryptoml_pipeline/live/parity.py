@@ -26,6 +26,7 @@ from cryptoml_pipeline.errors import InputError
 from cryptoml_pipeline.features import build_features
 from cryptoml_pipeline.live import paper_adapter as core
 from cryptoml_pipeline.live.loader import ServedModel, load_served, served_from
+from cryptoml_pipeline.live.market_tail import needs_spot
 from cryptoml_pipeline.live.paper import (
     account_bars,
     account_config,
@@ -33,7 +34,7 @@ from cryptoml_pipeline.live.paper import (
     orders_frame,
     run_state,
 )
-from cryptoml_pipeline.market.source import load_market_data
+from cryptoml_pipeline.market.source import load_market_data, perpetual_spot_closes
 from cryptoml_pipeline.market.store import ParquetStore
 from cryptoml_pipeline.registry.candidates import load_verified
 from cryptoml_pipeline.registry.db import open_database
@@ -89,8 +90,19 @@ def backtest_of_account(output_dir: Path, run_name: str) -> dict[str, Any]:
         stamps = pd.DatetimeIndex(
             [pd.Timestamp(ln["stamp"]) for ln in lines if ln["model"] == version]
         )
+        spot = (  # the pooled basis: the stored spot closes, as the run's feature table
+            perpetual_spot_closes(
+                store,
+                list(first.symbols),
+                tf,
+                market.candles["timestamp"].min(),
+                end,
+            )
+            if needs_spot(served)
+            else None
+        )
         table = build_features(
-            market.candles, market.funding, served.settings.features, timeframe=tf
+            market.candles, market.funding, served.settings.features, timeframe=tf, spot=spot
         ).table
         ts = pd.to_datetime(table["timestamp"], utc=True)
         mask = (ts.isin(stamps) & table["symbol"].astype(str).isin(symbols)).to_numpy()
