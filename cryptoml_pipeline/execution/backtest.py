@@ -127,8 +127,8 @@ from cryptoml_pipeline.execution.market_grid import (
     FundingSchedule,
     MarketGrid,
     align_decisions,
-    build_grid,
     funding_schedule,
+    grid_and_rows,
 )
 from cryptoml_pipeline.settings import CostConfig, RiskConfig, SlippageConfig
 
@@ -292,7 +292,10 @@ def settlements(schedule: FundingSchedule) -> tuple[np.ndarray, int, np.ndarray,
     rows = order[np.concatenate([np.flatnonzero(at_open), np.flatnonzero(~at_open)])]
     rates = np.ascontiguousarray(schedule.rates.T[rows])
     bars = schedule.bar_index[rows].astype(np.int64)
-    return bars, int(np.count_nonzero(at_open)), rates, schedule.times[rows]
+    # the times in that order (usually theirs already: not taken again)
+    in_order = bool(np.all(rows[1:] > rows[:-1]))  # rows is a permutation: then the identity
+    times = schedule.times if in_order else schedule.times[rows]
+    return bars, int(np.count_nonzero(at_open)), rates, times
 
 
 def slippage_matrix(
@@ -339,8 +342,8 @@ def simulate(
     """
     if min_hold_bars < 1:
         raise InputError(f"min_hold_bars must be >= 1, got {min_hold_bars}")
-    grid = build_grid(candles, timeframe)
-    aligned = align_decisions(decisions, grid)  # validates like decisions.validate_decisions
+    grid, rows = grid_and_rows(candles, timeframe)
+    aligned = align_decisions(decisions, grid, rows)  # validates like validate_decisions
     schedule = funding_schedule(grid, funding, interval_hours=funding_interval_hours)
     result = run_aligned(
         grid,
@@ -353,13 +356,14 @@ def simulate(
         fixed_quantity=fixed_quantity,
         loss_limit_start=loss_limit_start,
     )
-    logger.info(
-        "simulated %d bars x %d symbols: %d trades, final equity %.2f",
-        len(grid.timestamps),
-        len(grid.symbols),
-        len(result.trades),
-        float(result.equity.iloc[-1]),
-    )
+    if logger.isEnabledFor(logging.INFO):
+        logger.info(
+            "simulated %d bars x %d symbols: %d trades, final equity %.2f",
+            len(grid.timestamps),
+            len(grid.symbols),
+            len(result.trades),
+            float(result.equity.iloc[-1]),
+        )
     return result
 
 
@@ -403,6 +407,22 @@ def kernel_params(
     return i, f
 
 
+@K._jit
+def _nonzero_cells(values):
+    """The number of cells of a 2-D array that are not 0 (NaN counts)."""
+    n = 0
+    for s in range(values.shape[0]):
+        for i in range(values.shape[1]):
+            n += values[s, i] != 0
+    return n
+
+
+def _count_nonzero(values: np.ndarray) -> int:
+    """``np.count_nonzero`` of a 2-D array (NaN counts), in one vectorised pass: NumPy's is
+    several times slower on floats."""
+    return int(_nonzero_cells(values)) if values.ndim == 2 else int(np.count_nonzero(values))
+
+
 def run_aligned(
     grid: MarketGrid,
     aligned: dict[str, np.ndarray],
@@ -421,7 +441,7 @@ def run_aligned(
     exp_ret = aligned.get("expected_return")
     if exp_ret is None:
         exp_ret = np.full((len(grid.symbols), 1), np.nan)
-    max_trades = int(np.count_nonzero(aligned["signal"])) + len(grid.symbols) + 1
+    max_trades = _count_nonzero(aligned["signal"]) + len(grid.symbols) + 1
     # the UTC day of each bar, for the daily loss limit only
     day = None if risk.daily_loss_limit is None else grid.timestamps.asi8 // K.NS_PER_DAY
     day_state = None
@@ -456,14 +476,15 @@ def run_aligned(
     )
     _check_funding(error, grid, times, "a position")
     records = trades[:, :n_tr].T  # [n, N_TRADE_COLS], each field contiguous (no copy)
-    index = pd.DatetimeIndex(grid.timestamps, name="timestamp")
+    index = grid.timestamps.rename("timestamp")  # the grid's times, not copied
+    # the kernel's fresh output arrays become the series as they are (no copy)
     return BacktestResult(
-        equity=pd.Series(equity, index=index, name="equity"),
+        equity=pd.Series(equity, index=index, name="equity", copy=False),
         trades=trades_frame(records, grid),
         fees_paid=float(totals[K.A_FEES]),
         funding_paid=float(totals[K.A_FUNDING]),
         initial_equity=float(costs.initial_equity),
-        exposure=pd.Series(exposure, index=index, name="exposure"),
+        exposure=pd.Series(exposure, index=index, name="exposure", copy=False),
         traded_notional=float(totals[K.A_NOTIONAL]),
         bars_in_market=int(totals[K.A_IN_MARKET]),
         fills=fills_from_records(records),
@@ -472,11 +493,46 @@ def run_aligned(
     )
 
 
+@K._jit
+def _gather_strings(codes, lengths, padded):
+    """The Arrow ``large_string`` buffers (offsets, bytes) of the strings ``codes`` pick: string
+    ``c`` is the first ``lengths[c]`` bytes of ``padded[c]`` (each row copies a whole padded
+    row, which the next overwrites: no branch on a string's length). Unsigned indices: no
+    negative-index wraparound test per byte."""
+    n, width = codes.shape[0], np.uint64(padded.shape[1])
+    offsets = np.empty(n + 1, dtype=np.int64)
+    offsets[0] = 0
+    total = 0
+    for k in range(n):
+        total += lengths[codes[k]]
+        offsets[k + 1] = total
+    out = np.empty(total + padded.shape[1], dtype=np.uint8)
+    for k in range(n):
+        c, o = np.uint64(codes[k]), np.uint64(offsets[k])
+        for j in range(width):
+            out[o + j] = padded[c, j]
+    return offsets, out[:total]
+
+
 def _labels(
     names: tuple[str, ...] | list[str], codes: np.ndarray
 ) -> pd.api.extensions.ExtensionArray:
     """``names[codes]`` as a ``str`` column, taken from the few names (no per-row Python)."""
-    return pd.array(list(names), dtype=str).take(codes)
+    dtype = pd.api.types.pandas_dtype(str)
+    if not (isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"):
+        return pd.array(list(names), dtype=str).take(codes)
+    import pyarrow as pa
+
+    encoded = [name.encode() for name in names]
+    lengths = np.array([len(b) for b in encoded], dtype=np.int64)
+    width = -(-max(1, int(lengths.max(initial=0))) // 8) * 8
+    padded = np.zeros((len(encoded), width), dtype=np.uint8)
+    for row, b in zip(padded, encoded, strict=True):
+        row[: len(b)] = np.frombuffer(b, dtype=np.uint8)
+    offsets, data = _gather_strings(np.asarray(codes, dtype=np.int64), lengths, padded)
+    buffers = [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+    column = pa.Array.from_buffers(pa.large_string(), len(codes), buffers)
+    return pd.arrays.ArrowStringArray(pa.chunked_array([column]), dtype=dtype)
 
 
 FLOAT_COLUMNS = (  # the trades frame's float columns: the first record fields, in this order
@@ -497,19 +553,31 @@ def trades_frame(records: np.ndarray, grid: MarketGrid) -> pd.DataFrame:
 
     The float columns are the records' first fields taken as one block, without a copy (the
     frame shares their memory: nothing writes into a trades frame in place); the other columns
-    are inserted around them."""
+    are placed around them: the frame is made from its blocks at once where pandas offers that
+    (``pandas.api.internals``), else inserted one by one."""
     rec = records.T  # one field per row
     grid_ns = grid.timestamps.asi8
-    frame = pd.DataFrame(rec[: K.T_SYM].T, columns=list(FLOAT_COLUMNS), copy=False)
     direction = rec[K.T_DIR]
     others = {
         "symbol": _labels(grid.symbols, rec[K.T_SYM].astype(np.int64)),
         "side": _labels(["short", "long"], (direction > 0).astype(np.int64)),
-        "entry_time": ns_index(grid_ns[rec[K.T_ENTRY_BAR].astype(np.int64)]),
-        "exit_time": ns_index(grid_ns[rec[K.T_EXIT_BAR].astype(np.int64)]),
+        "entry_time": ns_index(grid_ns[rec[K.T_ENTRY_BAR].astype(np.int64)], copy=False),
+        "exit_time": ns_index(grid_ns[rec[K.T_EXIT_BAR].astype(np.int64)], copy=False),
         "exit_reason": _labels(EXIT_REASONS, rec[K.T_REASON].astype(np.int64)),
     }
-    for position, name in enumerate((*TRADE_COLUMNS, "gross_pnl")):
+    columns = (*TRADE_COLUMNS, "gross_pnl")
+    internals = getattr(pd.api, "internals", None)
+    if hasattr(internals, "create_dataframe_from_blocks"):
+        position = {name: k for k, name in enumerate(columns)}
+        floats = np.array([position[name] for name in FLOAT_COLUMNS], dtype=np.intp)
+        blocks = [(rec[: K.T_SYM], floats)] + [
+            (getattr(values, "array", values), np.array([position[name]], dtype=np.intp))
+            for name, values in others.items()
+        ]
+        index = pd.RangeIndex(records.shape[0])
+        return internals.create_dataframe_from_blocks(blocks, index, pd.Index(list(columns)))
+    frame = pd.DataFrame(rec[: K.T_SYM].T, columns=list(FLOAT_COLUMNS), copy=False)
+    for k, name in enumerate(columns):
         if name in others:
-            frame.insert(position, name, others[name])
+            frame.insert(k, name, others[name])
     return frame

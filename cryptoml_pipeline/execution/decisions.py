@@ -48,23 +48,50 @@ def require_columns(frame: pd.DataFrame, columns: tuple[str, ...] | list[str], w
         raise InputError(f"{what} is missing column(s) {missing}")
 
 
+@_jit
+def _scaled(values, factor, limit, out):
+    """``out = values * factor``; False where a value is beyond ``+-limit`` (would overflow; NaT
+    included), ``out`` then meaningless."""
+    ok = True
+    for k in range(values.shape[0]):
+        v = values[k]
+        ok &= (v >= -limit) & (v <= limit)
+        out[k] = v * factor
+    return ok
+
+
+NS_PER_UNIT = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000}
+INT64_MAX = int(np.iinfo(np.int64).max)
+
+
 def utc_ns(values: pd.Series | pd.Index | np.ndarray) -> np.ndarray:
     """Timestamps -> int64 nanoseconds since the epoch (UTC); naive values are read as UTC.
 
-    Zero-copy for a ``datetime64[ns, UTC]`` column (the normal case).
+    Zero-copy for a ``datetime64[ns, UTC]`` column (the normal case); a tz-aware column of
+    coarser unit is scaled in one compiled pass (pandas' conversion where a value would overflow).
     """
     dtype = getattr(values, "dtype", None)
     if isinstance(dtype, pd.DatetimeTZDtype):
+        if dtype.unit == "ns":
+            return np.asarray(values.array.asi8, dtype=np.int64)
+        factor = NS_PER_UNIT.get(dtype.unit)
+        if factor is not None:
+            raw = np.asarray(values.array.asi8, dtype=np.int64)
+            out = np.empty(len(raw), dtype=np.int64)
+            if _scaled(raw, factor, INT64_MAX // factor, out):
+                return out
         return np.asarray(pd.DatetimeIndex(values).as_unit("ns").asi8)
     index = pd.DatetimeIndex(pd.to_datetime(values, utc=True))
     return np.asarray(index.as_unit("ns").asi8)
 
 
-def ns_index(ns: np.ndarray) -> pd.DatetimeIndex:
-    """int64 UTC nanoseconds -> ``DatetimeIndex`` (datetime64[ns, UTC])."""
-    return pd.DatetimeIndex(np.asarray(ns, dtype=np.int64).view("datetime64[ns]")).tz_localize(
-        "UTC"
-    )
+UTC_NS = pd.DatetimeTZDtype("ns", "UTC")
+
+
+def ns_index(ns: np.ndarray, *, copy: bool = True) -> pd.DatetimeIndex:
+    """int64 UTC nanoseconds -> ``DatetimeIndex`` (datetime64[ns, UTC]); ``copy=False``: on
+    ``ns`` itself, for an array nothing else holds."""
+    return pd.DatetimeIndex(np.asarray(ns, dtype=np.int64), dtype=UTC_NS, copy=copy)
 
 
 def stamp(ns: int | np.integer) -> pd.Timestamp:
@@ -133,7 +160,7 @@ def _same_string(offsets, data, k):
     return True
 
 
-def _runs(values: pd.Series) -> tuple[np.ndarray, list[str]] | None:
+def symbol_runs(values: pd.Series) -> tuple[np.ndarray, list[str]] | None:
     """Start positions of runs of equal symbols and the symbol of each run (arrow-backed
     strings only, at most :data:`MAX_RUNS` runs), else ``None``."""
     array = values.array
@@ -159,22 +186,29 @@ def _runs(values: pd.Series) -> tuple[np.ndarray, list[str]] | None:
     return starts[:m], names
 
 
+def codes_of_runs(
+    runs: tuple[np.ndarray, list[str]], n_rows: int
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """:func:`symbol_codes` of ``n_rows`` rows from their :func:`symbol_runs`."""
+    starts, run_names = runs
+    symbols = tuple(sorted(set(run_names)))
+    code_of = {name: k for k, name in enumerate(symbols)}
+    stops = [*starts[1:].tolist(), n_rows]
+    codes = np.zeros(n_rows, dtype=np.int64)  # written only where not 0
+    for start, stop, name in zip(starts.tolist(), stops, run_names, strict=True):
+        if code_of[name]:
+            codes[start:stop] = code_of[name]
+    return codes, symbols
+
+
 def symbol_codes(values: pd.Series) -> tuple[np.ndarray, tuple[str, ...]]:
     """Integer code per row into the alphabetically sorted tuple of symbol names (as ``str``).
 
     Rows grouped by symbol (the usual layout) are coded from their runs without hashing them.
     """
-    runs = _runs(values)
+    runs = symbol_runs(values)
     if runs is not None:
-        starts, run_names = runs
-        symbols = tuple(sorted(set(run_names)))
-        code_of = {name: k for k, name in enumerate(symbols)}
-        stops = [*starts[1:].tolist(), len(values)]
-        codes = np.zeros(len(values), dtype=np.int64)  # written only where not 0
-        for start, stop, name in zip(starts.tolist(), stops, run_names, strict=True):
-            if code_of[name]:
-                codes[start:stop] = code_of[name]
-        return codes, symbols
+        return codes_of_runs(runs, len(values))
     codes, uniques = pd.factorize(values)
     if (codes < 0).any():  # missing symbols: name them as ``astype(str)`` does
         codes, uniques = pd.factorize(pd.Series(values).astype(str))
@@ -360,6 +394,19 @@ def first_duplicate(sym: np.ndarray, ts: np.ndarray) -> int | None:
 
 
 @_jit
+def _signal_ok(signal):
+    """(every value is NaN or an integer in -2..2, any NaN): one pass without a branch per
+    row (vectorised); :func:`_signal_scan` names the first bad row."""
+    ok, has_nan = True, False
+    for k in range(signal.shape[0]):
+        v = signal[k]
+        nan = v != v
+        has_nan |= nan
+        ok &= nan | ((v >= -2) & (v <= 2) & (v == np.floor(v)))
+    return ok, has_nan
+
+
+@_jit
 def _signal_scan(signal):
     """(any NaN, first row that is not NaN or an integer in -2..2, or -1)."""
     has_nan, bad = False, -1
@@ -395,26 +442,36 @@ def _float_column(frame: pd.DataFrame, name: str) -> np.ndarray:
     return np.asarray(coerced.to_numpy(np.float64, na_value=np.nan), dtype=np.float64)
 
 
+def decision_values(decisions: pd.DataFrame) -> tuple[dict[str, np.ndarray | None], int]:
+    """The value columns of :class:`DecisionArrays` and the first row whose signal is not NaN
+    or an integer in -2..2 (-1: none, and the signal's NaN are then 0)."""
+    values: dict[str, np.ndarray | None] = {
+        name: _float_column(decisions, name) for name in DECISION_COLUMNS[3:]
+    }
+    column = decisions["signal"]
+    integer = isinstance(column.dtype, np.dtype) and column.dtype.kind == "i"
+    signal = column.to_numpy() if integer else _float_column(decisions, "signal")
+    values["signal"] = signal
+    values[OPTIONAL_COLUMN] = (  # None: absent (all NaN)
+        _float_column(decisions, OPTIONAL_COLUMN) if OPTIONAL_COLUMN in decisions.columns else None
+    )
+    ok, has_nan = _signal_ok(signal)
+    k = -1 if ok else int(_signal_scan(signal)[1])
+    if k < 0 and has_nan:
+        values["signal"] = np.where(np.isnan(signal), 0.0, signal)
+    return values, k
+
+
 def decision_arrays(decisions: pd.DataFrame) -> DecisionArrays:
     """:func:`validate_decisions` without building a frame (same checks, same errors)."""
     require_columns(decisions, DECISION_COLUMNS, "decisions")
     ts = utc_ns(decisions["timestamp"])
     sym, symbols = symbol_codes(decisions["symbol"])
-    values = {name: _float_column(decisions, name) for name in DECISION_COLUMNS[3:]}
-    column = decisions["signal"]
-    integer = isinstance(column.dtype, np.dtype) and column.dtype.kind == "i"
-    values["signal"] = column.to_numpy() if integer else _float_column(decisions, "signal")
-    values[OPTIONAL_COLUMN] = (  # None: absent (all NaN)
-        _float_column(decisions, OPTIONAL_COLUMN) if OPTIONAL_COLUMN in decisions.columns else None
-    )
-    signal = values["signal"]
-    has_nan, k = _signal_scan(signal)
+    values, k = decision_values(decisions)
     if k >= 0:
         raise InputError(
             f"decision signal must be an integer in -2..2: {symbols[sym[k]]} at {stamp(ts[k])}"
         )
-    if has_nan:
-        values["signal"] = np.where(np.isnan(signal), 0.0, signal)
     order, maybe_dup = sort_keys(sym, ts)
     k = None
     if maybe_dup:
