@@ -1,5 +1,6 @@
 """The pooled family: features whose scale does not drift across symbols, regimes or years, so
-that one model can pool every member of the universe (``features.pooled``, off by default).
+that one model can pool every member of the universe (``features.pooled``; on by default, the
+declared selection's pick).
 
 Volatility unit: ``sigma_t`` = the trailing std (ddof=1) of the symbol's 1-bar log returns over
 its last ``vol_window`` rows (168 bars = a week of hours; NaN before that many returns exist).
