@@ -22,6 +22,7 @@ from cryptoml_pipeline.settings import (
     CrossAssetConfig,
     FeatureConfig,
     MicrostructureConfig,
+    PooledConfig,
     SentimentFlowConfig,
     TemporalConfig,
 )
@@ -78,7 +79,23 @@ TEMPORAL = [
     "trend_strength_24",
     "trend_decay_24",
 ]
-DEFAULT_COLUMNS = [*TECHNICAL, *MICROSTRUCTURE, *CROSS_ASSET, *TEMPORAL]
+# the pooled family (on by default): per symbol, then across the universe (BTC is a member);
+# no spot candles given here, so no basis
+POOLED_SYMBOL = [
+    *(f"pool_ret_{h}" for h in (1, 4, 24, 72, 168, 720)),
+    *(f"pool_range_{h}" for h in (1, 4, 24, 72, 168, 720)),
+    *(f"pool_dist_{side}_{n}" for n in (24, 168, 720) for side in ("high", "low")),
+    "pool_volume_720",
+]
+POOLED_CROSS = [
+    *(f"pool_mkt_ret_{h}" for h in (1, 24, 168)),
+    *(f"pool_btc_ret_{h}" for h in (1, 24, 168)),
+    *(f"pool_rank_ret_{h}" for h in (24, 168, 720)),
+    "pool_rank_volume_720",
+]
+POOLED = [*POOLED_SYMBOL, *POOLED_CROSS]
+POOLED_FUNDING = ["pool_funding_ph", "pool_funding_mean_72h_ph", "pool_funding_z_90"]
+DEFAULT_COLUMNS = [*TECHNICAL, *MICROSTRUCTURE, *CROSS_ASSET, *TEMPORAL, *POOLED]
 FUNDING_COLUMNS = [
     "funding_rate_per_hour",
     "funding_zscore_90",
@@ -132,7 +149,8 @@ def test_default_columns_dtypes_and_schema() -> None:
     assert len(out) == len(candles)
     validate_feature_table(out)
     with_funding = compute_features(candles, synthetic_funding(candles))
-    assert feature_columns(with_funding) == [*DEFAULT_COLUMNS, *FUNDING_COLUMNS]
+    base = [*TECHNICAL, *MICROSTRUCTURE, *CROSS_ASSET, *TEMPORAL]
+    assert feature_columns(with_funding) == [*base, *FUNDING_COLUMNS, *POOLED, *POOLED_FUNDING]
     validate_feature_table(with_funding)
 
 
@@ -166,6 +184,7 @@ def test_warmup_bars_covers_windows_and_settles_recursive_smoothers() -> None:
         cross_asset=CrossAssetConfig(enabled=False),
         temporal=TemporalConfig(enabled=False),
         sentiment_flow=SentimentFlowConfig(enabled=False),
+        pooled=PooledConfig(enabled=False),
     )
     n_warm = warmup_bars(cfg)
     # WaveTrend is the longest chain: two EMA(10) + EMA(21), each settled to 1e-9, + SMA(4) + 1
@@ -197,6 +216,7 @@ def test_config_switches_and_parameterised_names() -> None:
         cross_asset=CrossAssetConfig(enabled=False),
         temporal=TemporalConfig(enabled=False),
         sentiment_flow=SentimentFlowConfig(enabled=False, funding_zscore_window=30),
+        pooled=PooledConfig(enabled=False),
     )
     out = compute_features(candles, funding, cfg)
     assert feature_columns(out) == [
@@ -248,9 +268,11 @@ def test_empty_input_gives_empty_typed_table() -> None:
     built = build_features(synthetic_candles(10).iloc[:0])
     out = built.table
     assert len(out) == 0
-    # no symbols: the cross-asset family cannot exist, and says why
-    assert feature_columns(out) == [*TECHNICAL, *MICROSTRUCTURE, *TEMPORAL]
+    # no symbols: the cross-asset family cannot exist, nor the reference asset's move; both say why
+    no_btc = [c for c in POOLED if not c.startswith("pool_btc_")]
+    assert feature_columns(out) == [*TECHNICAL, *MICROSTRUCTURE, *TEMPORAL, *no_btc]
     assert built.plan.unavailable["cross_asset"].startswith("needs at least two symbols")
+    assert "BTC is not in the symbol set" in built.plan.unavailable["pool_btc_ret_*"]
     validate_feature_table(out)
 
 

@@ -68,6 +68,7 @@ def test_permutation_importance_on_the_test_window(trained) -> None:
         "microstructure",
         "temporal",
         "sentiment_flow",
+        "pooled",
         "other",
     }
     assert table["importance_logloss"].is_monotonic_decreasing

@@ -82,6 +82,10 @@ def test_gate_needs_the_margin_on_the_validation_window() -> None:
     assert better.deploy and "validation rows" in better.reason
     no_margin = gate(deployed_manifest=current, deployed=deployed, config=GateConfig(margin=0))
     assert no_margin.deploy
+    # a deployed model that ranks nothing (constant expected returns: rank IC undefined) never
+    # blocks a sane candidate (NaN + margin would compare False)
+    flat = gate(deployed_manifest=current, deployed=replace(GOOD, rank_ic=float("nan")))
+    assert flat.deploy and "undefined" in flat.reason
 
 
 def test_gate_does_not_compare_models_of_other_configurations() -> None:

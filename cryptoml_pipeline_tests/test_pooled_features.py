@@ -246,7 +246,9 @@ def test_every_pooled_column_passes_the_truncation_check() -> None:
 
 def test_the_family_is_a_switch_and_raw_scale_inputs_can_be_kept_from_models() -> None:
     candles, funding, _ = _market(seed=2)
-    off = build_features(candles, funding, FeatureConfig())
+    off = build_features(
+        candles, funding, FeatureConfig.model_validate({"pooled": {"enabled": False}})
+    )
     assert "pooled" in off.plan.disabled
     assert not [c for c in off.table.columns if c.startswith("pool_")]
     on_cfg = FeatureConfig(pooled=SMALL)
@@ -276,8 +278,9 @@ def test_the_family_is_a_switch_and_raw_scale_inputs_can_be_kept_from_models() -
     assert not [c for c in view.columns if c.startswith("pool_")] and "ret_1" in view.columns
 
 
-def test_live_feature_path_refuses_a_pooled_model_instead_of_nan_filling() -> None:
-    from cryptoml_pipeline.errors import InputError
+def test_the_live_feature_path_serves_the_family_on_and_off() -> None:
+    """The signal's fast path gives the pooled columns when the family is on (the default; their
+    values against the batch table: ``test_signal_fast_features.py``) and none when it is off."""
     from cryptoml_pipeline.live.fast_features import signal_rows
     from cryptoml_pipeline.settings import FeatureConfig
 
@@ -292,9 +295,9 @@ def test_live_feature_path_refuses_a_pooled_model_instead_of_nan_filling() -> No
             "volume": 1.0,
         }
     )
-    config = FeatureConfig.model_validate({"pooled": {"enabled": True}})
-    with pytest.raises(InputError, match="pooled feature family"):
-        signal_rows(tail, None, config, "1h", {"BTC/USDT": ts[-1]}, ["BTC/USDT"], 4)
-    # the default model's features still come out of the fast path
-    rows = signal_rows(tail, None, FeatureConfig(), "1h", {"BTC/USDT": ts[-1]}, ["BTC/USDT"], 4)
-    assert not any(name.startswith("pool_") for name in rows.names)
+    on = signal_rows(tail, None, FeatureConfig(), "1h", {"BTC/USDT": ts[-1]}, ["BTC/USDT"], 4)
+    assert {"pool_ret_1", "pool_rank_ret_24", "pool_btc_ret_1"} <= set(on.names)
+    assert not any(n.startswith(("pool_basis", "pool_funding")) for n in on.names)  # no inputs
+    off_cfg = FeatureConfig.model_validate({"pooled": {"enabled": False}})
+    off = signal_rows(tail, None, off_cfg, "1h", {"BTC/USDT": ts[-1]}, ["BTC/USDT"], 4)
+    assert not any(name.startswith("pool_") for name in off.names)

@@ -317,8 +317,14 @@ def funding_settlements(funding: pd.DataFrame, config: PooledConfig) -> pd.DataF
                 }
             )
         )
-    if not parts:
-        return pd.DataFrame(columns=["timestamp", "symbol", last, mean, z])
+    if not parts:  # no settlement: a typed empty frame (the as-of merge needs the time dtype)
+        return pd.DataFrame(
+            {
+                "timestamp": pd.Series([], dtype="datetime64[ns, UTC]"),
+                "symbol": pd.Series([], dtype=str),  # the rows' symbol dtype (the merge key)
+                **{name: pd.Series([], dtype=np.float64) for name in (last, mean, z)},
+            }
+        )
     return pd.concat(parts, ignore_index=True)
 
 

@@ -186,6 +186,12 @@ def evaluate_gate(
         )
     if deployed is None or deployed.rank_ic is None:
         return GateDecision(True, f"deployed model has no validation score; ({checks})")
+    if not np.isfinite(deployed.rank_ic):  # e.g. constant expected returns: no ranking at all
+        return GateDecision(
+            True,
+            f"deployed model's rank IC is undefined on the validation window (its expected "
+            f"returns do not vary): replaced after sanity checks ({checks})",
+        )
     assert candidate.rank_ic is not None  # sanity_failure guarantees it
     window = f"on {candidate.n_rows} recent purged validation rows"
     if candidate.rank_ic >= deployed.rank_ic + config.margin - 1e-12:
