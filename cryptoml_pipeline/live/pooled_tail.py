@@ -8,8 +8,9 @@ are evaluated — every member at every read timestamp, for the market move and 
 from its own trailing window, so the cost does not grow with the tail (a few hundred
 microseconds per member instead of a pandas pass over its whole tail). Rolling maxima / minima
 are exact; window moments are two-pass here and online in pandas (equal to float rounding,
-~1e-15 relative). The cross-section (market mean, reference move, percentile ranks) and the
-funding carry go through the batch module's own functions on the small read matrix.
+~1e-15 relative). The cross-section (market mean, reference move, percentile ranks with
+average ranks for ties) over the small read matrix, and the funding carry at the as-of
+settlement of each read row (numpy over the symbol's settlements).
 
 The basis needs the perpetual's spot close on the same row (``spot_close`` of the tail's
 traded rows, :func:`live.market_tail.with_spot_close`); a row without one has no basis, as in
@@ -23,13 +24,14 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
+from scipy.stats import rankdata
 
 from cryptoml_pipeline.features.pooled import (
     PREFIX,
     _base,
-    funding_carry_features,
-    percentile_ranks,
+    _funding_names,
 )
+from cryptoml_pipeline.market.settlements import rate_per_hour
 from cryptoml_pipeline.settings import PooledConfig
 
 _STD_FLOOR = 1e-12  # as features.pooled: a flat window has no volatility unit
@@ -196,11 +198,65 @@ def pooled_rows(
                 out[zname][offset : offset + k] = z
         offset += k
     if funding is not None and any(n.startswith(f"{PREFIX}funding_") for n in wanted):
-        stamps_all = np.concatenate(read)
-        times = pd.Series(pd.DatetimeIndex(stamps_all.astype("datetime64[ns]")).tz_localize("UTC"))
-        keys = pd.Series(np.repeat(np.array(list(symbols), dtype=object), [len(r) for r in read]))
-        carry = funding_carry_features(times, keys, funding, config)
-        out.update({name: values for name, values in carry.items() if name in wanted})
+        offset = 0
+        for symbol, stamps in zip(symbols, read, strict=True):
+            k = len(stamps)
+            carry = _carry_at(funding, symbol, stamps, config)
+            for name, values in carry.items():
+                if name in wanted:
+                    out[name][offset : offset + k] = values
+            offset += k
+    return out
+
+
+def _carry_at(
+    funding: pd.DataFrame, symbol: str, stamps: np.ndarray, config: PooledConfig
+) -> dict[str, np.ndarray]:
+    """The funding carry columns of ``symbol`` at ``stamps`` (ns):
+    :func:`features.pooled.funding_carry_features` evaluated at the as-of settlement of each
+    stamp only — the last per-hour rate, the mean of the per-hour rates settled in the last
+    ``funding_mean_hours`` (the time window ``(t - H, t]``, NaN rates skipped) and the z-score
+    over the last ``funding_zscore_settlements`` (NaN unless all are defined, 0 when flat)."""
+    last, mean_name, z_name = _funding_names(config)
+    n = len(stamps)
+    out = {name: np.full(n, np.nan) for name in (last, mean_name, z_name)}
+    keep = (funding["symbol"].astype(str) == symbol).to_numpy()
+    if n == 0 or not keep.any():
+        return out
+    ts = funding["timestamp"].astype("datetime64[ns, UTC]").array.asi8[keep]
+    rate = funding["funding_rate"].to_numpy(dtype=np.float64)[keep]
+    order = np.argsort(ts, kind="stable")
+    ts, rate = ts[order], rate[order]
+    last_of_each = np.r_[ts[1:] != ts[:-1], True]  # duplicates: the last one (as the batch)
+    ts, rate = ts[last_of_each], rate[last_of_each]
+    per_hour = rate_per_hour(ts, rate)
+    at = np.searchsorted(ts, stamps, side="right") - 1
+    horizon = pd.Timedelta(hours=config.funding_mean_hours).value
+    window = config.funding_zscore_settlements
+    for k in np.unique(at[at >= 0]):
+        rows = at == k
+        out[last][rows] = per_hour[k]
+        lo = int(np.searchsorted(ts, ts[k] - horizon, side="right"))
+        recent = per_hour[lo : k + 1]
+        recent = recent[~np.isnan(recent)]
+        out[mean_name][rows] = recent.mean() if len(recent) else np.nan
+        if k + 1 >= window:
+            win = per_hour[k + 1 - window : k + 1]
+            if not np.isnan(win).any():
+                mean = win.mean()
+                std = np.sqrt(((win - mean) ** 2).sum() / (window - 1))
+                out[z_name][rows] = (per_hour[k] - mean) / std if std > _STD_FLOOR else 0.0
+    return out
+
+
+def _row_ranks(wide: np.ndarray) -> np.ndarray:
+    """:func:`features.pooled.percentile_ranks` of each row of ``wide`` in numpy: ``(rank -
+    0.5) / n`` over the finite cells (average ranks for ties), NaN cells stay NaN."""
+    out = np.full(wide.shape, np.nan)
+    for i, row in enumerate(wide):
+        ok = np.isfinite(row)
+        if ok.any():
+            out[i, ok] = (rankdata(row[ok], method="average") - 0.5) / ok.sum()
     return out
 
 
@@ -216,7 +272,10 @@ def _cross_section(
         wide = per_member.get(f"{PREFIX}ret_{h}")
         if wide is None:
             continue
-        out[f"{PREFIX}mkt_ret_{h}"] = pd.DataFrame(wide).mean(axis=1, skipna=True).to_numpy()
+        ok = np.isfinite(wide)
+        count = ok.sum(axis=1)
+        total = np.where(ok, wide, 0.0).sum(axis=1)
+        out[f"{PREFIX}mkt_ret_{h}"] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
         if ref_col is not None:
             out[f"{PREFIX}{ref.lower()}_ret_{h}"] = wide[:, ref_col].copy()
     ranked = [(f"ret_{h}", f"rank_ret_{h}") for h in config.rank_horizons]
@@ -224,5 +283,5 @@ def _cross_section(
     for source, name in ranked:
         wide = per_member.get(f"{PREFIX}{source}")
         if wide is not None:
-            out[f"{PREFIX}{name}"] = percentile_ranks(pd.DataFrame(wide)).to_numpy(np.float64)
+            out[f"{PREFIX}{name}"] = _row_ranks(wide)
     return out
