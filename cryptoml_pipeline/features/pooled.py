@@ -52,6 +52,7 @@ import numpy as np
 import pandas as pd
 
 from cryptoml_pipeline.market.settlements import rate_per_hour
+from cryptoml_pipeline.market.source import SPOT_CLOSE, with_spot_close
 from cryptoml_pipeline.settings import PooledConfig
 
 __all__ = [
@@ -263,23 +264,14 @@ def basis_features(
     Rows must be grouped per symbol in any order; windows run over each symbol's rows by time."""
     ts = pd.Series(timestamps).astype("datetime64[ns, UTC]").reset_index(drop=True)
     sym = pd.Series(symbols).astype(str).reset_index(drop=True)
-    right = pd.DataFrame(
-        {
-            "timestamp": pd.Series(spot["timestamp"]).astype("datetime64[ns, UTC]").array,
-            "symbol": spot["symbol"].astype(str).array,
-            "spot_close": spot["close"].to_numpy(dtype=np.float64),
-        }
-    ).drop_duplicates(["timestamp", "symbol"], keep="last")
-    left = pd.DataFrame({"timestamp": ts, "symbol": sym, "_pos": np.arange(len(ts))})
-    merged = left.merge(right, on=["timestamp", "symbol"], how="left")
-    spot_close = np.full(len(ts), np.nan)
-    spot_close[merged["_pos"].to_numpy()] = merged["spot_close"].to_numpy()
+    rows = pd.DataFrame({"timestamp": ts, "symbol": sym})
+    spot_close = with_spot_close(rows, spot)[SPOT_CLOSE].to_numpy(dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         basis = np.asarray(close, dtype=np.float64) / spot_close - 1.0
     basis[~(spot_close > 0)] = np.nan
     w = config.basis_zscore_window
     z = np.full(len(ts), np.nan)
-    listed = set(right["symbol"].unique())
+    listed = set(spot["symbol"].astype(str).unique())
     for rows in _symbol_rows(ts, sym):
         if sym.iloc[rows[0]] in listed:
             z[rows] = _rolling_z(pd.Series(basis[rows]), w).to_numpy()

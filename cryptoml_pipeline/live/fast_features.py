@@ -27,13 +27,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from numpy.lib.stride_tricks import sliding_window_view
 
 from cryptoml_pipeline.errors import DataValidationError, InputError
 from cryptoml_pipeline.features import technical as ta
 from cryptoml_pipeline.features.build import plan_features, technical_features
 from cryptoml_pipeline.features.flow import (
-    _STD_FLOOR,
     funding_extreme,
     liquidation_cascade_proxy,
 )
@@ -41,7 +39,7 @@ from cryptoml_pipeline.features.microstructure import microstructure_features, v
 from cryptoml_pipeline.features.regimes import regime_features
 from cryptoml_pipeline.features.temporal import temporal_features
 from cryptoml_pipeline.live.cross_tail import cross_lookback, cross_rows
-from cryptoml_pipeline.live.pooled_tail import pooled_rows
+from cryptoml_pipeline.live.pooled_tail import pooled_rows, trailing_z
 from cryptoml_pipeline.market.settlements import rate_per_hour
 from cryptoml_pipeline.settings import FeatureConfig
 from cryptoml_pipeline.timing import timeframe_to_timedelta
@@ -103,19 +101,11 @@ def _funding_rows(
         raise DataValidationError(f"duplicate funding settlement for {symbol}")
     rate = rate_per_hour(ts, rate)
     at = np.searchsorted(ts, stamps, side="right") - 1
-    value, z = np.full(len(stamps), np.nan), np.full(len(stamps), np.nan)
+    value = np.full(len(stamps), np.nan)
     known = at >= 0
     value[known] = rate[at[known]]
-    full = np.flatnonzero(at + 1 >= window)
-    if len(full) and window > 1:
-        # the trailing windows as ta.rolling_mean / ta.rolling_std evaluate them (the same
-        # sliding-window reductions, at the read rows only)
-        wins = sliding_window_view(rate, window)[at[full] + 1 - window]
-        mean = wins.mean(axis=1)
-        std = wins.std(axis=1, ddof=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            zf = np.where(std > _STD_FLOOR, (wins[:, -1] - mean) / std, 0.0)
-        z[full] = np.where(np.isnan(std), np.nan, zf)
+    # the trailing windows as ta.rolling_mean / ta.rolling_std evaluate them, at the read rows
+    z = trailing_z(rate, at, window)
     return value, z
 
 

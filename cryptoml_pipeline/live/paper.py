@@ -50,7 +50,12 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from cryptoml_pipeline.errors import CryptoMLError, InputError
-from cryptoml_pipeline.execution.backtest import BacktestResult, LossLimitDay, loss_limit_day
+from cryptoml_pipeline.execution.backtest import (
+    GUARD_COUNTS,
+    BacktestResult,
+    LossLimitDay,
+    loss_limit_day,
+)
 from cryptoml_pipeline.live import paper_adapter as core
 from cryptoml_pipeline.registry.schema import (
     paper_accounts,
@@ -496,36 +501,13 @@ class PaperTrader:
 
     def guard_counts(self) -> dict[str, int]:
         """What the guards did in the account since its first bar (the keys of
-        ``BacktestResult.guard_counts``): the windows before the current one simulated again
-        from the database as the account ran them (each from its flat close's equity and day
-        state), plus the current window's. Reads the whole history: for reports, not per bar."""
-        counts = self._past_guard_counts()
-        for name, n in (self.ledger.guard_counts if self.ledger is not None else {}).items():
-            counts[name] = counts.get(name, 0) + int(n)
-        return counts
-
-    def _past_guard_counts(self) -> dict[str, int]:
-        """The guards' counts of the windows that ended at or before the window start."""
-        counts: dict[str, int] = {}
-        if self.window_start is None:
-            return counts
-        limit = self.settings.risk.daily_loss_limit
-        equity, start, window = self.initial_equity, None, []
+        ``BacktestResult.guard_counts``): the sum of what each processed bar recorded it added
+        (``guard_counts`` of its record; a window's increments add up to that window's counts).
+        Reads every bar's record: for reports, not per bar."""
+        counts = dict.fromkeys(GUARD_COUNTS, 0)
         for line in account_bars(self.engine, self.run):
-            if pd.Timestamp(line["bar"]) > self.window_start:
-                break
-            window.append(line)
-            if not line["flat"]:
-                continue
-            options = core.simulator_options(
-                self.settings, self.timeframe, initial_equity=equity, loss_limit_start=start
-            )
-            ledger = core.ledger_at(*_frames(window), options=options)
-            for name, n in ledger.guard_counts.items():
+            for name, n in (line.get("guard_counts") or {}).items():
                 counts[name] = counts.get(name, 0) + int(n)
-            if limit is not None:
-                start = core.loss_limit_state(ledger.equity, equity, limit, ledger.bar, start)
-            equity, window = float(line["equity"]), []
         return counts
 
     def equity(self) -> float:

@@ -111,6 +111,21 @@ def member_values(
     return out
 
 
+def trailing_z(values: np.ndarray, at: np.ndarray, window: int) -> np.ndarray:
+    """The z-score of ``values[at]`` against the trailing ``window`` values ending there (ddof=1):
+    NaN where fewer exist or one is NaN, 0 for a flat window (``features.pooled._rolling_z`` and
+    the flow family's funding z-score, at these rows only)."""
+    z = np.full(len(at), np.nan)
+    ok, win = _window(values, at, window)
+    if ok.any() and window > 1:
+        mean = win.mean(axis=1)
+        std = win.std(axis=1, ddof=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            zz = np.where(std > _STD_FLOOR, (win[:, -1] - mean) / std, 0.0)
+        z[ok] = np.where(np.isnan(std), np.nan, zz)
+    return z
+
+
 def _basis_at(
     close: np.ndarray, spot_close: np.ndarray, at: np.ndarray, w: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -119,16 +134,7 @@ def _basis_at(
     with np.errstate(invalid="ignore", divide="ignore"):
         basis = close / spot_close - 1.0
     basis[~(spot_close > 0)] = np.nan
-    z = np.full(len(at), np.nan)
-    ok, win = _window(basis, at, w)
-    if ok.any():
-        mean = win.mean(axis=1)
-        dx = win - mean[:, None]
-        std = np.sqrt((dx * dx).sum(axis=1) / (w - 1))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            zz = np.where(std > _STD_FLOOR, (win[:, -1] - mean) / std, 0.0)
-        z[ok] = np.where(np.isnan(std), np.nan, zz)
-    return basis[at], z
+    return basis[at], trailing_z(basis, at, w)
 
 
 def pooled_rows(
@@ -231,21 +237,15 @@ def _carry_at(
     ts, rate = ts[last_of_each], rate[last_of_each]
     per_hour = rate_per_hour(ts, rate)
     at = np.searchsorted(ts, stamps, side="right") - 1
+    known = at >= 0
+    out[last][known] = per_hour[at[known]]
+    out[z_name] = trailing_z(per_hour, at, config.funding_zscore_settlements)
     horizon = pd.Timedelta(hours=config.funding_mean_hours).value
-    window = config.funding_zscore_settlements
-    for k in np.unique(at[at >= 0]):
-        rows = at == k
-        out[last][rows] = per_hour[k]
+    for k in np.unique(at[known]):
         lo = int(np.searchsorted(ts, ts[k] - horizon, side="right"))
         recent = per_hour[lo : k + 1]
         recent = recent[~np.isnan(recent)]
-        out[mean_name][rows] = recent.mean() if len(recent) else np.nan
-        if k + 1 >= window:
-            win = per_hour[k + 1 - window : k + 1]
-            if not np.isnan(win).any():
-                mean = win.mean()
-                std = np.sqrt(((win - mean) ** 2).sum() / (window - 1))
-                out[z_name][rows] = (per_hour[k] - mean) / std if std > _STD_FLOOR else 0.0
+        out[mean_name][at == k] = recent.mean() if len(recent) else np.nan
     return out
 
 
